@@ -1,0 +1,86 @@
+//! The `settle` command line: one clap enum, one module per command group.
+//! Every command that touches a store takes `--database-url`; every one that
+//! touches NATS takes `--nats-url`.
+
+use clap::{Parser, Subcommand};
+
+mod ledger;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "settle",
+    version,
+    about = "Settlement platform: ledger, channel, events, fees, payroll"
+)]
+pub struct Cli {
+    /// Log progress at info level to stderr (RUST_LOG overrides).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Operate the core ledger: accounts, transfers, lookups, entries.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
+}
+
+/// Where a command keeps its data: `--database-url`, else `DATABASE_URL`, else the
+/// embedded SQLite file in the user's data directory.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// sqlite:PATH or postgres://… (default: settle.db in the user's data directory).
+    #[arg(long, env = "SETTLE_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub fn url(&self) -> anyhow::Result<String> {
+        match &self.database_url {
+            Some(url) => Ok(url.clone()),
+            None => Ok(store::default_database_url()?),
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ledger(command) => ledger::run(command).await,
+    }
+}
+
+/// A command's failure on stderr as JSON `{"code", "message"}` (plus the cause chain
+/// for operators), with a non-zero exit.
+pub fn report_error(error: &anyhow::Error) -> std::process::ExitCode {
+    let code = error
+        .downcast_ref::<CliError>()
+        .map(|e| e.code.as_str())
+        .unwrap_or("internal_error");
+    let causes: Vec<String> = error.chain().skip(1).map(|c| c.to_string()).collect();
+    let body = serde_json::json!({
+        "code": code,
+        "message": error.to_string(),
+        "causes": causes,
+    });
+    eprintln!("{body}");
+    std::process::ExitCode::from(if code == "internal_error" { 1 } else { 2 })
+}
+
+/// An error a user caused, with a stable code; exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    pub code: String,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> CliError {
+        CliError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! `settle`: the settlement platform's one binary. `main` stays thin: parse the
+//! command line, start telemetry, run the chosen command.
+
+mod commands;
+mod telemetry;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = commands::Cli::parse();
+    telemetry::init(cli.verbose);
+    match commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => commands::report_error(&error),
+    }
+}

@@ -1,0 +1,14 @@
+//! settle's shared vocabulary: won amounts ([`Krw`]), client-chosen 128-bit ids and
+//! the [`Clock`] through which every other crate learns the time.
+//!
+//! This crate does no I/O. Its only contact with the outside world is
+//! [`SystemClock`], which it never calls itself: callers inject a clock, so tests
+//! can move time.
+
+mod clock;
+mod id;
+mod krw;
+
+pub use clock::{Clock, SystemClock, TestClock, Timestamp};
+pub use id::{AccountId, EventId, IdError, TransferId, parse_id};
+pub use krw::{Krw, MoneyError};
