@@ -17,6 +17,7 @@ mod error;
 pub mod nats;
 pub mod outbox;
 pub mod retry;
+pub mod shutdown;
 mod telemetry;
 
 pub use consumer::{Consumer, HandleError, seq_done};
@@ -25,3 +26,4 @@ pub use dispatcher::{Dispatcher, DispatcherConfig, Step, Wake};
 pub use error::EventsError;
 pub use outbox::{Event, NewEvent, append, event_id, migrate, migrations};
 pub use retry::RetryPolicy;
+pub use shutdown::Shutdown;

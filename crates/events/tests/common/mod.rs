@@ -167,3 +167,28 @@ pub fn assert_exactly_once_in_order(effects: &[(String, i64)], keys: usize, per_
 
 /// The shared recorder type tests hand to a transport.
 pub type Shared = Arc<Recorder>;
+
+/// Polls the effect count until it reaches `expected` or `timeout_ms` passes.
+pub async fn wait_for_effects(store: &Store, expected: usize, timeout_ms: u64) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    loop {
+        let count = effect_count(store).await;
+        if count >= expected || std::time::Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn effect_count(store: &Store) -> usize {
+    let sql = "SELECT COUNT(*) FROM test_effects";
+    let count: i64 = match store {
+        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+    };
+    count as usize
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}

@@ -1,0 +1,193 @@
+//! The NATS JetStream transport end to end: relay, partition workers, random
+//! consumer failures, and a broker killed with SIGKILL mid-stream.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use events::nats::{self, NatsConfig};
+use events::{RetryPolicy, Shutdown};
+use money::SystemClock;
+use store::testing::TestDb;
+
+fn config(url: &str) -> NatsConfig {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    NatsConfig {
+        url: url.to_owned(),
+        stream: format!("TEST_{unique}"),
+        subject_prefix: format!("t{unique}"),
+        partitions: 4,
+        ack_wait_ms: 5_000,
+        fetch_wait_ms: 50,
+        poll_interval_ms: 10,
+        retry: RetryPolicy::fast_for_tests(30),
+        ..NatsConfig::default()
+    }
+}
+
+/// The shared server from `NATS_URL`, or `None` (outside CI) when unreachable.
+async fn shared_nats() -> Option<String> {
+    let url = nats::nats_url_from_env();
+    let reachable = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(url.as_str()))
+        .await
+        .is_ok_and(|c| c.is_ok());
+    match (reachable, in_ci()) {
+        (true, _) => Some(url),
+        (false, false) => {
+            eprintln!("skipping: NATS at {url} is unreachable; set NATS_URL");
+            None
+        }
+        (false, true) => panic!("CI is set and NATS at {url} is unreachable"),
+    }
+}
+
+/// PostgreSQL (the production shape) when reachable, else SQLite.
+async fn database() -> TestDb {
+    match store::testing::postgres().await {
+        Some(db) => db,
+        None => store::testing::sqlite().await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_takes_effect_once_in_key_order_over_nats_despite_random_failures() {
+    let Some(url) = shared_nats().await else {
+        return;
+    };
+    let db = database().await;
+    prepare(&db.store).await;
+    let (keys, per_key) = (1_000, 50);
+    let config = config(&url);
+    let shutdown = Shutdown::default();
+    let recorder = Arc::new(Recorder::new("recorder", 0.2, 42));
+    let transport = tokio::spawn(nats::run_all(
+        db.store.clone(),
+        config.clone(),
+        recorder,
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    ));
+    produce(&db.store, keys, 1, per_key).await;
+    let applied = wait_for_effects(&db.store, keys * per_key as usize, 170_000).await;
+    shutdown.cancel();
+    transport.await.unwrap().unwrap();
+    assert_eq!(applied, keys * per_key as usize);
+    assert_exactly_once_in_order(&effects(&db.store).await, keys, per_key);
+    let js = nats::connect(&config).await.unwrap();
+    js.delete_stream(&config.stream).await.unwrap();
+}
+
+/// A `nats-server` of the test's own, on its own port and store directory.
+struct OwnServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnServer {
+    fn start() -> OwnServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("settle-nats-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = OwnServer {
+            port,
+            dir,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("/usr/sbin/nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed at /usr/sbin/nats-server");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+
+    /// SIGKILL: no goodbye, no flush.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_mid_stream_and_restarted_loses_nothing_and_applies_nothing_twice() {
+    if !std::path::Path::new("/usr/sbin/nats-server").exists() {
+        assert!(!in_ci(), "CI is set and /usr/sbin/nats-server is missing");
+        eprintln!("skipping: /usr/sbin/nats-server is not installed");
+        return;
+    }
+    let mut server = OwnServer::start();
+    let db = database().await;
+    prepare(&db.store).await;
+    let (keys, per_key) = (200, 30);
+    let config = NatsConfig {
+        ack_wait_ms: 2_000,
+        ..config(&server.url())
+    };
+    let shutdown = Shutdown::default();
+    let recorder = Arc::new(Recorder::new("survivor", 0.05, 7));
+    let transport = tokio::spawn(nats::run_all(
+        db.store.clone(),
+        config.clone(),
+        recorder,
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    ));
+    produce(&db.store, keys, 1, 10).await;
+    wait_for_effects(&db.store, 500, 30_000).await;
+    server.kill();
+    // Events keep being written while the broker is down.
+    produce(&db.store, keys, 11, 20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart();
+    produce(&db.store, keys, 21, per_key).await;
+    let applied = wait_for_effects(&db.store, keys * per_key as usize, 90_000).await;
+    shutdown.cancel();
+    transport.await.unwrap().unwrap();
+    assert_eq!(applied, keys * per_key as usize);
+    assert_exactly_once_in_order(&effects(&db.store).await, keys, per_key);
+}
