@@ -1,0 +1,161 @@
+//! The one error type of the bank boundary. It owns the split every caller must
+//! respect: a *definitely failed* call moved no money and may be retried with a new
+//! `bank_tran_id`; an *outcome unknown* call may have moved money and must never be
+//! retried blindly — the caller asks the transfer result inquiry first.
+//!
+//! This module never guesses: a code or status it does not recognise is reported as
+//! outcome unknown, because treating an unknown as "failed" is how money is doubled.
+
+/// Why a bank call did not return a result. Each variant has a stable [`BankError::code`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BankError {
+    // Definitely failed: the bank refused the call and no money moved.
+    #[error("the account is frozen")]
+    AccountFrozen,
+    #[error("the account holder's name does not match")]
+    HolderNameMismatch,
+    #[error("the amount is over the per-call limit of {limit_krw} KRW")]
+    OverPerCallLimit { limit_krw: i64 },
+    #[error("insufficient funds in the paying account")]
+    InsufficientFunds,
+    #[error("no such account")]
+    AccountNotFound,
+    #[error("the bank is in its maintenance window")]
+    Maintenance,
+    #[error("too many requests; the call was not processed")]
+    RateLimited,
+    #[error("no transfer with that bank_tran_id on that date")]
+    TransferNotFound,
+    #[error("no such virtual-account deposit")]
+    DepositNotFound,
+    #[error("invalid bank_tran_id: {0}")]
+    BadTranId(String),
+    #[error("invalid amount: {0}")]
+    BadAmount(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    // Outcome unknown: money may or may not have moved.
+    #[error("the bank did not answer within {timeout_ms} ms")]
+    Timeout { timeout_ms: u64 },
+    #[error("the connection to the bank failed: {0}")]
+    Connection(String),
+    #[error("the bank answered HTTP {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("the bank answered with an unrecognised result (HTTP {status}, code {code:?})")]
+    Unrecognized { status: u16, code: String },
+}
+
+impl BankError {
+    /// True when money may have moved: never retry such a call with a new id, and
+    /// never treat it as failed; ask the transfer result inquiry instead.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            BankError::Timeout { .. }
+                | BankError::Connection(_)
+                | BankError::Server { .. }
+                | BankError::Unrecognized { .. }
+        )
+    }
+
+    /// A stable, machine-readable code; also the `code` field on the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BankError::AccountFrozen => "account_frozen",
+            BankError::HolderNameMismatch => "holder_name_mismatch",
+            BankError::OverPerCallLimit { .. } => "over_per_call_limit",
+            BankError::InsufficientFunds => "insufficient_funds",
+            BankError::AccountNotFound => "account_not_found",
+            BankError::Maintenance => "bank_maintenance",
+            BankError::RateLimited => "rate_limited",
+            BankError::TransferNotFound => "transfer_not_found",
+            BankError::DepositNotFound => "deposit_not_found",
+            BankError::BadTranId(_) => "bad_bank_tran_id",
+            BankError::BadAmount(_) => "bad_amount",
+            BankError::InvalidRequest(_) => "invalid_request",
+            BankError::Timeout { .. } => "bank_timeout",
+            BankError::Connection(_) => "bank_connection_failed",
+            BankError::Server { .. } => "bank_server_error",
+            BankError::Unrecognized { .. } => "bank_unrecognized_result",
+        }
+    }
+
+    /// Rebuilds a definite failure from its wire code. `None` for codes that are not
+    /// definite failures (the caller then reports [`BankError::Unrecognized`]).
+    pub fn definite_from_code(
+        code: &str,
+        message: &str,
+        limit_krw: Option<i64>,
+    ) -> Option<BankError> {
+        Some(match code {
+            "account_frozen" => BankError::AccountFrozen,
+            "holder_name_mismatch" => BankError::HolderNameMismatch,
+            "over_per_call_limit" => BankError::OverPerCallLimit {
+                limit_krw: limit_krw.unwrap_or(0),
+            },
+            "insufficient_funds" => BankError::InsufficientFunds,
+            "account_not_found" => BankError::AccountNotFound,
+            "bank_maintenance" => BankError::Maintenance,
+            "rate_limited" => BankError::RateLimited,
+            "transfer_not_found" => BankError::TransferNotFound,
+            "deposit_not_found" => BankError::DepositNotFound,
+            "bad_bank_tran_id" => BankError::BadTranId(message.to_owned()),
+            "bad_amount" => BankError::BadAmount(message.to_owned()),
+            "invalid_request" => BankError::InvalidRequest(message.to_owned()),
+            _ => return None,
+        })
+    }
+
+    /// The per-call limit carried by [`BankError::OverPerCallLimit`], for the wire.
+    pub fn limit_krw(&self) -> Option<i64> {
+        match self {
+            BankError::OverPerCallLimit { limit_krw } => Some(*limit_krw),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_definite_code_round_trips_and_unknowns_are_unknown() {
+        let definite = [
+            BankError::AccountFrozen,
+            BankError::HolderNameMismatch,
+            BankError::OverPerCallLimit { limit_krw: 100_000 },
+            BankError::InsufficientFunds,
+            BankError::AccountNotFound,
+            BankError::Maintenance,
+            BankError::RateLimited,
+            BankError::TransferNotFound,
+            BankError::DepositNotFound,
+            BankError::BadTranId("x".into()),
+            BankError::BadAmount("x".into()),
+            BankError::InvalidRequest("x".into()),
+        ];
+        for error in definite {
+            assert!(!error.is_outcome_unknown(), "{error:?}");
+            let back = BankError::definite_from_code(error.code(), "x", error.limit_krw());
+            assert_eq!(back, Some(error));
+        }
+        let unknown = [
+            BankError::Timeout { timeout_ms: 1 },
+            BankError::Connection("reset".into()),
+            BankError::Server {
+                status: 502,
+                message: "x".into(),
+            },
+            BankError::Unrecognized {
+                status: 418,
+                code: "teapot".into(),
+            },
+        ];
+        for error in unknown {
+            assert!(error.is_outcome_unknown(), "{error:?}");
+            assert_eq!(BankError::definite_from_code(error.code(), "x", None), None);
+        }
+    }
+}

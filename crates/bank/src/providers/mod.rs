@@ -1,0 +1,298 @@
+//! The provider facade: settle's banking providers ("legacy" and "next") behind
+//! one [`BankingProvider`] trait, hyperswitch-style. A provider (one folder each) is
+//! a [`ProviderWire`]: it only builds requests in its own wire shape and parses its
+//! own answers; [`Connector`] does the sending through the shared [`Transport`]
+//! (limits, timeouts, metrics). Adding a provider touches one folder and one line in
+//! [`ProviderName`].
+//!
+//! Which provider serves a user is decided by [`crate::routing`]; this module never
+//! reads the routing table and never retries a payout.
+
+pub mod legacy;
+pub mod next;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use money::Krw;
+use serde::{Deserialize, Serialize};
+
+use crate::BankError;
+use crate::routing::{RoutingError, RoutingTable, SettlementStart};
+use crate::transport::Transport;
+use crate::types::{
+    AccountNumber, DepositId, DepositPage, HolderName, TransferInquiry, TransferOutcome,
+    TransferReceipt, TransferRequest, UserId, VirtualDeposit,
+};
+
+/// The banking providers settle can route a user to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderName {
+    Legacy,
+    Next,
+}
+
+impl ProviderName {
+    pub const ALL: [ProviderName; 2] = [ProviderName::Legacy, ProviderName::Next];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderName::Legacy => "legacy",
+            ProviderName::Next => "next",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProviderName> {
+        ProviderName::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+impl fmt::Display for ProviderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What settle asks of a banking provider, whatever its wire shape.
+#[async_trait]
+pub trait BankingProvider: Send + Sync {
+    fn name(&self) -> ProviderName;
+
+    /// The user's virtual account number (issued on first use).
+    async fn account_number(
+        &self,
+        user: UserId,
+        holder: &HolderName,
+    ) -> Result<AccountNumber, BankError>;
+
+    /// Deposits into one virtual account after a cursor.
+    async fn deposits(
+        &self,
+        account: &AccountNumber,
+        since_cursor: i64,
+    ) -> Result<DepositPage, BankError>;
+
+    /// How much of a deposit the provider swept to repay the user's advance.
+    async fn repayment_amount(&self, user: UserId, deposit: &DepositId) -> Result<Krw, BankError>;
+
+    /// How much of a deposit the provider holds (suspended) instead of releasing.
+    async fn suspend_amount(&self, user: UserId, deposit: &DepositId) -> Result<Krw, BankError>;
+
+    async fn balance(&self, account: &AccountNumber) -> Result<Krw, BankError>;
+
+    /// Pays out (a deposit transfer). Never retried here: see [`BankError::is_outcome_unknown`].
+    async fn payout(&self, payout: &TransferRequest) -> Result<TransferReceipt, BankError>;
+
+    /// What became of a payout.
+    async fn payout_result(&self, inquiry: &TransferInquiry) -> Result<TransferOutcome, BankError>;
+}
+
+/// One HTTP call a provider wants made: where, and with which JSON body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WireRequest {
+    pub operation: &'static str,
+    pub path: &'static str,
+    pub body: serde_json::Value,
+}
+
+/// A provider's wire shape: pure request building and response parsing, no I/O.
+/// `status` and `body` are the raw HTTP answer.
+pub trait ProviderWire: Send + Sync + 'static {
+    const NAME: ProviderName;
+
+    fn issue_account(&self, user: UserId, holder: &HolderName) -> Result<WireRequest, BankError>;
+    fn parse_issue_account(&self, status: u16, body: &[u8]) -> Result<AccountNumber, BankError>;
+
+    fn list_deposits(
+        &self,
+        account: &AccountNumber,
+        since_cursor: i64,
+    ) -> Result<WireRequest, BankError>;
+    fn parse_list_deposits(
+        &self,
+        since_cursor: i64,
+        status: u16,
+        body: &[u8],
+    ) -> Result<DepositPage, BankError>;
+
+    fn get_deposit(&self, deposit: &DepositId) -> Result<WireRequest, BankError>;
+    fn parse_get_deposit(&self, status: u16, body: &[u8]) -> Result<VirtualDeposit, BankError>;
+
+    fn get_balance(&self, account: &AccountNumber) -> Result<WireRequest, BankError>;
+    fn parse_get_balance(&self, status: u16, body: &[u8]) -> Result<Krw, BankError>;
+
+    fn payout(&self, payout: &TransferRequest) -> Result<WireRequest, BankError>;
+    fn parse_payout(
+        &self,
+        payout: &TransferRequest,
+        status: u16,
+        body: &[u8],
+    ) -> Result<TransferReceipt, BankError>;
+
+    fn payout_result(&self, inquiry: &TransferInquiry) -> Result<WireRequest, BankError>;
+    fn parse_payout_result(
+        &self,
+        inquiry: &TransferInquiry,
+        status: u16,
+        body: &[u8],
+    ) -> Result<TransferOutcome, BankError>;
+}
+
+/// The shared half of every provider: sends what a [`ProviderWire`] builds.
+#[derive(Clone, Debug)]
+pub struct Connector<W> {
+    wire: W,
+    transport: Transport,
+}
+
+impl<W: ProviderWire> Connector<W> {
+    pub fn new(wire: W, transport: Transport) -> Connector<W> {
+        Connector { wire, transport }
+    }
+
+    async fn send(
+        &self,
+        request: Result<WireRequest, BankError>,
+    ) -> Result<(u16, Vec<u8>), BankError> {
+        let request = request?;
+        self.transport
+            .post_json(request.operation, request.path, &request.body)
+            .await
+    }
+
+    async fn deposit(
+        &self,
+        user: UserId,
+        deposit: &DepositId,
+    ) -> Result<VirtualDeposit, BankError> {
+        let (status, body) = self.send(self.wire.get_deposit(deposit)).await?;
+        let found = self.wire.parse_get_deposit(status, &body)?;
+        tracing::debug!(%user, deposit = %found.deposit_id, provider = %W::NAME, "deposit read");
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl<W: ProviderWire> BankingProvider for Connector<W> {
+    fn name(&self) -> ProviderName {
+        W::NAME
+    }
+
+    async fn account_number(
+        &self,
+        user: UserId,
+        holder: &HolderName,
+    ) -> Result<AccountNumber, BankError> {
+        let (status, body) = self.send(self.wire.issue_account(user, holder)).await?;
+        self.wire.parse_issue_account(status, &body)
+    }
+
+    async fn deposits(
+        &self,
+        account: &AccountNumber,
+        since_cursor: i64,
+    ) -> Result<DepositPage, BankError> {
+        let (status, body) = self
+            .send(self.wire.list_deposits(account, since_cursor))
+            .await?;
+        self.wire.parse_list_deposits(since_cursor, status, &body)
+    }
+
+    async fn repayment_amount(&self, user: UserId, deposit: &DepositId) -> Result<Krw, BankError> {
+        Ok(self.deposit(user, deposit).await?.repayment_krw)
+    }
+
+    async fn suspend_amount(&self, user: UserId, deposit: &DepositId) -> Result<Krw, BankError> {
+        Ok(self.deposit(user, deposit).await?.suspended_krw)
+    }
+
+    async fn balance(&self, account: &AccountNumber) -> Result<Krw, BankError> {
+        let (status, body) = self.send(self.wire.get_balance(account)).await?;
+        self.wire.parse_get_balance(status, &body)
+    }
+
+    async fn payout(&self, payout: &TransferRequest) -> Result<TransferReceipt, BankError> {
+        let (status, body) = self.send(self.wire.payout(payout)).await?;
+        let result = self.wire.parse_payout(payout, status, &body);
+        let label = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
+        metrics::counter!("bank_provider_payouts_total", "provider" => W::NAME.as_str(), "outcome" => label)
+            .increment(1);
+        result
+    }
+
+    async fn payout_result(&self, inquiry: &TransferInquiry) -> Result<TransferOutcome, BankError> {
+        let (status, body) = self.send(self.wire.payout_result(inquiry)).await?;
+        self.wire.parse_payout_result(inquiry, status, &body)
+    }
+}
+
+/// Builds a provider by name on a transport (one registration line per provider).
+pub fn connect(name: ProviderName, transport: Transport) -> Arc<dyn BankingProvider> {
+    match name {
+        ProviderName::Legacy => Arc::new(Connector::new(legacy::Legacy, transport)),
+        ProviderName::Next => Arc::new(Connector::new(next::Next, transport)),
+    }
+}
+
+/// The facade settle calls: routes each user to a provider through the routing
+/// table, and guards each deposit so only one provider ever settles it.
+#[derive(Clone)]
+pub struct Facade {
+    routing: RoutingTable,
+    legacy: Arc<dyn BankingProvider>,
+    next: Arc<dyn BankingProvider>,
+}
+
+impl Facade {
+    pub fn new(
+        routing: RoutingTable,
+        legacy: Arc<dyn BankingProvider>,
+        next: Arc<dyn BankingProvider>,
+    ) -> Facade {
+        Facade {
+            routing,
+            legacy,
+            next,
+        }
+    }
+
+    pub fn routing(&self) -> &RoutingTable {
+        &self.routing
+    }
+
+    pub fn provider(&self, name: ProviderName) -> Arc<dyn BankingProvider> {
+        match name {
+            ProviderName::Legacy => Arc::clone(&self.legacy),
+            ProviderName::Next => Arc::clone(&self.next),
+        }
+    }
+
+    /// The provider that serves `user` right now (read fresh on every call, so a
+    /// switch is seen by the next call).
+    pub async fn provider_for(
+        &self,
+        user: UserId,
+    ) -> Result<Arc<dyn BankingProvider>, RoutingError> {
+        Ok(self.provider(self.routing.provider_for(user).await?))
+    }
+
+    /// Claims `deposit` for `provider`; see [`RoutingTable::start_settlement`].
+    pub async fn start_settlement(
+        &self,
+        deposit: &DepositId,
+        provider: ProviderName,
+    ) -> Result<SettlementStart, RoutingError> {
+        self.routing.start_settlement(deposit, provider).await
+    }
+}
+
+/// Maps a provider's status + body to a definite error when the body names one,
+/// else to the shared open-banking mapping (5xx, 429, unknown → unknown).
+pub(crate) fn unreadable(status: u16, error: impl fmt::Display) -> BankError {
+    BankError::Unrecognized {
+        status,
+        code: format!("unreadable body: {error}"),
+    }
+}

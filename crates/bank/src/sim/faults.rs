@@ -1,0 +1,96 @@
+//! Deterministic fault and latency decisions. Each decision comes from an RNG
+//! seeded by the simulator's seed and the request's key (a `bank_tran_id`, or a call
+//! counter for calls that have none), so a run replays identically whatever order
+//! requests arrive in.
+//!
+//! This module never touches state; it only answers "what happens to this call".
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// Probabilities in parts per million (1_000_000 = always), so configs stay integers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultRates {
+    /// Money moves, then the caller sees a timeout (the server holds the answer past
+    /// the client's timeout).
+    pub timeout_after_commit_ppm: u32,
+    /// HTTP 500 before anything is committed.
+    pub server_error_before_commit_ppm: u32,
+    /// The account is refused as frozen (without changing the stored flag).
+    pub frozen_account_ppm: u32,
+    /// The holder's name is refused as changed.
+    pub holder_name_changed_ppm: u32,
+}
+
+pub const PPM_ALWAYS: u32 = 1_000_000;
+
+/// The decisions for one call, drawn in a fixed order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub latency_ms: u64,
+    pub server_error_before_commit: bool,
+    pub frozen_account: bool,
+    pub holder_name_changed: bool,
+    pub timeout_after_commit: bool,
+}
+
+/// 64-bit FNV-1a: small, fixed and the same in every process.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+pub fn decide(
+    seed: u64,
+    key: &str,
+    latency_ms_min: u64,
+    latency_ms_max: u64,
+    rates: &FaultRates,
+) -> Decision {
+    let mut rng = SmallRng::seed_from_u64(seed ^ fnv1a64(key.as_bytes()));
+    let latency_ms = if latency_ms_max > latency_ms_min {
+        rng.random_range(latency_ms_min..=latency_ms_max)
+    } else {
+        latency_ms_min
+    };
+    let mut roll = |ppm: u32| rng.random_range(0..PPM_ALWAYS) < ppm;
+    Decision {
+        latency_ms,
+        server_error_before_commit: roll(rates.server_error_before_commit_ppm),
+        frozen_account: roll(rates.frozen_account_ppm),
+        holder_name_changed: roll(rates.holder_name_changed_ppm),
+        timeout_after_commit: roll(rates.timeout_after_commit_ppm),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_depend_only_on_seed_and_key() {
+        let rates = FaultRates {
+            timeout_after_commit_ppm: 300_000,
+            server_error_before_commit_ppm: 300_000,
+            frozen_account_ppm: 300_000,
+            holder_name_changed_ppm: 300_000,
+        };
+        let a = decide(7, "M202500001U000000001", 2_000, 3_000, &rates);
+        assert_eq!(a, decide(7, "M202500001U000000001", 2_000, 3_000, &rates));
+        assert!((2_000..=3_000).contains(&a.latency_ms));
+        let timeouts = (0..10_000)
+            .filter(|n| decide(7, &format!("key{n}"), 0, 0, &rates).timeout_after_commit)
+            .count();
+        assert!((2_700..3_300).contains(&timeouts), "about 30 %: {timeouts}");
+        assert!(!decide(7, "x", 0, 0, &FaultRates::default()).frozen_account);
+        let always = FaultRates {
+            frozen_account_ppm: PPM_ALWAYS,
+            ..FaultRates::default()
+        };
+        assert!(decide(9, "y", 0, 0, &always).frozen_account);
+    }
+}

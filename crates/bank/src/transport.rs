@@ -1,0 +1,191 @@
+//! The one place that sends HTTP to a bank: a pooled `reqwest` client with
+//! timeouts, a concurrency limiter (`Semaphore`), a requests/s limiter (`governor`),
+//! a response size cap, metrics and tracing. The native client and every provider
+//! send through it; providers only build bodies and parse answers.
+//!
+//! It never retries: a money-moving call that timed out may have committed, and only
+//! the caller (after a result inquiry) may decide to send again. Plain HTTP only for
+//! now; TLS (rustls) is future work.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::BankError;
+use crate::wire::HEADER_CLIENT_ID;
+
+/// How a client talks to one bank endpoint.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// `http://host:port`, without a trailing slash.
+    pub base_url: String,
+    /// Sent as `x-client-id`; the bank limits requests/s per client id.
+    pub client_id: String,
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Calls in flight at once; `None` disables the limiter (tests of the server's 429).
+    pub concurrent_max: Option<usize>,
+    /// Calls started per second; `None` disables the limiter.
+    pub requests_per_s_max: Option<u32>,
+    pub idle_connections_per_host_max: usize,
+    /// Answers longer than this are refused (and, for money calls, reported unknown).
+    pub response_bytes_max: usize,
+}
+
+impl TransportConfig {
+    /// Defaults for the real payout API: 2–3 s calls, so a 10 s timeout.
+    pub fn new(base_url: &str) -> TransportConfig {
+        TransportConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            client_id: "settle".to_owned(),
+            timeout_ms: 10_000,
+            connect_timeout_ms: 2_000,
+            concurrent_max: Some(16),
+            requests_per_s_max: Some(50),
+            idle_connections_per_host_max: 32,
+            response_bytes_max: 1 << 20,
+        }
+    }
+}
+
+/// A cheap-to-clone sender. Clones share the pool and both limiters.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    http: reqwest::Client,
+    config: Arc<TransportConfig>,
+    /// Caps calls in flight so the bank never sees more than it allows.
+    permits: Option<Arc<Semaphore>>,
+    /// Caps calls started per second, smoothing bursts the bank would answer with 429.
+    rate: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl Transport {
+    pub fn new(config: TransportConfig) -> Result<Transport, BankError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .pool_max_idle_per_host(config.idle_connections_per_host_max)
+            .build()
+            .map_err(|error| BankError::InvalidRequest(format!("HTTP client: {error}")))?;
+        let permits = match config.concurrent_max {
+            Some(0) => {
+                return Err(BankError::InvalidRequest(
+                    "concurrent_max must be positive".into(),
+                ));
+            }
+            Some(max) => Some(Arc::new(Semaphore::new(max))),
+            None => None,
+        };
+        let rate = match config.requests_per_s_max {
+            Some(per_s) => {
+                let per_s = NonZeroU32::new(per_s).ok_or_else(|| {
+                    BankError::InvalidRequest("requests_per_s_max must be positive".into())
+                })?;
+                Some(Arc::new(RateLimiter::direct(Quota::per_second(per_s))))
+            }
+            None => None,
+        };
+        Ok(Transport {
+            http,
+            config: Arc::new(config),
+            permits,
+            rate,
+        })
+    }
+
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// POSTs `body` as JSON to `path` and returns the status and the body bytes. Only
+    /// transport failures are errors here; the caller maps statuses.
+    pub async fn post_json<B: Serialize + ?Sized>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, Vec<u8>), BankError> {
+        let _permit = match &self.permits {
+            Some(permits) => Some(
+                permits
+                    .acquire()
+                    .await
+                    .map_err(|_| BankError::Connection("client is shutting down".into()))?,
+            ),
+            None => None,
+        };
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        let url = format!("{}{}", self.config.base_url, path);
+        let outcome = self.send(&url, body).await;
+        let label = match &outcome {
+            Ok((status, _)) if (200..300).contains(status) => "ok",
+            Ok(_) => "http_error",
+            Err(error) => error.code(),
+        };
+        metrics::counter!("bank_http_calls_total", "operation" => operation, "outcome" => label)
+            .increment(1);
+        match &outcome {
+            Ok((status, _)) => tracing::debug!(operation, status, "bank call answered"),
+            Err(error) => {
+                tracing::warn!(operation, code = error.code(), %error, "bank call failed")
+            }
+        }
+        outcome
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        body: &B,
+    ) -> Result<(u16, Vec<u8>), BankError> {
+        let mut response = self
+            .http
+            .post(url)
+            .header(HEADER_CLIENT_ID, &self.config.client_id)
+            .json(body)
+            .send()
+            .await
+            .map_err(|error| self.transport_error(&error))?;
+        let status = response.status().as_u16();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| self.transport_error(&error))?
+        {
+            if bytes.len() + chunk.len() > self.config.response_bytes_max {
+                return Err(BankError::Unrecognized {
+                    status,
+                    code: format!("response over {} bytes", self.config.response_bytes_max),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok((status, bytes))
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> BankError {
+        if error.is_timeout() {
+            BankError::Timeout {
+                timeout_ms: self.config.timeout_ms,
+            }
+        } else {
+            // Connect failures, resets and truncated bodies: the request may have
+            // reached the bank, so all of them are outcome unknown.
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            BankError::Connection(message)
+        }
+    }
+}
