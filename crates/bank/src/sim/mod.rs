@@ -24,7 +24,9 @@ use store::{Store, StoreError};
 
 pub use db::Movement;
 pub use faults::{FaultRates, PPM_ALWAYS};
-pub use server::{ServerConfig, SimServer, router, serve, serve_simulator};
+pub use server::{
+    ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
+};
 
 use crate::types::{
     AccountNumber, AccountRequest, Balance, DepositLookup, DepositPage, DepositsRequest, Holder,
