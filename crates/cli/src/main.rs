@@ -1,7 +1,10 @@
 //! `settle`: the settlement platform's one binary. `main` stays thin: parse the
 //! command line, start telemetry, run the chosen command.
 
+mod bench;
 mod commands;
+mod progress;
+mod scratch;
 mod telemetry;
 
 use clap::Parser;

@@ -26,6 +26,8 @@ pub enum StoreError {
          is it newer than this binary?"
     )]
     UnknownMigration { component: String, version: i64 },
+    #[error("{0:?} is not a plain schema name (lowercase letters, digits, _)")]
+    BadSchemaName(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -39,6 +41,7 @@ impl StoreError {
             StoreError::Migration { .. } | StoreError::UnknownMigration { .. } => {
                 "migration_failed"
             }
+            StoreError::BadSchemaName(_) => "schema_name_invalid",
             StoreError::Db(_) => "database_error",
         }
     }

@@ -13,4 +13,4 @@ pub mod testing;
 
 pub use error::StoreError;
 pub use migrate::Migration;
-pub use pool::{Backend, Store, StoreOptions, Tx, default_database_url};
+pub use pool::{Backend, Store, StoreOptions, Tx, default_database_url, redact};

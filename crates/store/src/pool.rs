@@ -161,6 +161,31 @@ impl Store {
         }
     }
 
+    /// PostgreSQL only: creates (or drops, with everything in it) a schema. Used for
+    /// scratch data — tests, the demo, benchmarks. The name must be a plain
+    /// identifier.
+    pub async fn create_schema(&self, name: &str) -> Result<(), StoreError> {
+        self.schema_statement("CREATE SCHEMA", name, "").await
+    }
+
+    pub async fn drop_schema(&self, name: &str) -> Result<(), StoreError> {
+        self.schema_statement("DROP SCHEMA IF EXISTS", name, " CASCADE").await
+    }
+
+    async fn schema_statement(&self, verb: &str, name: &str, suffix: &str) -> Result<(), StoreError> {
+        let plain = !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        match self {
+            Store::Postgres(pool) if plain => {
+                sqlx::query(&format!("{verb} {name}{suffix}")).execute(pool).await?;
+                Ok(())
+            }
+            Store::Postgres(_) => Err(StoreError::BadSchemaName(name.to_owned())),
+            Store::Sqlite(_) => Err(StoreError::UnsupportedUrl("schemas need PostgreSQL".to_owned())),
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Store::Sqlite(pool) => pool.close().await,

@@ -76,11 +76,8 @@ pub async fn postgres() -> Option<TestDb> {
         Err(error) => panic!("CI is set and PostgreSQL at {server_url} is unreachable: {error}"),
     };
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let Store::Postgres(admin_pool) = &admin else {
-        panic!("DATABASE_URL must name a PostgreSQL server");
-    };
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(admin_pool)
+    admin
+        .create_schema(&schema)
         .await
         .expect("the test schema can be created");
     admin.close().await;
@@ -127,11 +124,9 @@ impl Drop for TestDb {
                     };
                     runtime.block_on(async move {
                         drop(store);
-                        if let Ok(Store::Postgres(pool)) = Store::connect(&server_url).await {
-                            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                                .execute(&pool)
-                                .await;
-                            pool.close().await;
+                        if let Ok(admin) = Store::connect(&server_url).await {
+                            let _ = admin.drop_schema(&schema).await;
+                            admin.close().await;
                         }
                     });
                 })

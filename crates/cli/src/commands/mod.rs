@@ -4,6 +4,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod demo;
+mod events;
 mod ledger;
 
 #[derive(Parser, Debug)]
@@ -25,6 +28,14 @@ pub enum Command {
     /// Operate the core ledger: accounts, transfers, lookups, entries.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Event backbone operations: dead letters.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Run the platform end to end on scratch data and check that the money adds up.
+    Demo(demo::DemoArgs),
+    /// Benchmarks: ours against a baseline, measured side by side.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Where a command keeps its data: `--database-url`, else `DATABASE_URL`, else the
@@ -48,12 +59,19 @@ impl DatabaseArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ledger(command) => ledger::run(command).await,
+        Command::Events(command) => events::run(command).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Bench(command) => bench::run(command).await,
     }
 }
 
 /// A command's failure on stderr as JSON `{"code", "message"}` (plus the cause chain
 /// for operators), with a non-zero exit.
 pub fn report_error(error: &anyhow::Error) -> std::process::ExitCode {
+    if let Some(refused) = error.downcast_ref::<self::ledger::RefusedError>() {
+        eprintln!("{}", serde_json::json!({"code": refused.0.code(), "message": error.to_string()}));
+        return std::process::ExitCode::from(3);
+    }
     let code = error
         .downcast_ref::<CliError>()
         .map(|e| e.code.as_str())
