@@ -25,7 +25,7 @@ use store::{Store, StoreError};
 pub use db::Movement;
 pub use faults::{FaultRates, PPM_ALWAYS};
 pub use server::{
-    ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
+    AdminClient, ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
 };
 
 use crate::types::{

@@ -523,3 +523,86 @@ impl ApiError {
         self
     }
 }
+
+/// A small client for the admin endpoints, for tests, demos and operators.
+#[derive(Clone, Debug)]
+pub struct AdminClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl AdminClient {
+    pub fn new(base_url: &str) -> AdminClient {
+        AdminClient {
+            http: reqwest::Client::new(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, BankError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .json(body)
+            .send()
+            .await
+            .map_err(|error| BankError::Connection(error.to_string()))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| BankError::Connection(error.to_string()))?;
+        if !(200..300).contains(&status) {
+            return Err(wire::error_from_response(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|error| BankError::Unrecognized {
+            status,
+            code: error.to_string(),
+        })
+    }
+
+    pub async fn open_account(&self, open: &OpenAccount) -> Result<(), BankError> {
+        let _: serde_json::Value = self.post("/admin/accounts", open).await?;
+        Ok(())
+    }
+
+    pub async fn pay_salary(
+        &self,
+        salary: &Salary,
+    ) -> Result<crate::types::VirtualDeposit, BankError> {
+        self.post("/admin/salary", salary).await
+    }
+
+    pub async fn set_frozen(&self, account: &AccountNumber, frozen: bool) -> Result<(), BankError> {
+        let body = serde_json::json!({"account_number": account, "frozen": frozen});
+        let _: serde_json::Value = self.post("/admin/freeze", &body).await?;
+        Ok(())
+    }
+
+    pub async fn rename_holder(
+        &self,
+        account: &AccountNumber,
+        holder: &HolderName,
+    ) -> Result<(), BankError> {
+        let body = serde_json::json!({"account_number": account, "holder_name": holder});
+        let _: serde_json::Value = self.post("/admin/rename", &body).await?;
+        Ok(())
+    }
+
+    pub async fn statement(&self) -> Result<StatementBody, BankError> {
+        let response = self
+            .http
+            .get(format!("{}/admin/statement", self.base_url))
+            .send()
+            .await
+            .map_err(|error| BankError::Connection(error.to_string()))?;
+        response
+            .json()
+            .await
+            .map_err(|error| BankError::Connection(error.to_string()))
+    }
+}

@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod bank_sim;
 mod bench;
 mod demo;
 mod events;
@@ -36,6 +37,8 @@ pub enum Command {
     /// Benchmarks: ours against a baseline, measured side by side.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the bank simulator as an HTTP server (open-banking API, legacy API, admin).
+    BankSim(bank_sim::BankSimArgs),
 }
 
 /// Where a command keeps its data: `--database-url`, else `DATABASE_URL`, else the
@@ -62,6 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(command) => events::run(command).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(command) => bench::run(command).await,
+        Command::BankSim(args) => bank_sim::run(args).await,
     }
 }
 
