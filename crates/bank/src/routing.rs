@@ -107,6 +107,8 @@ pub enum SettlementStart {
     AlreadyStarted { provider: ProviderName },
 }
 
+type AuditRow = (i64, String, i64, String, Option<String>, Option<String>);
+
 /// One change to the routing table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -285,9 +287,9 @@ impl RoutingTable {
 
     /// The newest `limit` audit entries, newest first.
     pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, RoutingError> {
-        let rows: Vec<(i64, String, i64, String, Option<String>, Option<String>)> = on_pool!(
+        let rows: Vec<AuditRow> = on_pool!(
             &self.store,
-            sqlx::query_as::<_, (i64, String, i64, String, Option<String>, Option<String>)>(
+            sqlx::query_as::<_, AuditRow>(
                 "SELECT seq, actor, at_ms, subject, old_value, new_value
                  FROM bank_routing_audit ORDER BY seq DESC LIMIT $1"
             )
