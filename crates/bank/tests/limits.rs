@@ -150,3 +150,28 @@ async fn the_server_answers_429_beyond_a_clients_requests_per_second() {
     );
     assert_eq!(server.stats().await.rejected_rate_total, limited);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_rate_limiter_keeps_under_the_servers_requests_per_second() {
+    let db = store::testing::sqlite().await;
+    let mut config = test_config();
+    config.requests_per_s_per_client_max = Some(10);
+    let server = spawn_sim(db.store.clone(), config).await;
+    server.standard_accounts().await;
+    let mut client = server.client_config();
+    client.requests_per_s_max = Some(8);
+    let bank = HttpBank::new(client).unwrap();
+    let started = std::time::Instant::now();
+    for sequence in 1..=20 {
+        bank.deposit_transfer(&payout(sequence, 1_000))
+            .await
+            .unwrap();
+    }
+    let elapsed_ms = started.elapsed().as_millis();
+    eprintln!("20 calls at 8/s took {elapsed_ms} ms");
+    assert!(
+        elapsed_ms >= 1_000,
+        "the limiter spaced the calls: {elapsed_ms} ms"
+    );
+    assert_eq!(server.stats().await.rejected_rate_total, 0);
+}

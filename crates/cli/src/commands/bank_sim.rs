@@ -66,16 +66,25 @@ fn database_url(args: &BankSimArgs) -> anyhow::Result<String> {
 
 pub async fn run(args: BankSimArgs) -> anyhow::Result<()> {
     let profile = Profile::parse(&args.profile).ok_or_else(|| {
-        CliError::new("bad_profile", format!("--profile must be test or realistic, not {:?}", args.profile))
+        CliError::new(
+            "bad_profile",
+            format!(
+                "--profile must be test or realistic, not {:?}",
+                args.profile
+            ),
+        )
     })?;
     let mut config = SimConfig::for_profile(profile, args.seed);
     config.deposit_amount_max_krw = Krw::positive(args.deposit_amount_max_krw)
         .map_err(|e| CliError::new(e.code(), format!("--deposit-amount-max-krw: {e}")))?;
     if args.concurrent_max == 0 {
-        return Err(CliError::new("bad_concurrent_max", "--concurrent-max must be positive").into());
+        return Err(
+            CliError::new("bad_concurrent_max", "--concurrent-max must be positive").into(),
+        );
     }
     config.concurrent_max = args.concurrent_max;
-    config.requests_per_s_per_client_max = (args.requests_per_s_max > 0).then_some(args.requests_per_s_max);
+    config.requests_per_s_per_client_max =
+        (args.requests_per_s_max > 0).then_some(args.requests_per_s_max);
     config.faults = FaultRates {
         timeout_after_commit_ppm: args.fault_timeout_after_commit_ppm,
         server_error_before_commit_ppm: args.fault_server_error_ppm,
