@@ -121,7 +121,12 @@ impl Store {
                 // Money: a committed transaction survives power loss, not only a crash.
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(30));
+                .busy_timeout(Duration::from_secs(30))
+                // A batch touches thousands of pages; SQLite's 2 MiB default cache
+                // spills them to disk mid-transaction. 64 MiB per connection, and
+                // statement journals in memory.
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory");
             let pool = PoolOptions::<Sqlite>::new()
                 .max_connections(options.connections_max)
                 .acquire_timeout(acquire_timeout)
