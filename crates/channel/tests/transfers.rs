@@ -1,0 +1,323 @@
+//! The transfer service and the reconciler, as specifications: persist before send,
+//! one transfer in flight per user, and unknown outcomes settled by asking the core.
+
+mod common;
+
+use channel::faults::Fault;
+use channel::{ChannelError, TransferState};
+use common::{Sys, new_transfer, user_id};
+use ledger::{TransferOutcome, TransferResult};
+
+on_both_backends!(
+    a_transfer_is_stored_sent_and_succeeds_with_money_moved_once,
+    a_core_refusal_fails_the_transfer_and_moves_nothing,
+    a_retry_with_the_same_id_returns_the_stored_transfer_and_a_reused_id_is_refused,
+    a_crash_right_after_the_core_committed_is_reconciled_to_succeeded_after_restart,
+    a_request_that_reaches_the_core_after_the_late_window_is_failed_and_leaves_no_trace,
+    a_late_rejection_seen_first_by_the_core_is_what_the_reconciler_records,
+    a_second_transfer_of_a_user_with_one_unknown_is_refused_until_reconciled,
+    the_in_flight_rule_holds_across_channel_processes,
+);
+
+async fn a_transfer_is_stored_sent_and_succeeds_with_money_moved_once(sys: Sys) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    let transfer = sys
+        .channel
+        .transfers()
+        .submit(new_transfer(user_id(), alice, bob, 3_000))
+        .await
+        .unwrap();
+    assert_eq!(transfer.state, TransferState::Succeeded);
+    assert_eq!(transfer.result_code.as_deref(), Some("ok"));
+    assert_eq!(transfer.requested_at, sys.now());
+    let stored = sys
+        .channel
+        .transfers()
+        .get(transfer.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, TransferState::Succeeded);
+    assert_eq!(
+        sys.core_account(alice)
+            .await
+            .credit_balance()
+            .unwrap()
+            .get(),
+        7_000
+    );
+    assert_eq!(
+        sys.core_account(bob).await.credit_balance().unwrap().get(),
+        3_000
+    );
+    assert_eq!(sys.core_entries(bob).await.len(), 1);
+}
+
+async fn a_core_refusal_fails_the_transfer_and_moves_nothing(sys: Sys) {
+    let (alice, bob) = (sys.customer(1_000).await, sys.customer(0).await);
+    let transfer = sys
+        .channel
+        .transfers()
+        .submit(new_transfer(user_id(), alice, bob, 5_000))
+        .await
+        .unwrap();
+    assert_eq!(transfer.state, TransferState::Failed);
+    assert_eq!(transfer.result_code.as_deref(), Some("exceeds_credits"));
+    assert_eq!(
+        sys.core_account(alice)
+            .await
+            .credit_balance()
+            .unwrap()
+            .get(),
+        1_000
+    );
+    assert!(sys.core_entries(bob).await.is_empty());
+}
+
+async fn a_retry_with_the_same_id_returns_the_stored_transfer_and_a_reused_id_is_refused(sys: Sys) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    let user = user_id();
+    let new = new_transfer(user, alice, bob, 1_000);
+    let first = sys.channel.transfers().submit(new).await.unwrap();
+    let again = sys.channel.transfers().submit(new).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(
+        sys.core_entries(bob).await.len(),
+        1,
+        "the retry was not sent"
+    );
+    let reused =
+        channel::NewTransfer::new(new.id(), user, alice, bob, money::Krw::new(2_000)).unwrap();
+    let error = sys.channel.transfers().submit(reused).await.unwrap_err();
+    assert_eq!(error.code(), "transfer_id_taken");
+}
+
+async fn a_crash_right_after_the_core_committed_is_reconciled_to_succeeded_after_restart(sys: Sys) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    sys.faulty.push(Fault::HangAfterCommit).await;
+    let new = new_transfer(user_id(), alice, bob, 2_500);
+    {
+        let service = sys.channel.transfers().clone();
+        let submit = service.submit(new);
+        // The process "dies" the moment the core has committed: the submit future
+        // is dropped before the channel can record the answer.
+        tokio::select! {
+            _ = submit => panic!("the hung call must not return"),
+            _ = sys.faulty.committed() => {}
+        }
+    }
+    let stored = sys
+        .channel
+        .transfers()
+        .get(new.id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.state,
+        TransferState::Sent,
+        "stored before the core was called"
+    );
+
+    // A new process on the same stores. A fresh `sent` row is still the live
+    // caller's; once stale it is the reconciler's.
+    let restarted = sys.another_process(sys.faulty.clone()).await;
+    let early = restarted.reconciler().run_once().await.unwrap();
+    assert_eq!(early.examined, 0);
+    sys.clock.advance_ms(sys.config.stale_after_ms + 1);
+    let report = restarted.reconciler().run_once().await.unwrap();
+    assert_eq!((report.examined, report.succeeded), (1, 1), "{report:?}");
+    let settled = restarted.transfers().get(new.id()).await.unwrap().unwrap();
+    assert_eq!(settled.state, TransferState::Succeeded);
+    assert_eq!(
+        sys.core_account(alice)
+            .await
+            .credit_balance()
+            .unwrap()
+            .get(),
+        7_500
+    );
+    assert_eq!(
+        sys.core_account(bob).await.credit_balance().unwrap().get(),
+        2_500
+    );
+    assert_eq!(sys.core_entries(bob).await.len(), 1, "money moved once");
+    let again = restarted.reconciler().run_once().await.unwrap();
+    assert_eq!(again.examined, 0);
+}
+
+async fn a_request_that_reaches_the_core_after_the_late_window_is_failed_and_leaves_no_trace(
+    sys: Sys,
+) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    sys.faulty.push(Fault::Straggle).await;
+    let new = new_transfer(user_id(), alice, bob, 4_000);
+    let transfer = sys.channel.transfers().submit(new).await.unwrap();
+    assert_eq!(transfer.state, TransferState::Unknown);
+
+    // Not found, but the core could still receive it: left alone.
+    sys.clock.advance_ms(30_000);
+    let report = sys.channel.reconciler().run_once().await.unwrap();
+    assert_eq!(
+        (report.examined, report.left_in_flight),
+        (1, 1),
+        "{report:?}"
+    );
+    sys.clock
+        .advance_ms(sys.config.late_window_ms + sys.config.late_margin_ms - 30_000);
+    let report = sys.channel.reconciler().run_once().await.unwrap();
+    assert_eq!(report.left_in_flight, 1, "still inside window + margin");
+
+    sys.clock.advance_ms(1);
+    let report = sys.channel.reconciler().run_once().await.unwrap();
+    assert_eq!((report.examined, report.failed), (1, 1), "{report:?}");
+    let failed = sys
+        .channel
+        .transfers()
+        .get(new.id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.state, TransferState::Failed);
+    assert_eq!(
+        failed.result_code.as_deref(),
+        Some("not_found_after_late_window")
+    );
+
+    // The straggler finally arrives: the core refuses it as late.
+    let answers = sys.faulty.release_stragglers().await;
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].1.as_ref().unwrap(), &TransferResult::Late);
+    assert_eq!(
+        sys.ledger.outcome(new.id()).await.unwrap(),
+        TransferOutcome::Failed {
+            result: TransferResult::Late
+        }
+    );
+    assert!(
+        sys.ledger
+            .lookup_transfers(&[new.id()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        sys.core_account(alice)
+            .await
+            .credit_balance()
+            .unwrap()
+            .get(),
+        10_000
+    );
+    assert!(
+        sys.core_entries(bob).await.is_empty(),
+        "no trace in the core's books"
+    );
+    assert_eq!(
+        sys.core_entries(alice).await.len(),
+        1,
+        "only the funding entry"
+    );
+}
+
+async fn a_late_rejection_seen_first_by_the_core_is_what_the_reconciler_records(sys: Sys) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    sys.faulty.push(Fault::Straggle).await;
+    let new = new_transfer(user_id(), alice, bob, 4_000);
+    sys.channel.transfers().submit(new).await.unwrap();
+    sys.clock.advance_ms(sys.config.late_window_ms + 1);
+    let answers = sys.faulty.release_stragglers().await;
+    assert_eq!(answers[0].1.as_ref().unwrap(), &TransferResult::Late);
+    let report = sys.channel.reconciler().run_once().await.unwrap();
+    assert_eq!(report.failed, 1, "{report:?}");
+    let failed = sys
+        .channel
+        .transfers()
+        .get(new.id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.result_code.as_deref(), Some("late"));
+    assert!(sys.core_entries(bob).await.is_empty());
+}
+
+async fn a_second_transfer_of_a_user_with_one_unknown_is_refused_until_reconciled(sys: Sys) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    let user = user_id();
+    sys.faulty.push(Fault::TimeoutAfterCommit).await;
+    let first = sys
+        .channel
+        .transfers()
+        .submit(new_transfer(user, alice, bob, 1_000))
+        .await
+        .unwrap();
+    assert_eq!(first.state, TransferState::Unknown);
+
+    let second = new_transfer(user, alice, bob, 2_000);
+    let refused = sys.channel.transfers().submit(second).await.unwrap_err();
+    assert!(matches!(refused, ChannelError::TransferInProgress { user: u } if u == user));
+    assert_eq!(refused.code(), "transfer_in_progress");
+    assert!(
+        sys.channel
+            .transfers()
+            .get(second.id())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Another user is not held back.
+    let other = sys
+        .channel
+        .transfers()
+        .submit(new_transfer(user_id(), alice, bob, 10))
+        .await
+        .unwrap();
+    assert_eq!(other.state, TransferState::Succeeded);
+
+    // An unknown transfer is the reconciler's at once.
+    let report = sys.channel.reconciler().run_once().await.unwrap();
+    assert_eq!(report.succeeded, 1, "{report:?}");
+    let accepted = sys.channel.transfers().submit(second).await.unwrap();
+    assert_eq!(accepted.state, TransferState::Succeeded);
+    assert_eq!(
+        sys.core_account(bob).await.credit_balance().unwrap().get(),
+        3_010
+    );
+}
+
+async fn the_in_flight_rule_holds_across_channel_processes(sys: Sys) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    let user = user_id();
+    sys.faulty.push(Fault::TimeoutBeforeCommit).await;
+    let first = sys
+        .channel
+        .transfers()
+        .submit(new_transfer(user, alice, bob, 1_000))
+        .await
+        .unwrap();
+    assert_eq!(first.state, TransferState::Unknown);
+    let other_process = sys.another_process(sys.faulty.clone()).await;
+    let refused = other_process
+        .transfers()
+        .submit(new_transfer(user, alice, bob, 500))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "transfer_in_progress");
+
+    // The core never saw the first one: after the window it is failed, and the
+    // user may go again.
+    sys.clock
+        .advance_ms(sys.config.late_window_ms + sys.config.late_margin_ms + 1);
+    let report = other_process.reconciler().run_once().await.unwrap();
+    assert_eq!(report.failed, 1, "{report:?}");
+    let accepted = other_process
+        .transfers()
+        .submit(new_transfer(user, alice, bob, 500))
+        .await
+        .unwrap();
+    assert_eq!(accepted.state, TransferState::Succeeded);
+    assert_eq!(
+        sys.core_account(bob).await.credit_balance().unwrap().get(),
+        500
+    );
+}
