@@ -140,11 +140,14 @@ impl History {
                 return Err(ChannelError::StillBehind { account, pages });
             }
             let from_seq = last.saturating_add(1);
-            let page = self
-                .shared
-                .core
-                .entries(account, from_seq, config.fetch_entries_max.max(1))
-                .await?;
+            // A catch-up loads exactly the announced range (zero payload: the
+            // event names the entry, the consumer loads it); a sync takes all.
+            let wanted = match through_seq {
+                Some(target) => usize::try_from(target.saturating_sub(last)).unwrap_or(usize::MAX),
+                None => usize::MAX,
+            };
+            let limit = wanted.clamp(1, config.fetch_entries_max.max(1));
+            let page = self.shared.core.entries(account, from_seq, limit).await?;
             pages += 1;
             telemetry::fetched(page.len());
             if page.is_empty() {
