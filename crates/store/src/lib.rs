@@ -6,11 +6,13 @@
 //! migrations and queries in its own store module and only borrows connections here.
 
 mod error;
+mod lock;
 mod migrate;
 mod pool;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::StoreError;
+pub use lock::LockGuard;
 pub use migrate::Migration;
 pub use pool::{Backend, Store, StoreOptions, Tx, default_database_url, redact};
