@@ -1,0 +1,217 @@
+//! What a fee settlement deployment is configured with: the house bank accounts,
+//! the bank's per-call limits, and every limit on fees' own work (`*_max`).
+
+use bank::{AccountNumber, HolderName};
+use money::Krw;
+
+use crate::FeesError;
+
+/// Limits and accounts of one deployment.
+#[derive(Clone, Debug)]
+pub struct FeesConfig {
+    /// The 10-character institution code that starts every `bank_tran_id`.
+    pub institution_code: String,
+    /// Where every payout chunk lands, and its holder's name as the bank has it.
+    pub settlement_account: AccountNumber,
+    pub settlement_holder: HolderName,
+    /// Where each day's total is withdrawn to.
+    pub corporate_account: AccountNumber,
+    pub corporate_holder: HolderName,
+    /// The bank's per-call limit on deposit transfers (payout chunks).
+    pub payout_chunk_krw_max: Krw,
+    /// The bank's per-call limit on withdraw transfers.
+    pub withdraw_chunk_krw_max: Krw,
+    /// Bank calls in flight at once.
+    pub bank_calls_in_flight_max: usize,
+    /// Bank calls started per second; `None`: only the concurrency cap applies.
+    pub bank_calls_per_s_max: Option<u32>,
+    /// A module's lock lease on SQLite; renewed while it works.
+    pub lock_lease_ms: i64,
+    /// A result inquiry answering "not found" proves failure only once the chunk's
+    /// last send is this old (a slow request might still land before).
+    pub not_found_grace_ms: i64,
+    /// Attempts (distinct `bank_tran_id`s) per chunk before the item is blocked.
+    pub chunk_attempts_max: i64,
+    /// Results written per transaction while a payout runs.
+    pub results_batch_max: usize,
+    /// Holds, posts or voids per ledger submission.
+    pub ledger_batch_transfers_max: usize,
+    /// Accruals per business day Record accepts.
+    pub day_accruals_max: usize,
+    /// Rows per page when reading a bank statement.
+    pub statement_pages_max: usize,
+}
+
+impl FeesConfig {
+    /// A deployment against the simulator's conventions and the open-banking limits.
+    pub fn new(
+        settlement_account: AccountNumber,
+        settlement_holder: HolderName,
+        corporate_account: AccountNumber,
+        corporate_holder: HolderName,
+    ) -> FeesConfig {
+        FeesConfig {
+            institution_code: "F202600001".to_owned(),
+            settlement_account,
+            settlement_holder,
+            corporate_account,
+            corporate_holder,
+            payout_chunk_krw_max: Krw::new(100_000),
+            withdraw_chunk_krw_max: Krw::new(10_000_000),
+            bank_calls_in_flight_max: 50,
+            bank_calls_per_s_max: None,
+            lock_lease_ms: 10 * 60 * 1_000,
+            not_found_grace_ms: 60_000,
+            chunk_attempts_max: 5,
+            results_batch_max: 256,
+            ledger_batch_transfers_max: 4_096,
+            day_accruals_max: 1_000_000,
+            statement_pages_max: 100_000,
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), FeesError> {
+        let code_ok = self.institution_code.len() == 10
+            && self
+                .institution_code
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !code_ok {
+            return Err(FeesError::Invalid(format!(
+                "institution code {:?} must be 10 upper-case letters or digits",
+                self.institution_code
+            )));
+        }
+        if !self.payout_chunk_krw_max.is_positive() || !self.withdraw_chunk_krw_max.is_positive() {
+            return Err(FeesError::Invalid(
+                "per-call limits must be positive".into(),
+            ));
+        }
+        if self.bank_calls_in_flight_max == 0
+            || self.results_batch_max == 0
+            || self.ledger_batch_transfers_max == 0
+            || self.chunk_attempts_max < 1
+            || self.bank_calls_per_s_max == Some(0)
+        {
+            return Err(FeesError::Invalid(
+                "concurrency, batch sizes, attempts and rate must be positive".into(),
+            ));
+        }
+        if self.settlement_account == self.corporate_account {
+            return Err(FeesError::Invalid(
+                "the settlement and corporate accounts must differ".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The ledger accounts and transfer ids fees uses. Every id is derived (UUID v5)
+/// from what it stands for, so a retry after a crash names the same thing.
+pub mod accounts {
+    use bank::BankTranId;
+    use ledger::{AccountFlags, CreateAccountResult, Ledger, NewAccount};
+    use money::{AccountId, TransferId};
+    use uuid::Uuid;
+
+    use crate::FeesError;
+
+    /// The namespace of every id fees derives.
+    const NAMESPACE: Uuid = Uuid::from_u128(0x5e77_1e00_fee5_4000_8000_0000_0000_0001);
+
+    /// Account codes in the ledger's chart of accounts.
+    pub const CODE_FEE_SOURCE: u16 = 7000;
+    pub const CODE_LOAN_FEES: u16 = 7001;
+    pub const CODE_SETTLEMENT: u16 = 7002;
+    pub const CODE_CORPORATE: u16 = 7003;
+    /// Transfer code of a withdraw hold, post or void.
+    pub const CODE_WITHDRAW: u16 = 7110;
+
+    fn derived(text: &str) -> Uuid {
+        Uuid::new_v5(&NAMESPACE, text.as_bytes())
+    }
+
+    fn account(text: &str) -> Result<AccountId, FeesError> {
+        AccountId::from_uuid(derived(text)).map_err(|e| FeesError::Invalid(e.to_string()))
+    }
+
+    fn transfer(text: &str) -> Result<TransferId, FeesError> {
+        TransferId::from_uuid(derived(text)).map_err(|e| FeesError::Invalid(e.to_string()))
+    }
+
+    /// Where accrued fees come from: borrowers' charges, before they are settled.
+    pub fn fee_source() -> Result<AccountId, FeesError> {
+        account("account/fee-source")
+    }
+
+    /// The fee account of one loan: credited by accruals, debited by payouts; it is
+    /// never overdrawn, so more than was accrued can never be paid.
+    pub fn loan_fees(loan_id: u64) -> Result<AccountId, FeesError> {
+        account(&format!("account/loan/{loan_id}"))
+    }
+
+    /// The settlement account's book: credited by payouts, debited by withdraws.
+    pub fn settlement() -> Result<AccountId, FeesError> {
+        account("account/settlement")
+    }
+
+    pub fn corporate() -> Result<AccountId, FeesError> {
+        account("account/corporate")
+    }
+
+    /// The hold that reserves a chunk before it is sent.
+    pub fn hold(id: &BankTranId) -> Result<TransferId, FeesError> {
+        transfer(&format!("hold/{id}"))
+    }
+
+    /// The post of a chunk the bank confirmed.
+    pub fn post(id: &BankTranId) -> Result<TransferId, FeesError> {
+        transfer(&format!("post/{id}"))
+    }
+
+    /// The void of a chunk the bank proved failed.
+    pub fn void(id: &BankTranId) -> Result<TransferId, FeesError> {
+        transfer(&format!("void/{id}"))
+    }
+
+    fn never_overdrawn() -> AccountFlags {
+        AccountFlags {
+            debits_must_not_exceed_credits: true,
+            ..AccountFlags::default()
+        }
+    }
+
+    pub(crate) fn loan_account(loan_id: u64) -> Result<NewAccount, FeesError> {
+        NewAccount::new(loan_fees(loan_id)?, CODE_LOAN_FEES, never_overdrawn())
+            .map(|a| a.with_user_data(loan_id))
+            .map_err(|e| FeesError::Invalid(e.to_string()))
+    }
+
+    /// Opens the fee source, settlement and corporate accounts (idempotent).
+    pub(crate) async fn open_house_accounts(ledger: &Ledger) -> Result<(), FeesError> {
+        let invalid = |e: ledger::InvalidAccount| FeesError::Invalid(e.to_string());
+        let wanted = [
+            NewAccount::new(fee_source()?, CODE_FEE_SOURCE, AccountFlags::default())
+                .map_err(invalid)?,
+            NewAccount::new(settlement()?, CODE_SETTLEMENT, never_overdrawn()).map_err(invalid)?,
+            NewAccount::new(corporate()?, CODE_CORPORATE, AccountFlags::default())
+                .map_err(invalid)?,
+        ];
+        check_opened(&ledger.create_accounts(&wanted).await?)
+    }
+
+    pub(crate) fn check_opened(results: &[CreateAccountResult]) -> Result<(), FeesError> {
+        for result in results {
+            if !matches!(
+                result,
+                CreateAccountResult::Ok | CreateAccountResult::Exists
+            ) {
+                return Err(FeesError::LedgerRefused {
+                    what: "opening a fee account".into(),
+                    result: result.code(),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! The day's reconciliation: what the ledger says was paid per fee kind (and
+//! withdrawn) against what the bank's statement shows for the same
+//! `bank_tran_id`s, to the won. Also catches what must never happen: an id on the
+//! statement twice, or money the bank moved for a chunk fees believes failed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use bank::sim::Movement;
+use bank::{AccountNumber, BankError};
+use money::{Krw, TransferId};
+use serde::Serialize;
+
+use crate::chunking::Purpose;
+use crate::config::accounts;
+use crate::db;
+use crate::{BusinessDay, FeeKind, Fees, FeesError};
+
+/// A bank statement, one page at a time (the simulator's admin statement).
+#[async_trait]
+pub trait Statement: Send + Sync {
+    /// Movements touching `account` after `since_seq`, oldest first; empty at the end.
+    async fn page(
+        &self,
+        account: &AccountNumber,
+        since_seq: i64,
+    ) -> Result<Vec<Movement>, BankError>;
+}
+
+#[async_trait]
+impl Statement for bank::sim::Simulator {
+    async fn page(
+        &self,
+        account: &AccountNumber,
+        since_seq: i64,
+    ) -> Result<Vec<Movement>, BankError> {
+        self.statement(Some(account), since_seq).await
+    }
+}
+
+/// The statement of a simulator over HTTP (`GET /admin/statement`).
+pub struct HttpStatement {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl HttpStatement {
+    pub fn new(base_url: &str) -> HttpStatement {
+        HttpStatement {
+            http: reqwest::Client::new(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Statement for HttpStatement {
+    async fn page(
+        &self,
+        account: &AccountNumber,
+        since_seq: i64,
+    ) -> Result<Vec<Movement>, BankError> {
+        let response = self
+            .http
+            .get(format!("{}/admin/statement", self.base_url))
+            .query(&[
+                ("account", account.as_str()),
+                ("since_seq", &since_seq.to_string()),
+            ])
+            .send()
+            .await
+            .map_err(|e| BankError::Connection(e.to_string()))?;
+        let body: bank::sim::StatementBody = response
+            .json()
+            .await
+            .map_err(|e| BankError::Connection(e.to_string()))?;
+        Ok(body.movements)
+    }
+}
+
+/// One fee kind's line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KindLine {
+    pub kind: FeeKind,
+    pub recorded_krw: Krw,
+    pub ledger_krw: Krw,
+    pub bank_krw: Krw,
+    pub agrees: bool,
+}
+
+/// The whole day.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DayReport {
+    pub day: BusinessDay,
+    pub kinds: Vec<KindLine>,
+    pub ledger_paid_krw: Krw,
+    pub bank_paid_krw: Krw,
+    pub ledger_withdrawn_krw: Krw,
+    pub bank_withdrawn_krw: Krw,
+    /// Ids that appear on the statement more than once.
+    pub duplicates: Vec<String>,
+    /// Ids the bank moved money for that fees does not count as succeeded.
+    pub unaccounted: Vec<String>,
+    pub agrees: bool,
+}
+
+impl Fees {
+    /// Reconciles day D's ledger with the bank statement of the settlement account.
+    pub async fn report(
+        &self,
+        day: BusinessDay,
+        statement: &dyn Statement,
+    ) -> Result<DayReport, FeesError> {
+        let key = day.to_string();
+        let mut chunks = db::chunks(&self.store, &key, Purpose::Payout.as_str()).await?;
+        chunks.extend(db::chunks(&self.store, &key, Purpose::Withdraw.as_str()).await?);
+        let by_id: HashMap<&str, &db::ChunkRow> = chunks
+            .iter()
+            .map(|c| (c.bank_tran_id.as_str(), c))
+            .collect();
+
+        // The ledger's side: the posts of succeeded chunks, as the ledger stored them.
+        let mut ledger_by_code: BTreeMap<u16, Krw> = BTreeMap::new();
+        let succeeded: Vec<&db::ChunkRow> =
+            chunks.iter().filter(|c| c.state == "succeeded").collect();
+        for page in succeeded.chunks(self.ledger.config().lookup_ids_max) {
+            let ids = page
+                .iter()
+                .map(|c| Ok(accounts::post(&bank::BankTranId::new(&c.bank_tran_id)?)?))
+                .collect::<Result<Vec<TransferId>, FeesError>>()?;
+            let found = self.ledger.lookup_transfers(&ids).await?;
+            if found.len() != ids.len() {
+                return Err(FeesError::Invariant(format!(
+                    "{} succeeded chunks of {day} have no post in the ledger",
+                    ids.len() - found.len()
+                )));
+            }
+            for transfer in found {
+                let total = ledger_by_code.entry(transfer.code).or_insert(Krw::ZERO);
+                *total = total.checked_add(transfer.amount)?;
+            }
+        }
+
+        // The bank's side: every movement of the settlement account with our ids.
+        let mut bank_by_code: BTreeMap<u16, Krw> = BTreeMap::new();
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        let mut unaccounted = Vec::new();
+        let mut since_seq = 0;
+        for _ in 0..self.config.statement_pages_max {
+            let page = statement
+                .page(&self.config.settlement_account, since_seq)
+                .await?;
+            let Some(last) = page.last() else { break };
+            since_seq = last.seq;
+            for movement in &page {
+                let Some(id) = movement.bank_tran_id.as_deref() else {
+                    continue;
+                };
+                let Some(chunk) = by_id.get(id) else { continue };
+                *seen.entry(id.to_owned()).or_default() += 1;
+                let code = if chunk.purpose == "withdraw" {
+                    accounts::CODE_WITHDRAW
+                } else {
+                    chunk.kind
+                };
+                let total = bank_by_code.entry(code).or_insert(Krw::ZERO);
+                *total = total.checked_add(movement.amount_krw)?;
+                if chunk.state != "succeeded" {
+                    unaccounted.push(id.to_owned());
+                }
+            }
+        }
+        let duplicates: Vec<String> = seen
+            .into_iter()
+            .filter(|(_, count)| *count > 1)
+            .map(|(id, _)| id)
+            .collect();
+
+        let mut recorded_by_code: BTreeMap<u16, Krw> = BTreeMap::new();
+        for item in db::items(&self.store, &key).await? {
+            let total = recorded_by_code.entry(item.kind).or_insert(Krw::ZERO);
+            *total = total.checked_add(Krw::new(item.amount_krw))?;
+        }
+        let mut kinds = Vec::new();
+        for kind in FeeKind::ALL {
+            let code = kind.code();
+            let ledger_krw = ledger_by_code.get(&code).copied().unwrap_or_default();
+            let bank_krw = bank_by_code.get(&code).copied().unwrap_or_default();
+            kinds.push(KindLine {
+                kind,
+                recorded_krw: recorded_by_code.get(&code).copied().unwrap_or_default(),
+                ledger_krw,
+                bank_krw,
+                agrees: ledger_krw == bank_krw,
+            });
+        }
+        let ledger_paid_krw = Krw::checked_sum(kinds.iter().map(|k| k.ledger_krw))?;
+        let bank_paid_krw = Krw::checked_sum(kinds.iter().map(|k| k.bank_krw))?;
+        let ledger_withdrawn_krw = ledger_by_code
+            .get(&accounts::CODE_WITHDRAW)
+            .copied()
+            .unwrap_or_default();
+        let bank_withdrawn_krw = bank_by_code
+            .get(&accounts::CODE_WITHDRAW)
+            .copied()
+            .unwrap_or_default();
+        let agrees = kinds.iter().all(|k| k.agrees)
+            && ledger_withdrawn_krw == bank_withdrawn_krw
+            && duplicates.is_empty()
+            && unaccounted.is_empty();
+        Ok(DayReport {
+            day,
+            kinds,
+            ledger_paid_krw,
+            bank_paid_krw,
+            ledger_withdrawn_krw,
+            bank_withdrawn_krw,
+            duplicates,
+            unaccounted,
+            agrees,
+        })
+    }
+}
