@@ -3,7 +3,13 @@
 //! counter for calls that have none), so a run replays identically whatever order
 //! requests arrive in.
 //!
-//! This module never touches state; it only answers "what happens to this call".
+//! A 5xx before commit is transient, as a real one is: it is drawn from the seed,
+//! the key *and* the attempt (how many times this simulator has seen the key), so
+//! retrying the same `bank_tran_id` can succeed. [`Attempts`] is the only state
+//! here; it never touches the simulator's database.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -44,9 +50,41 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// Keys counted before the counts start over; bounds the simulator's memory. A
+/// restart of the counts only makes one retried key replay its first 5xx roll.
+pub const ATTEMPTS_TRACKED_MAX: usize = 1 << 20;
+
+/// How many times each key has been seen, so a retry of the same `bank_tran_id`
+/// draws a fresh 5xx roll. Shared by a simulator's clones.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    seen: Mutex<HashMap<String, u32>>,
+}
+
+impl Attempts {
+    /// The attempt number of this call for `key`: 0 the first time, then 1, 2, …
+    pub fn next(&self, key: &str) -> u32 {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= ATTEMPTS_TRACKED_MAX && !seen.contains_key(key) {
+            seen.clear();
+        }
+        let count = seen.entry(key.to_owned()).or_insert(0);
+        let attempt = *count;
+        *count = count.saturating_add(1);
+        attempt
+    }
+}
+
+/// The decisions for the `attempt`-th call with `key` (0 for the first). Everything
+/// but the 5xx roll depends on the seed and key only; the 5xx roll of a retry
+/// (attempt > 0) is drawn afresh from seed, key and attempt.
 pub fn decide(
     seed: u64,
     key: &str,
+    attempt: u32,
     latency_ms_min: u64,
     latency_ms_max: u64,
     rates: &FaultRates,
@@ -58,18 +96,60 @@ pub fn decide(
         latency_ms_min
     };
     let mut roll = |ppm: u32| rng.random_range(0..PPM_ALWAYS) < ppm;
-    Decision {
+    let first_server_error = roll(rates.server_error_before_commit_ppm);
+    let decision = Decision {
         latency_ms,
-        server_error_before_commit: roll(rates.server_error_before_commit_ppm),
+        server_error_before_commit: first_server_error,
         frozen_account: roll(rates.frozen_account_ppm),
         holder_name_changed: roll(rates.holder_name_changed_ppm),
         timeout_after_commit: roll(rates.timeout_after_commit_ppm),
+    };
+    if attempt == 0 {
+        return decision;
+    }
+    let mut retry_key = key.as_bytes().to_vec();
+    retry_key.extend_from_slice(&attempt.to_le_bytes());
+    let mut retry_rng = SmallRng::seed_from_u64(seed ^ fnv1a64(&retry_key).rotate_left(17));
+    Decision {
+        server_error_before_commit: retry_rng.random_range(0..PPM_ALWAYS)
+            < rates.server_error_before_commit_ppm,
+        ..decision
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retried_id_gets_a_fresh_server_error_roll_deterministically() {
+        let rates = FaultRates {
+            server_error_before_commit_ppm: 500_000,
+            ..FaultRates::default()
+        };
+        let attempts = Attempts::default();
+        let mut recovered = 0;
+        for n in 0..1_000 {
+            let key = format!("M202500001U{n:09}");
+            let first = decide(7, &key, attempts.next(&key), 0, 0, &rates);
+            if !first.server_error_before_commit {
+                continue;
+            }
+            let second = decide(7, &key, attempts.next(&key), 0, 0, &rates);
+            assert_eq!(
+                second,
+                decide(7, &key, 1, 0, 0, &rates),
+                "replays identically"
+            );
+            if !second.server_error_before_commit {
+                recovered += 1;
+            }
+        }
+        assert!(
+            (200..300).contains(&recovered),
+            "about half of 50 %: {recovered}"
+        );
+    }
 
     #[test]
     fn decisions_depend_only_on_seed_and_key() {
@@ -79,18 +159,21 @@ mod tests {
             frozen_account_ppm: 300_000,
             holder_name_changed_ppm: 300_000,
         };
-        let a = decide(7, "M202500001U000000001", 2_000, 3_000, &rates);
-        assert_eq!(a, decide(7, "M202500001U000000001", 2_000, 3_000, &rates));
+        let a = decide(7, "M202500001U000000001", 0, 2_000, 3_000, &rates);
+        assert_eq!(
+            a,
+            decide(7, "M202500001U000000001", 0, 2_000, 3_000, &rates)
+        );
         assert!((2_000..=3_000).contains(&a.latency_ms));
         let timeouts = (0..10_000)
-            .filter(|n| decide(7, &format!("key{n}"), 0, 0, &rates).timeout_after_commit)
+            .filter(|n| decide(7, &format!("key{n}"), 0, 0, 0, &rates).timeout_after_commit)
             .count();
         assert!((2_700..3_300).contains(&timeouts), "about 30 %: {timeouts}");
-        assert!(!decide(7, "x", 0, 0, &FaultRates::default()).frozen_account);
+        assert!(!decide(7, "x", 0, 0, 0, &FaultRates::default()).frozen_account);
         let always = FaultRates {
             frozen_account_ppm: PPM_ALWAYS,
             ..FaultRates::default()
         };
-        assert!(decide(9, "y", 0, 0, &always).frozen_account);
+        assert!(decide(9, "y", 0, 0, 0, &always).frozen_account);
     }
 }

@@ -137,6 +137,8 @@ pub struct Simulator {
     clock: Arc<dyn Clock>,
     /// Keys the RNG of calls that carry no `bank_tran_id`, so they too replay.
     call_counter: Arc<AtomicU64>,
+    /// Counts calls per `bank_tran_id`, so a retried id draws a fresh 5xx roll.
+    attempts: Arc<faults::Attempts>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -176,6 +178,7 @@ impl Simulator {
             config: Arc::new(config),
             clock,
             call_counter: Arc::new(AtomicU64::new(0)),
+            attempts: Arc::new(faults::Attempts::default()),
         })
     }
 
@@ -183,10 +186,11 @@ impl Simulator {
         &self.config
     }
 
-    fn decide(&self, key: &str) -> faults::Decision {
+    fn decide(&self, key: &str, attempt: u32) -> faults::Decision {
         faults::decide(
             self.config.seed,
             key,
+            attempt,
             self.config.latency_ms_min,
             self.config.latency_ms_max,
             &self.config.faults,
@@ -196,7 +200,7 @@ impl Simulator {
     /// Latency and maintenance for calls without a `bank_tran_id`.
     async fn enter_plain_call(&self) -> Result<(), BankError> {
         let n = self.call_counter.fetch_add(1, Ordering::Relaxed);
-        let decision = self.decide(&format!("call:{n}"));
+        let decision = self.decide(&format!("call:{n}"), 0);
         tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
         self.check_maintenance()
     }
@@ -245,7 +249,10 @@ impl Simulator {
                 "from_account and to_account are the same".into(),
             )));
         }
-        let decision = self.decide(request.bank_tran_id.as_str());
+        let decision = self.decide(
+            request.bank_tran_id.as_str(),
+            self.attempts.next(request.bank_tran_id.as_str()),
+        );
         tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
         if let Err(error) = self.check_maintenance() {
             return TransferAnswer::Done(Err(error));
