@@ -659,3 +659,35 @@ async fn batched_results_equal_one_by_one_results(ctx: Ctx) {
     }
     ctx.assert_invariants().await;
 }
+
+on_both_backends!(opening_one_account_from_many_callers_at_once_opens_it_once);
+
+async fn opening_one_account_from_many_callers_at_once_opens_it_once(ctx: Ctx) {
+    let id = account_id();
+    let new = NewAccount::new(id, 3, AccountFlags::default()).unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let ledger = ctx.ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            ledger.create_accounts(&[new]).await.unwrap()
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.extend(task.await.unwrap());
+    }
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == CreateAccountResult::Ok)
+            .count(),
+        1
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| **r == CreateAccountResult::Exists)
+            .count(),
+        7
+    );
+}

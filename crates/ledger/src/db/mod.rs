@@ -100,8 +100,30 @@ pub(crate) async fn write(
     Ok(())
 }
 
+/// Attempts at opening accounts when a concurrent caller inserts the same id
+/// between our read and our write: the next attempt sees it and compares.
+const CREATE_ACCOUNTS_ATTEMPTS_MAX: usize = 3;
+
 /// Opens accounts in one transaction; an existing id is compared, never changed.
 pub(crate) async fn create_accounts(
+    store: &Store,
+    accounts: &[NewAccount],
+    now: Timestamp,
+) -> Result<Vec<CreateAccountResult>, LedgerError> {
+    let mut attempt = 1;
+    loop {
+        match try_create_accounts(store, accounts, now).await {
+            Err(LedgerError::Db(sqlx::Error::Database(error)))
+                if error.is_unique_violation() && attempt < CREATE_ACCOUNTS_ATTEMPTS_MAX =>
+            {
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn try_create_accounts(
     store: &Store,
     accounts: &[NewAccount],
     now: Timestamp,
