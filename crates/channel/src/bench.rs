@@ -35,7 +35,7 @@ impl Default for HistoryBenchParams {
         HistoryBenchParams {
             entries: 1_000_000,
             page_entries: 50,
-            keyset_samples: 300,
+            keyset_samples: 1_000,
             offset_samples: 30,
         }
     }
@@ -51,6 +51,8 @@ pub struct HistoryBenchReport {
     pub keyset_samples: usize,
     pub offset_samples: usize,
     pub load_ms: u64,
+    /// The machine's 1-minute load average when the timing ended.
+    pub load_avg_1m: Option<f64>,
     pub keyset_p50_ms_shallow: f64,
     pub keyset_p99_ms_shallow: f64,
     pub keyset_p99_ms_middle: f64,
@@ -96,26 +98,19 @@ pub async fn run(
 
     let page = params.page_entries as i64;
     let n = params.entries;
-    // A page is named by how many newer entries come before it.
+    // A page is named by how many newer entries come before it: the newest page,
+    // one in the middle, the oldest.
     let depths = [0, (n / 2).min(n - page.min(n)), (n - page).max(0)];
-    let mut keyset = Vec::new();
-    let mut offset = Vec::new();
-    for skipped in depths {
-        let before_seq = n - skipped + 1;
-        let expected_first = n - skipped;
-        keyset.push(
-            time(params.keyset_samples, expected_first, || {
-                db::history_page(store, account, before_seq, params.page_entries)
-            })
-            .await?,
-        );
-        offset.push(
-            time(params.offset_samples, expected_first, || {
-                db::history_page_by_offset(store, account, skipped, params.page_entries)
-            })
-            .await?,
-        );
-    }
+    // Depths take turns within each round, so a noisy moment on a shared machine
+    // hits every depth alike and "flat with depth" compares like with like.
+    let keyset = time_rounds(params.keyset_samples, depths, n, |skipped| {
+        db::history_page(store, account, n - skipped + 1, params.page_entries)
+    })
+    .await?;
+    let offset = time_rounds(params.offset_samples, depths, n, |skipped| {
+        db::history_page_by_offset(store, account, skipped, params.page_entries)
+    })
+    .await?;
     let keyset_p99_ms_deep = percentile(&keyset[2], 99);
     let offset_p99_ms_deep = percentile(&offset[2], 99);
     Ok(HistoryBenchReport {
@@ -126,6 +121,7 @@ pub async fn run(
         keyset_samples: params.keyset_samples,
         offset_samples: params.offset_samples,
         load_ms,
+        load_avg_1m: load_avg_1m(),
         keyset_p50_ms_shallow: percentile(&keyset[0], 50),
         keyset_p99_ms_shallow: percentile(&keyset[0], 99),
         keyset_p99_ms_middle: percentile(&keyset[1], 99),
@@ -144,32 +140,43 @@ pub async fn run(
     })
 }
 
-/// Times `samples` reads (after two untimed warm-up reads) and checks each page
-/// starts where it should, so both methods are known to read the same page.
-async fn time<F, Fut>(
+/// Times `samples` rounds of one read per depth (after a warm-up round) and checks
+/// each page starts where it should, so both methods are known to read the same
+/// page. Returns the milliseconds per depth.
+async fn time_rounds<F, Fut>(
     samples: usize,
-    expected_first: i64,
+    depths: [i64; 3],
+    newest_seq: i64,
     mut read: F,
-) -> Result<Vec<f64>, ChannelError>
+) -> Result<[Vec<f64>; 3], ChannelError>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(i64) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<ledger::Entry>, ChannelError>>,
 {
-    for _ in 0..2 {
-        read().await?;
-    }
-    let mut millis = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let started = Instant::now();
-        let page = read().await?;
-        millis.push(started.elapsed().as_secs_f64() * 1_000.0);
-        if page.first().map(|e| e.seq) != Some(expected_first) {
-            return Err(ChannelError::Corrupt(format!(
-                "bench page should start at seq {expected_first}"
-            )));
+    let mut millis: [Vec<f64>; 3] = Default::default();
+    for round in 0..=samples {
+        for (slot, skipped) in depths.iter().enumerate() {
+            let started = Instant::now();
+            let page = read(*skipped).await?;
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1_000.0;
+            let expected_first = newest_seq - skipped;
+            if page.first().map(|e| e.seq) != Some(expected_first) {
+                return Err(ChannelError::Corrupt(format!(
+                    "bench page should start at seq {expected_first}"
+                )));
+            }
+            if round > 0 {
+                millis[slot].push(elapsed_ms);
+            }
         }
     }
     Ok(millis)
+}
+
+/// The 1-minute load average (Linux), so a noisy run can be recognised as such.
+fn load_avg_1m() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 fn percentile(samples: &[f64], pct: usize) -> f64 {

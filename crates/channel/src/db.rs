@@ -469,7 +469,13 @@ pub(crate) async fn bulk_load(
     .await
     .map(|_| ()))?;
     tx.commit().await?;
-    on_store!(store, |pool| sqlx::query("ANALYZE")
+    // Vacuum sets the visibility map, so neither reader pays for it and autovacuum
+    // does not wake up in the middle of the measurement.
+    let settle = match store {
+        Store::Sqlite(_) => "ANALYZE",
+        Store::Postgres(_) => "VACUUM ANALYZE channel_history_entries",
+    };
+    on_store!(store, |pool| sqlx::query(settle)
         .execute(pool)
         .await
         .map(|_| ()))?;

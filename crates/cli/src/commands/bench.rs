@@ -13,6 +13,8 @@ pub enum BenchCommand {
     Ledger(LedgerBenchArgs),
     /// Throughput and lag of the event backbone.
     Events(BenchEventsArgs),
+    /// History page reads: keyset pagination against OFFSET at depth.
+    History(super::channel::HistoryBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -70,6 +72,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Events(args) => super::events::run_bench(args).await,
         BenchCommand::Ledger(args) => ledger(args).await,
+        BenchCommand::History(args) => super::channel::run_bench(args).await,
     }
 }
 

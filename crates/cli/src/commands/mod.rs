@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bank_sim;
 mod bench;
+mod channel;
 mod demo;
 mod events;
 mod ledger;
@@ -39,6 +40,9 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Run the bank simulator as an HTTP server (open-banking API, legacy API, admin).
     BankSim(bank_sim::BankSimArgs),
+    /// Channel side: reconcile unknown transfers.
+    #[command(subcommand)]
+    Channel(channel::ChannelCommand),
 }
 
 /// Where a command keeps its data: `--database-url`, else `DATABASE_URL`, else the
@@ -66,6 +70,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(command) => bench::run(command).await,
         Command::BankSim(args) => bank_sim::run(args).await,
+        Command::Channel(command) => channel::run(command).await,
     }
 }
 
