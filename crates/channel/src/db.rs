@@ -104,6 +104,18 @@ pub(crate) async fn insert_requested(
         .execute(pool)
         .await
         .map(|r| r.rows_affected()));
+    let existing = |store: &Store| {
+        let store = store.clone();
+        let id = new.id();
+        async move {
+            match load_transfer(&store, id).await? {
+                Some(existing) => Ok(Inserted::Existing(existing)),
+                None => Err(ChannelError::Corrupt(format!(
+                    "transfer {id} conflicted but cannot be read"
+                ))),
+            }
+        }
+    };
     match inserted {
         Ok(1) => Ok(Inserted::New(ChannelTransfer {
             id: new.id(),
@@ -116,14 +128,13 @@ pub(crate) async fn insert_requested(
             requested_at: now,
             updated_at: now,
         })),
-        Ok(_) => match load_transfer(store, new.id()).await? {
-            Some(existing) => Ok(Inserted::Existing(existing)),
-            None => Err(ChannelError::Corrupt(format!(
-                "transfer {} conflicted but cannot be read",
-                new.id()
-            ))),
-        },
+        Ok(_) => existing(store).await,
         Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+            // A backend may check the in-flight index before the id: a retry of
+            // the in-flight transfer itself is a retry, not a second transfer.
+            if load_transfer(store, new.id()).await?.is_some() {
+                return existing(store).await;
+            }
             Err(ChannelError::TransferInProgress { user: new.user() })
         }
         Err(error) => Err(error.into()),

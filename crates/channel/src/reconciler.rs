@@ -90,6 +90,16 @@ impl Reconciler {
     /// Steps every `reconcile_interval_ms` until `shutdown` resolves. Errors are
     /// logged and the next step tries again.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        match self.check_core().await {
+            Err(error @ ChannelError::InvalidConfig(_)) => {
+                tracing::error!(error = %error, "reconciler not started: giving up on transfers would be unsafe");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "could not ask the core for its late window; starting anyway")
+            }
+            Ok(()) => {}
+        }
         let mut shutdown = std::pin::pin!(shutdown.fuse());
         let interval = Duration::from_millis(self.shared.config.reconcile_interval_ms);
         loop {

@@ -3,10 +3,13 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use channel::faults::Fault;
-use channel::{ChannelError, TransferState};
+use channel::{ChannelError, CoreClient, CoreError, TransferState};
 use common::{Sys, new_transfer, user_id};
-use ledger::{TransferOutcome, TransferResult};
+use ledger::{TransferOutcome, TransferRequest, TransferResult};
+use money::{AccountId, TransferId};
 
 on_both_backends!(
     a_transfer_is_stored_sent_and_succeeds_with_money_moved_once,
@@ -17,7 +20,102 @@ on_both_backends!(
     a_late_rejection_seen_first_by_the_core_is_what_the_reconciler_records,
     a_second_transfer_of_a_user_with_one_unknown_is_refused_until_reconciled,
     the_in_flight_rule_holds_across_channel_processes,
+    the_request_is_stored_and_marked_sent_before_the_core_sees_it,
+    a_core_slower_than_the_call_timeout_leaves_unknown_and_the_reconciler_finds_it_applied,
 );
+
+async fn a_core_slower_than_the_call_timeout_leaves_unknown_and_the_reconciler_finds_it_applied(
+    sys: Sys,
+) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    let impatient = sys
+        .another_process_with(
+            sys.faulty.clone(),
+            channel::ChannelConfig {
+                core_call_timeout_ms: 20,
+                ..sys.config.clone()
+            },
+        )
+        .await;
+    sys.faulty.push(Fault::Delay { delay_ms: 150 }).await;
+    let new = new_transfer(user_id(), alice, bob, 900);
+    let transfer = impatient.transfers().submit(new).await.unwrap();
+    assert_eq!(transfer.state, TransferState::Unknown);
+    assert_eq!(transfer.result_code.as_deref(), Some("core_timeout"));
+    // The request is still on its way; the core applies it when it lands (this
+    // waits on the simulated network, not on background work).
+    for _ in 0..200 {
+        if sys.ledger.outcome(new.id()).await.unwrap() != TransferOutcome::NotFound {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let report = impatient.reconciler().run_once().await.unwrap();
+    assert_eq!(report.succeeded, 1, "{report:?}");
+    assert_eq!(sys.core_entries(bob).await.len(), 1);
+}
+
+/// A core that, when a transfer reaches it, looks the transfer up in the channel's
+/// store first (through another channel process) and remembers what it saw.
+struct Probe {
+    inner: Arc<dyn CoreClient>,
+    seen: tokio::sync::Mutex<Vec<Option<TransferState>>>,
+    channel: tokio::sync::OnceCell<channel::Channel>,
+}
+
+#[async_trait::async_trait]
+impl CoreClient for Probe {
+    async fn transfer(&self, request: TransferRequest) -> Result<TransferResult, CoreError> {
+        let lookup = self
+            .channel
+            .get()
+            .unwrap()
+            .transfers()
+            .get(request.id())
+            .await;
+        self.seen
+            .lock()
+            .await
+            .push(lookup.unwrap().map(|t| t.state));
+        self.inner.transfer(request).await
+    }
+    async fn outcome(&self, id: TransferId) -> Result<TransferOutcome, CoreError> {
+        self.inner.outcome(id).await
+    }
+    async fn entries(
+        &self,
+        account: AccountId,
+        from_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<ledger::Entry>, CoreError> {
+        self.inner.entries(account, from_seq, limit).await
+    }
+    async fn account(&self, id: AccountId) -> Result<Option<ledger::Account>, CoreError> {
+        self.inner.account(id).await
+    }
+    async fn late_window_ms(&self) -> Result<i64, CoreError> {
+        self.inner.late_window_ms().await
+    }
+}
+
+async fn the_request_is_stored_and_marked_sent_before_the_core_sees_it(sys: Sys) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    let probe = Arc::new(Probe {
+        inner: sys.faulty.clone(),
+        seen: Default::default(),
+        channel: Default::default(),
+    });
+    let reader = sys.another_process(sys.faulty.clone()).await;
+    let _ = probe.channel.set(reader);
+    let service = sys.another_process(probe.clone()).await;
+    let done = service
+        .transfers()
+        .submit(new_transfer(user_id(), alice, bob, 700))
+        .await
+        .unwrap();
+    assert_eq!(done.state, TransferState::Succeeded);
+    assert_eq!(*probe.seen.lock().await, vec![Some(TransferState::Sent)]);
+}
 
 async fn a_transfer_is_stored_sent_and_succeeds_with_money_moved_once(sys: Sys) {
     let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
@@ -245,13 +343,14 @@ async fn a_second_transfer_of_a_user_with_one_unknown_is_refused_until_reconcile
     let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
     let user = user_id();
     sys.faulty.push(Fault::TimeoutAfterCommit).await;
-    let first = sys
-        .channel
-        .transfers()
-        .submit(new_transfer(user, alice, bob, 1_000))
-        .await
-        .unwrap();
+    let first_request = new_transfer(user, alice, bob, 1_000);
+    let first = sys.channel.transfers().submit(first_request).await.unwrap();
     assert_eq!(first.state, TransferState::Unknown);
+    let retried = sys.channel.transfers().submit(first_request).await.unwrap();
+    assert_eq!(
+        retried, first,
+        "a retry of the in-flight transfer is not a second one"
+    );
 
     let second = new_transfer(user, alice, bob, 2_000);
     let refused = sys.channel.transfers().submit(second).await.unwrap_err();

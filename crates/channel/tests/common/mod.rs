@@ -91,15 +91,18 @@ impl Sys {
     /// A second channel process on the same channel database and the same core:
     /// a fresh connection pool, fresh components, nothing shared in memory.
     pub async fn another_process(&self, core: Arc<dyn CoreClient>) -> Channel {
+        self.another_process_with(core, self.config.clone()).await
+    }
+
+    pub async fn another_process_with(
+        &self,
+        core: Arc<dyn CoreClient>,
+        config: ChannelConfig,
+    ) -> Channel {
         let store = Store::connect(&self.channel_db.url).await.unwrap();
-        Channel::open(
-            store,
-            core,
-            Arc::new(self.clock.clone()),
-            self.config.clone(),
-        )
-        .await
-        .unwrap()
+        Channel::open(store, core, Arc::new(self.clock.clone()), config)
+            .await
+            .unwrap()
     }
 
     pub fn now(&self) -> Timestamp {
