@@ -22,7 +22,44 @@ on_both_backends!(
     the_in_flight_rule_holds_across_channel_processes,
     the_request_is_stored_and_marked_sent_before_the_core_sees_it,
     a_core_slower_than_the_call_timeout_leaves_unknown_and_the_reconciler_finds_it_applied,
+    racing_transfers_of_one_user_from_two_processes_let_exactly_one_through,
 );
+
+async fn racing_transfers_of_one_user_from_two_processes_let_exactly_one_through(sys: Sys) {
+    const RACERS: usize = 8;
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    let user = user_id();
+    for _ in 0..RACERS {
+        // Whoever wins stays in flight: its core call times out.
+        sys.faulty.push(Fault::TimeoutBeforeCommit).await;
+    }
+    let other = sys.another_process(sys.faulty.clone()).await;
+    let mut racers = tokio::task::JoinSet::new();
+    for index in 0..RACERS {
+        let service = if index % 2 == 0 {
+            sys.channel.transfers().clone()
+        } else {
+            other.transfers().clone()
+        };
+        let new = new_transfer(user, alice, bob, 100);
+        racers.spawn(async move { service.submit(new).await });
+    }
+    let mut accepted = 0;
+    let mut refused = 0;
+    while let Some(joined) = racers.join_next().await {
+        match joined.unwrap() {
+            Ok(transfer) => {
+                assert_eq!(transfer.state, TransferState::Unknown);
+                accepted += 1;
+            }
+            Err(error) => {
+                assert_eq!(error.code(), "transfer_in_progress", "{error}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((accepted, refused), (1, RACERS - 1));
+}
 
 async fn a_core_slower_than_the_call_timeout_leaves_unknown_and_the_reconciler_finds_it_applied(
     sys: Sys,
