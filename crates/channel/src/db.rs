@@ -358,23 +358,7 @@ async fn apply_in_tx(
             last_seq: last,
         });
     };
-    for entry in fresh {
-        on_tx!(tx, |conn| sqlx::query(&format!(
-            "INSERT INTO channel_history_entries ({ENTRY_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        ))
-        .bind(id)
-        .bind(entry.seq)
-        .bind(entry.transfer_id.as_uuid())
-        .bind(entry.debits_pending.get())
-        .bind(entry.debits_posted.get())
-        .bind(entry.credits_pending.get())
-        .bind(entry.credits_posted.get())
-        .bind(entry.created_at.unix_ms())
-        .execute(conn)
-        .await
-        .map(|_| ()))?;
-    }
+    insert_entries(tx, id, fresh).await?;
     let moved = on_tx!(tx, |conn| sqlx::query(
         "UPDATE channel_history_accounts SET last_seq = $1, updated_at_ms = $2 \
          WHERE account_id = $3 AND last_seq = $4"
@@ -395,6 +379,57 @@ async fn apply_in_tx(
         applied: fresh.len(),
         last_seq: newest.seq,
     })
+}
+
+/// Rows per multi-row INSERT on SQLite: 8 parameters each, far under SQLite's
+/// 32,766-parameter limit.
+const SQLITE_ROWS_PER_INSERT_MAX: usize = 500;
+
+/// Inserts entry rows in bulk: multi-row INSERTs on SQLite, one `UNNEST` statement
+/// on PostgreSQL.
+async fn insert_entries(tx: &mut Tx, account: Uuid, entries: &[Entry]) -> Result<(), ChannelError> {
+    match tx {
+        Tx::Sqlite(conn) => {
+            for chunk in entries.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
+                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+                    "INSERT INTO channel_history_entries ({ENTRY_COLUMNS}) "
+                ));
+                insert.push_values(chunk, |mut row, entry| {
+                    row.push_bind(account)
+                        .push_bind(entry.seq)
+                        .push_bind(entry.transfer_id.as_uuid())
+                        .push_bind(entry.debits_pending.get())
+                        .push_bind(entry.debits_posted.get())
+                        .push_bind(entry.credits_pending.get())
+                        .push_bind(entry.credits_posted.get())
+                        .push_bind(entry.created_at.unix_ms());
+                });
+                insert.build().execute(&mut **conn).await?;
+            }
+        }
+        Tx::Postgres(conn) => {
+            let column = |f: fn(&Entry) -> i64| entries.iter().map(f).collect::<Vec<i64>>();
+            let transfers: Vec<Uuid> = entries.iter().map(|e| e.transfer_id.as_uuid()).collect();
+            sqlx::query(&format!(
+                "INSERT INTO channel_history_entries ({ENTRY_COLUMNS}) \
+                 SELECT $1, seq, transfer_id, dp, dpo, cp, cpo, created_at_ms \
+                 FROM UNNEST($2::int8[], $3::uuid[], $4::int8[], $5::int8[], $6::int8[], \
+                             $7::int8[], $8::int8[]) \
+                     AS e(seq, transfer_id, dp, dpo, cp, cpo, created_at_ms)"
+            ))
+            .bind(account)
+            .bind(column(|e| e.seq))
+            .bind(transfers)
+            .bind(column(|e| e.debits_pending.get()))
+            .bind(column(|e| e.debits_posted.get()))
+            .bind(column(|e| e.credits_pending.get()))
+            .bind(column(|e| e.credits_posted.get()))
+            .bind(column(|e| e.created_at.unix_ms()))
+            .execute(&mut **conn)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Up to `limit` entries of `account` with seq below `before_seq`, newest first:
