@@ -267,6 +267,17 @@ pub(crate) async fn last_seq(store: &Store, account: AccountId) -> Result<i64, C
     Ok(last.unwrap_or(0))
 }
 
+/// [`last_seq`] as seen inside the caller's transaction.
+pub(crate) async fn last_seq_in_tx(tx: &mut Tx, account: AccountId) -> Result<i64, ChannelError> {
+    let last: Option<i64> = on_tx!(tx, |conn| sqlx::query_scalar(
+        "SELECT last_seq FROM channel_history_accounts WHERE account_id = $1"
+    )
+    .bind(account.as_uuid())
+    .fetch_optional(conn)
+    .await)?;
+    Ok(last.unwrap_or(0))
+}
+
 /// The part of `entries` that continues a prefix ending at `last_seq`: entries of
 /// `account` with seq `last_seq + 1, last_seq + 2, …` without a break. Anything
 /// already applied is skipped; anything after a gap is left for later.
@@ -318,7 +329,9 @@ pub(crate) async fn apply_entries(
     }
 }
 
-async fn apply_in_tx(
+/// [`apply_entries`] inside the caller's transaction (which must be on the
+/// channel's tables' database).
+pub(crate) async fn apply_in_tx(
     tx: &mut Tx,
     account: AccountId,
     entries: &[Entry],

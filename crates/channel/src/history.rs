@@ -16,6 +16,7 @@ use ledger::{ENTRY_EVENT_KIND, Entry};
 use money::AccountId;
 use serde::Serialize;
 use store::Tx;
+use tracing::Instrument;
 
 use crate::error::ChannelError;
 use crate::{Shared, db, telemetry};
@@ -54,10 +55,23 @@ impl History {
         History { shared }
     }
 
-    /// The event consumer that feeds this read model.
+    /// The event consumer that feeds this read model when the channel has its own
+    /// database (the production shape).
     pub fn consumer(&self) -> HistoryConsumer {
         HistoryConsumer {
             history: self.clone(),
+            shares_core_store: false,
+        }
+    }
+
+    /// The consumer for a channel whose store *is* the core's database (the
+    /// embedded shape: one SQLite file). Its effect goes through the backbone's
+    /// transaction, so it commits with the completion record and never waits on
+    /// the write lock that transaction already holds.
+    pub fn consumer_sharing_core_store(&self) -> HistoryConsumer {
+        HistoryConsumer {
+            history: self.clone(),
+            shares_core_store: true,
         }
     }
 
@@ -100,7 +114,7 @@ impl History {
     /// model's last seq.
     #[tracing::instrument(skip_all, fields(account = %account))]
     pub async fn sync(&self, account: AccountId) -> Result<SyncReport, ChannelError> {
-        self.pull(account, None).await
+        self.pull(account, None, Sink::Own).await
     }
 
     /// Brings the account up to at least `through_seq` (what an event announced),
@@ -111,7 +125,7 @@ impl History {
         account: AccountId,
         through_seq: i64,
     ) -> Result<SyncReport, ChannelError> {
-        self.pull(account, Some(through_seq)).await
+        self.pull(account, Some(through_seq), Sink::Own).await
     }
 
     /// The read model's last applied seq of `account`.
@@ -125,10 +139,14 @@ impl History {
         &self,
         account: AccountId,
         through_seq: Option<i64>,
+        mut sink: Sink<'_>,
     ) -> Result<SyncReport, ChannelError> {
         let store = &self.shared.store;
         let config = &self.shared.config;
-        let before = db::last_seq(store, account).await?;
+        let before = match &mut sink {
+            Sink::Own => db::last_seq(store, account).await?,
+            Sink::Borrowed(tx) => db::last_seq_in_tx(tx, account).await?,
+        };
         let mut last = before;
         let mut applied = 0;
         let mut pages = 0;
@@ -161,7 +179,11 @@ impl History {
                 }
                 break;
             }
-            let step = db::apply_entries(store, account, &page, self.shared.clock.now()).await?;
+            let now = self.shared.clock.now();
+            let step = match &mut sink {
+                Sink::Own => db::apply_entries(store, account, &page, now).await?,
+                Sink::Borrowed(tx) => db::apply_in_tx(tx, account, &page, now).await?,
+            };
             if step.last_seq <= last {
                 return Err(ChannelError::CoreEntriesBroken {
                     account,
@@ -193,6 +215,14 @@ pub const CONSUMER_NAME: &str = "channel.history";
 #[derive(Clone)]
 pub struct HistoryConsumer {
     history: History,
+    /// Write through the backbone's transaction instead of the channel's own.
+    shares_core_store: bool,
+}
+
+/// Where a pull writes: the channel's own store, or a transaction it is handed.
+enum Sink<'a> {
+    Own,
+    Borrowed(&'a mut Tx),
 }
 
 impl Consumer for HistoryConsumer {
@@ -207,16 +237,21 @@ impl Consumer for HistoryConsumer {
     fn handle(
         &self,
         event: &Event,
-        _tx: &mut Tx,
+        tx: &mut Tx,
     ) -> impl Future<Output = Result<(), HandleError>> + Send {
-        let history = self.history.clone();
-        let key = event.key.clone();
-        let seq = event.seq;
+        let span = tracing::debug_span!("history_event", key = %event.key, seq = event.seq);
         async move {
-            let account = AccountId::parse(&key)
-                .map_err(|error| format!("event key {key:?} is not an account id: {error}"))?;
-            history.catch_up(account, seq).await?;
+            let account = AccountId::parse(&event.key).map_err(|error| {
+                format!("event key {:?} is not an account id: {error}", event.key)
+            })?;
+            let sink = if self.shares_core_store {
+                Sink::Borrowed(tx)
+            } else {
+                Sink::Own
+            };
+            self.history.pull(account, Some(event.seq), sink).await?;
             Ok(())
         }
+        .instrument(span)
     }
 }

@@ -25,7 +25,50 @@ on_both_backends!(
     a_read_of_an_account_with_a_transfer_in_flight_syncs_it_first,
     a_manual_sync_pulls_everything_beyond_the_last_seq,
     pages_are_newest_first_capped_and_cover_the_whole_history,
+    one_database_for_core_and_channel_is_fed_through_the_backbones_transaction,
 );
+
+async fn one_database_for_core_and_channel_is_fed_through_the_backbones_transaction(sys: Sys) {
+    // The embedded shape: the channel's tables live in the core's own database.
+    let embedded = channel::Channel::open(
+        sys.core_db.store.clone(),
+        sys.faulty.clone(),
+        Arc::new(sys.clock.clone()),
+        sys.config.clone(),
+    )
+    .await
+    .unwrap();
+    let mut rng = SmallRng::seed_from_u64(5);
+    let (accounts, _) = busy_core(&sys, &mut rng, 20).await;
+    let mut dispatcher = Dispatcher::new(
+        sys.core_db.store.clone(),
+        Arc::new(embedded.history().consumer_sharing_core_store()),
+        dispatcher_config(3),
+        Arc::new(sys.clock.clone()),
+        Wake::new(),
+    )
+    .await
+    .unwrap();
+    let mut steps = 0;
+    while dispatcher.run_once().await.unwrap() == Step::Done {
+        steps += 1;
+        assert!(steps < 100, "the dispatcher never went idle");
+    }
+    let letters = events::dead_letter::list(&sys.core_db.store, None, None, 10)
+        .await
+        .unwrap();
+    assert!(letters.is_empty(), "{letters:?}");
+    for account in accounts {
+        let page = embedded
+            .history()
+            .history(account, None, 100)
+            .await
+            .unwrap();
+        let mut core = sys.core_entries(account).await;
+        core.reverse();
+        assert_eq!(page.entries, core);
+    }
+}
 
 /// Random transfers among a few customers, straight in the core; returns the
 /// accounts and the `ledger.entry` events in the order the core wrote them.
