@@ -23,7 +23,65 @@ on_both_backends!(
     the_request_is_stored_and_marked_sent_before_the_core_sees_it,
     a_core_slower_than_the_call_timeout_leaves_unknown_and_the_reconciler_finds_it_applied,
     racing_transfers_of_one_user_from_two_processes_let_exactly_one_through,
+    the_periodic_reconciler_settles_unknowns_until_shut_down,
+    a_reconciler_with_a_shorter_late_window_than_the_core_refuses_to_run,
 );
+
+async fn the_periodic_reconciler_settles_unknowns_until_shut_down(sys: Sys) {
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    sys.faulty.push(Fault::TimeoutAfterCommit).await;
+    let new = new_transfer(user_id(), alice, bob, 300);
+    sys.channel.transfers().submit(new).await.unwrap();
+    let shutdown = events::Shutdown::default();
+    let reconciler = sys.channel.reconciler().clone();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { reconciler.run(shutdown.wait()).await }
+    });
+    // `run` is the production loop; its first step happens at once.
+    let mut state = TransferState::Unknown;
+    for _ in 0..200 {
+        state = sys
+            .channel
+            .transfers()
+            .get(new.id())
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        if state != TransferState::Unknown {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(state, TransferState::Succeeded);
+    shutdown.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(5), running)
+        .await
+        .expect("the reconciler stops on shutdown")
+        .unwrap();
+}
+
+async fn a_reconciler_with_a_shorter_late_window_than_the_core_refuses_to_run(sys: Sys) {
+    let hasty = sys
+        .another_process_with(
+            sys.faulty.clone(),
+            channel::ChannelConfig {
+                late_window_ms: 30_000,
+                ..sys.config.clone()
+            },
+        )
+        .await;
+    let refused = hasty.reconciler().check_core().await.unwrap_err();
+    assert_eq!(refused.code(), "channel_config_invalid");
+    // `run` returns at once instead of giving up on transfers too early.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        hasty.reconciler().run(std::future::pending::<()>()),
+    )
+    .await
+    .expect("run refuses to start");
+}
 
 async fn racing_transfers_of_one_user_from_two_processes_let_exactly_one_through(sys: Sys) {
     const RACERS: usize = 8;
