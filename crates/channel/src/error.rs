@@ -28,7 +28,7 @@ pub enum ChannelError {
     /// The core's entries for an account did not continue the read model's prefix.
     #[error("the core's entries for account {account} do not continue from seq {last_seq}")]
     CoreEntriesBroken { account: AccountId, last_seq: i64 },
-    /// A catch-up needed more pages than `catch_up_pages_max`; the next one resumes.
+    /// A catch-up or sync needed more pages than its limit; the next one resumes.
     #[error("account {account} is still behind the core after {pages} pages")]
     StillBehind { account: AccountId, pages: usize },
     #[error("stored channel data is corrupt: {0}")]

@@ -89,7 +89,8 @@ impl History {
         let mut synced = false;
         let mut stale = false;
         if db::account_has_in_flight(store, account).await? {
-            match self.sync(account).await {
+            let pages_max = self.shared.config.read_sync_pages_max;
+            match self.pull(account, None, Sink::Own, pages_max).await {
                 Ok(_) => synced = true,
                 Err(error) => {
                     tracing::warn!(error = %error, code = error.code(), "sync before read failed; showing the read model as it is");
@@ -114,7 +115,13 @@ impl History {
     /// model's last seq.
     #[tracing::instrument(skip_all, fields(account = %account))]
     pub async fn sync(&self, account: AccountId) -> Result<SyncReport, ChannelError> {
-        self.pull(account, None, Sink::Own).await
+        self.pull(
+            account,
+            None,
+            Sink::Own,
+            self.shared.config.catch_up_pages_max,
+        )
+        .await
     }
 
     /// Brings the account up to at least `through_seq` (what an event announced),
@@ -125,7 +132,13 @@ impl History {
         account: AccountId,
         through_seq: i64,
     ) -> Result<SyncReport, ChannelError> {
-        self.pull(account, Some(through_seq), Sink::Own).await
+        self.pull(
+            account,
+            Some(through_seq),
+            Sink::Own,
+            self.shared.config.catch_up_pages_max,
+        )
+        .await
     }
 
     /// The read model's last applied seq of `account`.
@@ -140,6 +153,7 @@ impl History {
         account: AccountId,
         through_seq: Option<i64>,
         mut sink: Sink<'_>,
+        pages_max: usize,
     ) -> Result<SyncReport, ChannelError> {
         let store = &self.shared.store;
         let config = &self.shared.config;
@@ -154,7 +168,7 @@ impl History {
             if through_seq.is_some_and(|target| last >= target) {
                 break;
             }
-            if pages >= config.catch_up_pages_max {
+            if pages >= pages_max {
                 return Err(ChannelError::StillBehind { account, pages });
             }
             let from_seq = last.saturating_add(1);
@@ -249,7 +263,10 @@ impl Consumer for HistoryConsumer {
             } else {
                 Sink::Own
             };
-            self.history.pull(account, Some(event.seq), sink).await?;
+            let pages_max = self.history.shared.config.catch_up_pages_max;
+            self.history
+                .pull(account, Some(event.seq), sink, pages_max)
+                .await?;
             Ok(())
         }
         .instrument(span)

@@ -65,6 +65,9 @@ pub struct ChannelConfig {
     pub fetch_entries_max: usize,
     /// Pages of entries one catch-up or sync may fetch before it stops.
     pub catch_up_pages_max: usize,
+    /// Pages a read may fetch to sync an account with a transfer in flight; a
+    /// read model further behind is shown as it is, flagged stale.
+    pub read_sync_pages_max: usize,
 }
 
 impl Default for ChannelConfig {
@@ -79,6 +82,7 @@ impl Default for ChannelConfig {
             history_page_max: 100,
             fetch_entries_max: 500,
             catch_up_pages_max: 2_000,
+            read_sync_pages_max: 4,
         }
     }
 }

@@ -26,7 +26,45 @@ on_both_backends!(
     a_manual_sync_pulls_everything_beyond_the_last_seq,
     pages_are_newest_first_capped_and_cover_the_whole_history,
     one_database_for_core_and_channel_is_fed_through_the_backbones_transaction,
+    a_read_syncs_a_bounded_number_of_pages_and_flags_the_rest_stale,
 );
+
+async fn a_read_syncs_a_bounded_number_of_pages_and_flags_the_rest_stale(sys: Sys) {
+    let (alice, bob) = (sys.customer(100_000).await, sys.customer(0).await);
+    for amount in 1..=29 {
+        sys.core_move(alice, bob, amount).await;
+    }
+    let small_pages = sys
+        .another_process_with(
+            sys.faulty.clone(),
+            channel::ChannelConfig {
+                fetch_entries_max: 5,
+                read_sync_pages_max: 2,
+                ..sys.config.clone()
+            },
+        )
+        .await;
+    sys.faulty.push(Fault::TimeoutBeforeCommit).await;
+    let pending = small_pages
+        .transfers()
+        .submit(new_transfer(user_id(), alice, bob, 1))
+        .await
+        .unwrap();
+    assert_eq!(pending.state, channel::TransferState::Unknown);
+    let page = small_pages
+        .history()
+        .history(alice, None, 100)
+        .await
+        .unwrap();
+    assert!(
+        page.stale && !page.synced,
+        "30 entries do not fit in 2 pages of 5"
+    );
+    assert_eq!(page.entries.len(), 10, "the pages it did fetch are kept");
+    assert_eq!(page.entries[0], sys.core_entries(alice).await[9]);
+    let report = small_pages.history().sync(alice).await.unwrap();
+    assert_eq!((report.last_seq_before, report.last_seq_after), (10, 30));
+}
 
 async fn one_database_for_core_and_channel_is_fed_through_the_backbones_transaction(sys: Sys) {
     // The embedded shape: the channel's tables live in the core's own database.
