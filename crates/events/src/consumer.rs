@@ -7,6 +7,7 @@
 //! never let a key's seq advance by more than one, and never commit an effect
 //! without its completion record.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use money::{Clock, Timestamp};
@@ -213,6 +214,18 @@ pub(crate) async fn deliver_batch<C: Consumer>(
             .map(|_| Outcome::Transient(message.clone()))
             .collect()
     };
+    if events.len() > 1 {
+        match deliver_optimistic(store, consumer, events).await {
+            Ok(Some(outcomes)) => {
+                record_handled(consumer, events, &outcomes, clock);
+                return outcomes;
+            }
+            // A handler failed or another process moved a watermark: redo the
+            // batch carefully, one savepoint per event.
+            Ok(None) => {}
+            Err(error) => return transient(error),
+        }
+    }
     let mut tx = match store.begin().await {
         Ok(tx) => tx,
         Err(error) => return transient(error.into()),
@@ -230,13 +243,199 @@ pub(crate) async fn deliver_batch<C: Consumer>(
     if let Err(error) = tx.commit().await {
         return transient(error.into());
     }
+    record_handled(consumer, events, &outcomes, clock);
+    outcomes
+}
+
+fn record_handled<C: Consumer>(
+    consumer: &C,
+    events: &[Event],
+    outcomes: &[Outcome],
+    clock: &dyn Clock,
+) {
     let now = clock.now();
-    for (event, outcome) in events.iter().zip(&outcomes) {
+    for (event, outcome) in events.iter().zip(outcomes) {
         if *outcome == Outcome::Applied {
             telemetry::handled(consumer.name(), lag_ms(now, event.created_at));
         }
     }
-    outcomes
+}
+
+/// Rows per statement when SQLite reads or writes watermarks in bulk.
+const SQLITE_KEYS_PER_STATEMENT_MAX: usize = 500;
+
+/// The fast path: one transaction, watermarks read (and locked on PostgreSQL) and
+/// written in bulk, no savepoints. Returns `None`, with everything rolled back,
+/// as soon as a handler fails or a watermark moved under us.
+async fn deliver_optimistic<C: Consumer>(
+    store: &Store,
+    consumer: &C,
+    events: &[Event],
+) -> Result<Option<Vec<Outcome>>, EventsError> {
+    let name = consumer.name();
+    let mut keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut tx = store.begin().await?;
+    let known = load_watermarks(&mut tx, name, &keys).await?;
+    let mut moved: HashMap<&str, i64> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let current = moved
+            .get(event.key.as_str())
+            .or_else(|| known.get(event.key.as_str()))
+            .copied()
+            .unwrap_or(0);
+        if event.seq <= current {
+            outcomes.push(Outcome::Duplicate);
+            continue;
+        }
+        if event.seq != current.saturating_add(1) {
+            outcomes.push(Outcome::Gap {
+                expected_seq: current.saturating_add(1),
+            });
+            continue;
+        }
+        if consumer.kinds().iter().any(|kind| *kind == event.kind) {
+            if consumer.handle(event, &mut tx).await.is_err() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            outcomes.push(Outcome::Applied);
+        } else {
+            outcomes.push(Outcome::Passed);
+        }
+        moved.insert(event.key.as_str(), event.seq);
+    }
+    let mut updates: Vec<(&str, i64, i64)> = Vec::new();
+    let mut inserts: Vec<(&str, i64)> = Vec::new();
+    for (key, seq) in moved {
+        match known.get(key) {
+            Some(old) => updates.push((key, seq, *old)),
+            None => inserts.push((key, seq)),
+        }
+    }
+    let written = write_watermarks(&mut tx, name, &updates, &inserts).await?;
+    if written != (updates.len() + inserts.len()) as u64 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(outcomes))
+}
+
+async fn load_watermarks(
+    tx: &mut Tx,
+    consumer: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, i64>, EventsError> {
+    let mut found: HashMap<String, i64> = HashMap::with_capacity(keys.len());
+    match tx {
+        Tx::Sqlite(tx) => {
+            for chunk in keys.chunks(SQLITE_KEYS_PER_STATEMENT_MAX) {
+                let mut select = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "SELECT key, seq_done FROM event_consumer_keys WHERE consumer = ",
+                );
+                select.push_bind(consumer).push(" AND key IN (");
+                let mut list = select.separated(", ");
+                for key in chunk {
+                    list.push_bind(*key);
+                }
+                select.push(")");
+                let rows: Vec<(String, i64)> = select.build_query_as().fetch_all(&mut **tx).await?;
+                found.extend(rows);
+            }
+        }
+        Tx::Postgres(tx) => {
+            // Locked in key order, so two processes never deadlock on them.
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT key, seq_done FROM event_consumer_keys
+                 WHERE consumer = $1 AND key = ANY($2::text[]) ORDER BY key FOR UPDATE",
+            )
+            .bind(consumer)
+            .bind(keys)
+            .fetch_all(&mut **tx)
+            .await?;
+            found.extend(rows);
+        }
+    }
+    Ok(found)
+}
+
+/// Moves watermarks from their old to their new seq (only if still at the old
+/// one) and creates new ones (only if absent). Returns the rows written.
+async fn write_watermarks(
+    tx: &mut Tx,
+    consumer: &str,
+    updates: &[(&str, i64, i64)],
+    inserts: &[(&str, i64)],
+) -> Result<u64, EventsError> {
+    let mut written = 0;
+    match tx {
+        Tx::Sqlite(tx) => {
+            // SQLite: one writer at a time, and in-process statements are cheap.
+            for (key, seq, old) in updates {
+                written += sqlx::query(
+                    "UPDATE event_consumer_keys SET seq_done = $1
+                     WHERE consumer = $2 AND key = $3 AND seq_done = $4",
+                )
+                .bind(seq)
+                .bind(consumer)
+                .bind(key)
+                .bind(old)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            }
+            for (key, seq) in inserts {
+                written += sqlx::query(
+                    "INSERT INTO event_consumer_keys (consumer, key, seq_done) VALUES ($1, $2, $3)
+                     ON CONFLICT (consumer, key) DO NOTHING",
+                )
+                .bind(consumer)
+                .bind(key)
+                .bind(seq)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            }
+        }
+        Tx::Postgres(tx) => {
+            if !updates.is_empty() {
+                let keys: Vec<&str> = updates.iter().map(|u| u.0).collect();
+                let seqs: Vec<i64> = updates.iter().map(|u| u.1).collect();
+                let olds: Vec<i64> = updates.iter().map(|u| u.2).collect();
+                written += sqlx::query(
+                    "UPDATE event_consumer_keys AS c SET seq_done = u.seq
+                     FROM UNNEST($2::text[], $3::int8[], $4::int8[]) AS u(key, seq, old)
+                     WHERE c.consumer = $1 AND c.key = u.key AND c.seq_done = u.old",
+                )
+                .bind(consumer)
+                .bind(&keys)
+                .bind(&seqs)
+                .bind(&olds)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            }
+            if !inserts.is_empty() {
+                let keys: Vec<&str> = inserts.iter().map(|i| i.0).collect();
+                let seqs: Vec<i64> = inserts.iter().map(|i| i.1).collect();
+                written += sqlx::query(
+                    "INSERT INTO event_consumer_keys (consumer, key, seq_done)
+                     SELECT $1, key, seq FROM UNNEST($2::text[], $3::int8[]) AS u(key, seq)
+                     ON CONFLICT (consumer, key) DO NOTHING",
+                )
+                .bind(consumer)
+                .bind(&keys)
+                .bind(&seqs)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            }
+        }
+    }
+    Ok(written)
 }
 
 fn lag_ms(now: Timestamp, created_at: Timestamp) -> i64 {

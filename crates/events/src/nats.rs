@@ -23,7 +23,6 @@ use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::{self, AckKind, Context};
 use futures_util::{FutureExt, StreamExt};
 use money::Clock;
-use sqlx::pool::PoolConnection;
 use store::Store;
 
 use crate::consumer::{Consumer, Outcome, deliver_batch, seq_done};
@@ -61,7 +60,7 @@ pub struct NatsConfig {
     pub publish_batch_max: usize,
     /// Messages pulled per worker step; also the consumer's `max_ack_pending`.
     pub fetch_batch_max: usize,
-    /// How long a pull waits for messages before returning empty.
+    /// How long an idle worker sleeps before pulling again (a pull never waits).
     pub fetch_wait_ms: u64,
     /// Sleep between relay polls when idle and not poked.
     pub poll_interval_ms: u64,
@@ -84,7 +83,7 @@ impl Default for NatsConfig {
             ack_wait_ms: 30_000,
             publish_batch_max: 1_024,
             fetch_batch_max: 512,
-            fetch_wait_ms: 200,
+            fetch_wait_ms: 20,
             poll_interval_ms: 100,
             duplicate_window_ms: 120_000,
             key_backlog_events_max: 1_024,
@@ -171,7 +170,7 @@ pub struct Relay {
     clock: Arc<dyn Clock>,
     /// PostgreSQL: the dedicated connection that holds this partition's advisory
     /// lock; dropping it releases the lock. SQLite runs one process, no lock.
-    _lock: Option<PoolConnection<sqlx::Postgres>>,
+    lock: Option<sqlx::PgConnection>,
 }
 
 impl Relay {
@@ -199,7 +198,7 @@ impl Relay {
                 }
                 // The lock lives as long as this connection: take it out of the
                 // pool so it is never reused, and closing it releases the lock.
-                Some(conn)
+                Some(conn.detach())
             }
         };
         Ok(Some(Relay {
@@ -208,7 +207,7 @@ impl Relay {
             config,
             partition,
             clock,
-            _lock: lock,
+            lock,
         }))
     }
 
@@ -216,9 +215,9 @@ impl Relay {
     /// marks the acknowledged prefix relayed.
     #[tracing::instrument(skip_all, fields(partition = self.partition))]
     pub async fn run_once(&mut self) -> Result<Step, EventsError> {
-        if let Some(lock) = self._lock.as_mut() {
+        if let Some(lock) = self.lock.as_mut() {
             // A lost lock connection means a lost lock: stop rather than race.
-            sqlx::query("SELECT 1").execute(&mut **lock).await?;
+            sqlx::query("SELECT 1").execute(&mut *lock).await?;
         }
         let rows = outbox::unrelayed(
             &self.store,
@@ -355,11 +354,11 @@ impl<C: Consumer> Worker<C> {
     #[tracing::instrument(skip_all, fields(consumer = self.consumer.name(), partition = self.partition))]
     pub async fn run_once(&mut self) -> Result<Step, EventsError> {
         let mut worked = self.drain_released().await?;
+        let started = std::time::Instant::now();
         let mut batch = self
             .pull
-            .batch()
+            .fetch()
             .max_messages(self.config.fetch_batch_max)
-            .expires(Duration::from_millis(self.config.fetch_wait_ms))
             .messages()
             .await
             .map_err(EventsError::nats)?;
@@ -381,6 +380,7 @@ impl<C: Consumer> Worker<C> {
             return Ok(if worked { Step::Done } else { Step::Idle });
         }
         worked = true;
+        let fetched_ms = started.elapsed().as_millis() as u64;
         let events: Vec<Event> = messages.iter().map(|(_, e)| e.clone()).collect();
         let outcomes = deliver_batch(
             &self.store,
@@ -389,6 +389,12 @@ impl<C: Consumer> Worker<C> {
             self.clock.as_ref(),
         )
         .await;
+        tracing::debug!(
+            messages = events.len(),
+            fetched_ms,
+            delivered_ms = started.elapsed().as_millis() as u64,
+            "batch delivered"
+        );
         let mut unfinished: Vec<(async_nats::jetstream::Message, Event, Outcome)> = Vec::new();
         for ((message, event), outcome) in messages.into_iter().zip(outcomes) {
             let blocked = unfinished.iter().any(|(_, e, _)| e.key == event.key);
@@ -577,12 +583,17 @@ impl<C: Consumer> Worker<C> {
             if (&mut shutdown).now_or_never().is_some() {
                 break;
             }
-            if let Err(error) = self.run_once().await {
-                tracing::warn!(partition = self.partition, error = %error, code = error.code(), "worker step failed; retrying");
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = tokio::time::sleep(Duration::from_millis(self.config.poll_interval_ms)) => {}
+            let pause_ms = match self.run_once().await {
+                Ok(Step::Done) => continue,
+                Ok(Step::Idle) => self.config.fetch_wait_ms,
+                Err(error) => {
+                    tracing::warn!(partition = self.partition, error = %error, code = error.code(), "worker step failed; retrying");
+                    self.config.poll_interval_ms
                 }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(Duration::from_millis(pause_ms)) => {}
             }
         }
     }

@@ -23,7 +23,7 @@ fn config(url: &str) -> NatsConfig {
         subject_prefix: format!("t{unique}"),
         partitions: 4,
         ack_wait_ms: 5_000,
-        fetch_wait_ms: 50,
+        fetch_wait_ms: 10,
         poll_interval_ms: 10,
         retry: RetryPolicy::fast_for_tests(30),
         ..NatsConfig::default()
@@ -190,4 +190,58 @@ async fn a_broker_killed_mid_stream_and_restarted_loses_nothing_and_applies_noth
     transport.await.unwrap().unwrap();
     assert_eq!(applied, keys * per_key as usize);
     assert_exactly_once_in_order(&effects(&db.store).await, keys, per_key);
+}
+
+#[tokio::test]
+async fn only_one_relay_per_partition_runs_at_a_time_on_postgres() {
+    let Some(url) = shared_nats().await else {
+        return;
+    };
+    let Some(db) = store::testing::postgres().await else {
+        return;
+    };
+    prepare(&db.store).await;
+    let config = config(&url);
+    let js = nats::connect(&config).await.unwrap();
+    let clock: Arc<dyn money::Clock> = Arc::new(SystemClock);
+    let first = nats::Relay::acquire(
+        db.store.clone(),
+        js.clone(),
+        config.clone(),
+        1,
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(first.is_some());
+    let second = nats::Relay::acquire(
+        db.store.clone(),
+        js.clone(),
+        config.clone(),
+        1,
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        second.is_none(),
+        "a second relay must not win a held partition"
+    );
+    let other = nats::Relay::acquire(
+        db.store.clone(),
+        js.clone(),
+        config.clone(),
+        2,
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(other.is_some(), "another partition is free");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = nats::Relay::acquire(db.store.clone(), js.clone(), config.clone(), 1, clock)
+        .await
+        .unwrap();
+    assert!(again.is_some(), "a released partition can be taken over");
+    js.delete_stream(&config.stream).await.unwrap();
 }
