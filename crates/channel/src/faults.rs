@@ -38,6 +38,8 @@ pub enum Fault {
 
 /// Stragglers held at once, beyond which a straggling call is dropped instead.
 const STRAGGLERS_MAX: usize = 1_024;
+/// Faults queued at once; a test that plans more has a bug.
+const PLANNED_FAULTS_MAX: usize = 1_024;
 
 /// Wraps a core and misbehaves on request.
 pub struct FaultyCore {
@@ -59,9 +61,15 @@ impl FaultyCore {
         }
     }
 
-    /// Queues a fault for the next transfer call that has none.
-    pub async fn push(&self, fault: Fault) {
-        self.plan.lock().await.push_back(fault);
+    /// Queues a fault for the next transfer call that has none. Returns false (and
+    /// queues nothing) when `PLANNED_FAULTS_MAX` faults are already waiting.
+    pub async fn push(&self, fault: Fault) -> bool {
+        let mut plan = self.plan.lock().await;
+        if plan.len() >= PLANNED_FAULTS_MAX {
+            return false;
+        }
+        plan.push_back(fault);
+        true
     }
 
     /// While set, `outcome`, `entries` and `account` fail as unreachable.
