@@ -267,7 +267,7 @@ impl<C: Consumer> Dispatcher<C> {
         let parked: HashSet<String> = open.parked_keys.into_iter().collect();
         for key in &parked {
             if let Some(state) = self.keys.remove(key) {
-                self.queued_events -= state.queue.len();
+                self.queued_events = self.queued_events.saturating_sub(state.queue.len());
             }
         }
         self.parked = parked;
@@ -427,7 +427,7 @@ impl<C: Consumer> Dispatcher<C> {
             }
             if outcome.is_finished() {
                 state.queue.pop_front();
-                self.queued_events -= 1;
+                self.queued_events = self.queued_events.saturating_sub(1);
                 state.failures = 0;
                 state.backoff = None;
                 state.not_before_ms = 0;
@@ -467,7 +467,8 @@ impl<C: Consumer> Dispatcher<C> {
                             )
                             .await?;
                             if let Some(state) = self.keys.remove(&event.key) {
-                                self.queued_events -= state.queue.len();
+                                self.queued_events =
+                                    self.queued_events.saturating_sub(state.queue.len());
                             }
                             self.parked.insert(event.key.clone());
                         }

@@ -245,3 +245,83 @@ async fn only_one_relay_per_partition_runs_at_a_time_on_postgres() {
     assert!(again.is_some(), "a released partition can be taken over");
     js.delete_stream(&config.stream).await.unwrap();
 }
+
+async fn parked_letters(store: &store::Store, consumer: &str) -> Vec<events::DeadLetter> {
+    events::dead_letter::list(
+        store,
+        Some(consumer),
+        Some(events::DeadLetterState::Parked),
+        10,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_event_over_nats_parks_its_key_until_replay_then_the_rest_apply_in_order() {
+    let Some(url) = shared_nats().await else {
+        return;
+    };
+    let db = database().await;
+    prepare(&db.store).await;
+    let config = NatsConfig {
+        partitions: 2,
+        retry: RetryPolicy::fast_for_tests(4),
+        ..config(&url)
+    };
+    let shutdown = Shutdown::default();
+    let recorder = Arc::new(Recorder::new("poisoned", 0.0, 1).with_poison(&key_name(1), 3));
+    let transport = tokio::spawn(nats::run_all(
+        db.store.clone(),
+        config.clone(),
+        recorder.clone(),
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    ));
+    produce(&db.store, 3, 1, 6).await;
+    assert_eq!(wait_for_effects(&db.store, 14, 20_000).await, 14);
+    let mut letters = parked_letters(&db.store, "poisoned").await;
+    for _ in 0..200 {
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        letters = parked_letters(&db.store, "poisoned").await;
+    }
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event.seq, 3);
+    assert_eq!(letters[0].attempts, 4);
+
+    // A later event of the parked key waits; the other keys go on.
+    produce(&db.store, 3, 7, 7).await;
+    assert_eq!(wait_for_effects(&db.store, 16, 20_000).await, 16);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(effect_count(&db.store).await, 16);
+    assert_eq!(
+        events::seq_done(&db.store, "poisoned", &key_name(1))
+            .await
+            .unwrap(),
+        2
+    );
+
+    recorder
+        .poison_armed
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    events::dead_letter::resolve(
+        &db.store,
+        "poisoned",
+        letters[0].event.id,
+        events::OperatorAction::Replay,
+        "ops@settle",
+        money::Clock::now(&SystemClock),
+    )
+    .await
+    .unwrap();
+    let applied = wait_for_effects(&db.store, 21, 20_000).await;
+    shutdown.cancel();
+    transport.await.unwrap().unwrap();
+    assert_eq!(applied, 21);
+    assert_exactly_once_in_order(&effects(&db.store).await, 3, 7);
+    let js = nats::connect(&config).await.unwrap();
+    js.delete_stream(&config.stream).await.unwrap();
+}
