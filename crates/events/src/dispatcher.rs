@@ -486,6 +486,16 @@ impl<C: Consumer> Dispatcher<C> {
                         .plus_ms(saturating_ms(self.config.poll_interval_ms))
                         .unix_ms();
                     self.load_backlog(&event.key).await?;
+                    let head = self
+                        .keys
+                        .get(&event.key)
+                        .and_then(|s| s.queue.front())
+                        .map(|s| s.event.seq);
+                    if head.is_some_and(|seq| seq > expected_seq) {
+                        // The producer promised gapless seqs from 1: the missing one
+                        // is either not committed yet or was never written.
+                        tracing::warn!(key = %event.key, expected_seq, head_seq = ?head, "key waits for a seq that is not in the outbox");
+                    }
                 }
                 Outcome::Applied | Outcome::Passed | Outcome::Duplicate => {}
             }

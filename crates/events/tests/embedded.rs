@@ -213,3 +213,39 @@ async fn a_restarted_dispatcher_resumes_without_repeating_effects() {
     }
     assert_exactly_once_in_order(&effects(&db.store).await, 10, 8);
 }
+
+#[tokio::test]
+async fn an_event_whose_predecessor_is_missing_waits_until_the_predecessor_is_written() {
+    let db = store::testing::sqlite().await;
+    prepare(&db.store).await;
+    produce(&db.store, 1, 2, 3).await;
+    let clock = TestClock::at(Timestamp::from_unix_ms(1_700_000_000_000));
+    let recorder = Arc::new(Recorder::new("gap", 0.0, 1));
+    let mut dispatcher = Dispatcher::new(
+        db.store.clone(),
+        recorder,
+        config(3),
+        Arc::new(clock.clone()),
+        Wake::new(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..20 {
+        dispatcher.run_once().await.unwrap();
+        clock.advance_ms(1_000);
+    }
+    assert!(
+        effects(&db.store).await.is_empty(),
+        "seq 2 must not apply before seq 1"
+    );
+    assert!(
+        dead_letter::list(&db.store, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "waiting for a predecessor is not a failure"
+    );
+    produce(&db.store, 1, 1, 1).await;
+    drain(&mut dispatcher, &clock).await;
+    assert_exactly_once_in_order(&effects(&db.store).await, 1, 3);
+}
