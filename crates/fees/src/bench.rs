@@ -113,7 +113,7 @@ async fn run_in(
     fees.accrue(&workload.accruals).await?;
     provision_bank(&sim, &config, &workload).await?;
     fees.record(day, Trigger::Operator).await?;
-    let chunks_total = planned_calls(&fees, day).await?;
+    let chunks_total = fees.chunks_to_send(day).await?;
     let started = Instant::now();
     let report = fees
         .pay_with_progress(day, Trigger::Operator, &|done| progress(done, chunks_total))
@@ -140,20 +140,6 @@ async fn run_in(
         sequential_estimate_s: calls as f64 * latency_s,
         succeeded,
     })
-}
-
-/// How many chunks paying the day's items takes.
-async fn planned_calls(fees: &Fees, day: BusinessDay) -> Result<u64, FeesError> {
-    let items = crate::db::items(fees.store(), &day.to_string()).await?;
-    let mut calls = 0u64;
-    for item in items {
-        calls += crate::chunking::split(
-            money::Krw::new(item.amount_krw),
-            fees.config().payout_chunk_krw_max,
-        )?
-        .len() as u64;
-    }
-    Ok(calls)
 }
 
 /// The house accounts the demo and benchmark use at the simulator.

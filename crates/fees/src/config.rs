@@ -32,6 +32,8 @@ pub struct FeesConfig {
     pub not_found_grace_ms: i64,
     /// Attempts (distinct `bank_tran_id`s) per chunk before the item is blocked.
     pub chunk_attempts_max: i64,
+    /// Attempts per chunk when the earlier ones were never found at the bank.
+    pub chunk_attempts_not_found_max: i64,
     /// Results written per transaction while a payout runs.
     pub results_batch_max: usize,
     /// Holds, posts or voids per ledger submission.
@@ -63,6 +65,7 @@ impl FeesConfig {
             lock_lease_ms: 10 * 60 * 1_000,
             not_found_grace_ms: 60_000,
             chunk_attempts_max: 5,
+            chunk_attempts_not_found_max: 50,
             results_batch_max: 256,
             ledger_batch_transfers_max: 4_096,
             day_accruals_max: 1_000_000,
@@ -91,6 +94,7 @@ impl FeesConfig {
             || self.results_batch_max == 0
             || self.ledger_batch_transfers_max == 0
             || self.chunk_attempts_max < 1
+            || self.chunk_attempts_not_found_max < 1
             || self.bank_calls_per_s_max == Some(0)
         {
             return Err(FeesError::Invalid(

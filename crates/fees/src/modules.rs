@@ -232,6 +232,18 @@ fn chunk_state(text: &str) -> Result<ChunkState, FeesError> {
 }
 
 impl Fees {
+    /// Whether a chunk that failed with `reason` on its `attempt`-th id is blocked
+    /// for an operator rather than retried. "Not found at the bank" (a send lost to
+    /// a crash or the network) has a larger allowance than a refusal.
+    fn gives_up(&self, reason: &str, attempt: i64) -> bool {
+        let attempts_max = if reason == "not_found_at_bank" {
+            self.config.chunk_attempts_not_found_max
+        } else {
+            self.config.chunk_attempts_max
+        };
+        is_permanent(reason) || attempt >= attempts_max
+    }
+
     async fn lock(&self, module: Module, day: BusinessDay) -> Result<Option<LockGuard>, FeesError> {
         Ok(self
             .store
@@ -509,9 +521,7 @@ impl Fees {
                         ChunkState::Succeeded => paid = paid.checked_add(*amount)?,
                         ChunkState::Failed => {
                             let reason = chunk.reason.clone().unwrap_or_default();
-                            if is_permanent(&reason)
-                                || chunk.attempt >= self.config.chunk_attempts_max
-                            {
+                            if self.gives_up(&reason, chunk.attempt) {
                                 blocked_reason = Some(reason);
                             } else {
                                 plan.new.push(next_attempt(chunk.attempt + 1));
@@ -608,7 +618,6 @@ impl Fees {
         let mut to_send = plan.to_send;
         to_send.extend(created);
         let held = self.place_holds(to_send).await?;
-        self.mark_sent(&held).await?;
         let loans = self.loans_of(&items).await?;
         let tally = self.send_chunks(held, &loans, guard, progress).await?;
         add_tally(counts, &tally);
@@ -758,9 +767,7 @@ impl Fees {
                         ChunkState::Succeeded => {}
                         ChunkState::Failed => {
                             let reason = chunk.reason.clone().unwrap_or_default();
-                            if is_permanent(&reason)
-                                || chunk.attempt >= self.config.chunk_attempts_max
-                            {
+                            if self.gives_up(&reason, chunk.attempt) {
                                 return Ok(Outcome::NotReady(format!(
                                     "the withdraw of {day} is blocked: {reason}"
                                 )));
@@ -774,7 +781,6 @@ impl Fees {
             to_send.extend(created);
             if !to_send.is_empty() {
                 let held = self.place_holds(to_send).await?;
-                self.mark_sent(&held).await?;
                 let sent = self.send_chunks(held, &HashMap::new(), guard, None).await?;
                 add_tally(counts, &sent);
             }
@@ -813,6 +819,15 @@ impl Fees {
         }
         counts.insert("withdrawn_krw", paid.get());
         Ok(Outcome::Done)
+    }
+
+    /// How many payout chunks a Pay of D would send now (for progress bars).
+    pub async fn chunks_to_send(&self, day: BusinessDay) -> Result<u64, FeesError> {
+        let key = day.to_string();
+        let items = db::items(&self.store, &key).await?;
+        let chunks = db::chunks(&self.store, &key, Purpose::Payout.as_str()).await?;
+        let plan = self.plan_payouts(day, &items, &chunks)?;
+        Ok(u64::try_from(plan.new.len() + plan.to_send.len()).unwrap_or(u64::MAX))
     }
 
     /// Per-day, per-stage status for operators.

@@ -8,13 +8,14 @@
 //! leaves every chunk in a state a rerun resolves. This module never invents a
 //! `bank_tran_id` and never sends a chunk that is not stored and held.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
 use bank::types::{TransferInquiry, TransferOutcome, TransferRequest as BankRequest};
 use bank::{AccountNumber, BankError, BankTranId, HolderName, TranDate};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use ledger::{TransferRequest, TransferResult};
 use money::Krw;
 use store::LockGuard;
@@ -204,24 +205,14 @@ impl Fees {
 
     /// Marks chunks as sent, in one transaction, before any of them is sent: a
     /// crash from here on leaves them for the result inquiry, never for a resend.
-    pub(crate) async fn mark_sent(&self, chunks: &[ChunkRow]) -> Result<(), FeesError> {
+    async fn mark_sent(&self, ids: &[String]) -> Result<(), FeesError> {
         let now_ms = self.now().unix_ms();
         let mut tx = self.store.begin().await?;
-        for chunk in chunks {
-            if !db::move_chunk(
-                &mut tx,
-                &chunk.bank_tran_id,
-                &["reserved"],
-                "sent",
-                None,
-                now_ms,
-            )
-            .await?
-            {
+        for id in ids {
+            if !db::move_chunk(&mut tx, id, &["reserved"], "sent", None, now_ms).await? {
                 tx.rollback().await?;
                 return Err(FeesError::Invariant(format!(
-                    "chunk {} left 'reserved' while its payout held the lock",
-                    chunk.bank_tran_id
+                    "chunk {id} left 'reserved' while its payout held the lock"
                 )));
             }
         }
@@ -229,7 +220,8 @@ impl Fees {
         Ok(())
     }
 
-    /// Sends held, sent-marked chunks and settles each answer.
+    /// Sends held chunks (marking them `sent` window by window just before) and
+    /// settles each answer.
     pub(crate) async fn send_chunks(
         &self,
         chunks: Vec<ChunkRow>,
@@ -245,6 +237,7 @@ impl Fees {
         let bank = self.bank.clone();
         self.pipeline(
             prepared,
+            Some(&|(chunk, _): &(ChunkRow, BankRequest)| chunk.bank_tran_id.clone()),
             move |(chunk, request): (ChunkRow, BankRequest)| {
                 let bank = bank.clone();
                 async move {
@@ -288,6 +281,7 @@ impl Fees {
         let now_ms = self.now().unix_ms();
         self.pipeline(
             chunks,
+            None,
             move |chunk: ChunkRow| {
                 let bank = bank.clone();
                 async move {
@@ -303,10 +297,13 @@ impl Fees {
 
     /// Runs `call` on every work item, at most `bank_calls_in_flight_max` at once and
     /// `bank_calls_per_s_max` started per second, and settles answers in batches
-    /// as they arrive.
+    /// as they arrive. With `sent_id`, each window of items is marked `sent` in one
+    /// transaction just before it is dispatched, so a crash orphans at most a
+    /// window plus the calls in flight.
     async fn pipeline<W, F, Fut>(
         &self,
         work: Vec<W>,
+        sent_id: Option<&(dyn Fn(&W) -> String + Sync)>,
         call: F,
         guard: &mut LockGuard,
         progress: Option<Progress<'_>>,
@@ -322,18 +319,42 @@ impl Fees {
         let producer = async {
             let pacer = &pacer;
             let call = &call;
-            let mut calls = futures_util::stream::iter(work)
-                .map(|item| async move {
-                    pacer.wait().await;
-                    call(item).await
-                })
-                .buffer_unordered(in_flight_max);
-            while let Some(answer) = calls.next().await {
+            let mut queued = work.into_iter();
+            let mut ready: VecDeque<W> = VecDeque::with_capacity(in_flight_max);
+            let mut in_flight = FuturesUnordered::new();
+            loop {
+                while in_flight.len() < in_flight_max {
+                    if ready.is_empty() {
+                        let window: Vec<W> = queued.by_ref().take(in_flight_max).collect();
+                        if window.is_empty() {
+                            break;
+                        }
+                        if let Some(sent_id) = sent_id {
+                            let ids: Vec<String> = window.iter().map(sent_id).collect();
+                            let fees = self.clone();
+                            tokio::spawn(async move { fees.mark_sent(&ids).await })
+                                .await
+                                .map_err(|e| {
+                                    FeesError::Invariant(format!("a sent-marker died: {e}"))
+                                })??;
+                        }
+                        ready.extend(window);
+                    }
+                    let Some(item) = ready.pop_front() else { break };
+                    in_flight.push(async move {
+                        pacer.wait().await;
+                        call(item).await
+                    });
+                }
+                let Some(answer) = in_flight.next().await else {
+                    break;
+                };
                 if answers.send(answer).await.is_err() {
                     break;
                 }
             }
             drop(answers);
+            Ok::<(), FeesError>(())
         };
         let consumer = async {
             let mut tally = Tally::default();
@@ -343,7 +364,12 @@ impl Fees {
                     break;
                 }
                 let taken = std::mem::take(&mut batch);
-                let settled = self.settle_answers(taken).await?;
+                // A batch write, once started, finishes even if this payout is
+                // dropped (a shutdown, a cancelled request): it runs on its own task.
+                let fees = self.clone();
+                let settled = tokio::spawn(async move { fees.settle_answers(taken).await })
+                    .await
+                    .map_err(|e| FeesError::Invariant(format!("a result writer died: {e}")))??;
                 tally.calls += settled.calls;
                 tally.succeeded += settled.succeeded;
                 tally.failed += settled.failed;
@@ -359,7 +385,8 @@ impl Fees {
             }
             Ok::<Tally, FeesError>(tally)
         };
-        let ((), tally) = futures_util::future::join(producer, consumer).await;
+        let (produced, tally) = futures_util::future::join(producer, consumer).await;
+        produced?;
         tally
     }
 

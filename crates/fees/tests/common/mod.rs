@@ -6,6 +6,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bank::types::{
+    AccountRequest, Balance, DepositLookup, DepositPage, DepositsRequest, Holder,
+    IssueVirtualAccount, TransferInquiry, TransferOutcome, TransferReceipt, TransferRequest,
+    VirtualAccount, VirtualDeposit,
+};
+use bank::{BankApi, BankError};
+use tokio::sync::Notify;
 
 use bank::sim::{FaultRates, Profile, SimConfig, Simulator};
 use fees::workload::{Workload, provision_bank};
@@ -17,6 +27,7 @@ use store::testing::TestDb;
 pub const DAY: &str = "2026-11-23";
 
 pub struct System {
+    pub tripwire: Arc<Tripwire>,
     pub db: TestDb,
     pub sim_db: TestDb,
     pub fees: Fees,
@@ -63,10 +74,12 @@ pub async fn system(db: TestDb, options: Options) -> System {
         .unwrap();
     let mut config = fees::bench::bench_config().unwrap();
     config.bank_calls_in_flight_max = options.in_flight_max;
-    let fees = Fees::open(ledger, Arc::new(sim.clone()), shared, config)
+    let tripwire = Arc::new(Tripwire::new(sim.clone()));
+    let fees = Fees::open(ledger, tripwire.clone(), shared, config)
         .await
         .unwrap();
     System {
+        tripwire,
         db,
         sim_db,
         fees,
@@ -200,4 +213,129 @@ macro_rules! on_both_backends {
             }
         }
     )*};
+}
+
+/// The simulator behind a tripwire: after the `n`-th money-moving call has been
+/// answered by the bank, the caller never hears the answer — the moment a crash
+/// hurts most. Tests arm it and drop the payout when it trips.
+pub struct Tripwire {
+    sim: Simulator,
+    calls: AtomicU64,
+    trip_at: AtomicU64,
+    pub tripped: Notify,
+    /// Bank calls still being processed, whether or not their caller still waits.
+    gauge: Arc<Gauge>,
+}
+
+#[derive(Default)]
+struct Gauge {
+    in_bank: AtomicU64,
+    idle: Notify,
+}
+
+impl Gauge {
+    fn enter(&self) {
+        self.in_bank.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn leave(&self) {
+        if self.in_bank.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+impl Tripwire {
+    fn new(sim: Simulator) -> Tripwire {
+        Tripwire {
+            sim,
+            calls: AtomicU64::new(0),
+            trip_at: AtomicU64::new(u64::MAX),
+            tripped: Notify::new(),
+            gauge: Arc::new(Gauge::default()),
+        }
+    }
+
+    /// Trips on the `n`-th money-moving call from now (1 = the next one).
+    pub fn arm(&self, n: u64) {
+        let now = self.calls.load(Ordering::SeqCst);
+        self.trip_at.store(now + n, Ordering::SeqCst);
+    }
+
+    /// Waits until the bank has finished every request it received: a real bank
+    /// lands a request within the not-found grace period, and the test clock must
+    /// not jump past that period while requests are still on their way.
+    pub async fn bank_settled(&self) {
+        loop {
+            let idle = self.gauge.idle.notified();
+            if self.gauge.in_bank.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    pub fn disarm(&self) {
+        self.trip_at.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    async fn after_call(&self) {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.trip_at.load(Ordering::SeqCst) {
+            self.tripped.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[async_trait]
+impl BankApi for Tripwire {
+    async fn deposit_transfer(&self, r: &TransferRequest) -> Result<TransferReceipt, BankError> {
+        // The bank runs on its own: dropping the caller never cancels its work.
+        let (sim, request, gauge) = (self.sim.clone(), r.clone(), self.gauge.clone());
+        gauge.enter();
+        let answer = tokio::spawn(async move {
+            let answer = sim.deposit_transfer(&request).await;
+            gauge.leave();
+            answer
+        })
+        .await
+        .unwrap();
+        self.after_call().await;
+        answer
+    }
+    async fn withdraw_transfer(&self, r: &TransferRequest) -> Result<TransferReceipt, BankError> {
+        let (sim, request, gauge) = (self.sim.clone(), r.clone(), self.gauge.clone());
+        gauge.enter();
+        let answer = tokio::spawn(async move {
+            let answer = sim.withdraw_transfer(&request).await;
+            gauge.leave();
+            answer
+        })
+        .await
+        .unwrap();
+        self.after_call().await;
+        answer
+    }
+    async fn transfer_result(&self, i: &TransferInquiry) -> Result<TransferOutcome, BankError> {
+        self.sim.transfer_result(i).await
+    }
+    async fn balance(&self, r: &AccountRequest) -> Result<Balance, BankError> {
+        self.sim.balance(r).await
+    }
+    async fn account_holder(&self, r: &AccountRequest) -> Result<Holder, BankError> {
+        self.sim.account_holder(r).await
+    }
+    async fn issue_virtual_account(
+        &self,
+        r: &IssueVirtualAccount,
+    ) -> Result<VirtualAccount, BankError> {
+        self.sim.issue_virtual_account(r).await
+    }
+    async fn virtual_deposits(&self, r: &DepositsRequest) -> Result<DepositPage, BankError> {
+        self.sim.virtual_deposits(r).await
+    }
+    async fn virtual_deposit(&self, r: &DepositLookup) -> Result<VirtualDeposit, BankError> {
+        self.sim.virtual_deposit(r).await
+    }
 }
