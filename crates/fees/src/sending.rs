@@ -433,12 +433,12 @@ impl Fees {
             let end = (offset + page_max).min(requests.len());
             let results = self.ledger.submit(requests[offset..end].to_vec()).await?;
             for ((posting, id), result) in kinds[offset..end].iter().zip(results) {
-                let fine = match (posting, result) {
-                    (_, TransferResult::Ok | TransferResult::Exists) => true,
-                    (true, TransferResult::PendingTransferAlreadyPosted) => true,
-                    (false, TransferResult::PendingTransferAlreadyVoided) => true,
-                    _ => false,
-                };
+                let fine = matches!(
+                    (posting, result),
+                    (_, TransferResult::Ok | TransferResult::Exists)
+                        | (true, TransferResult::PendingTransferAlreadyPosted)
+                        | (false, TransferResult::PendingTransferAlreadyVoided)
+                );
                 if !fine {
                     return Err(FeesError::Invariant(format!(
                         "chunk {id}: the ledger answered {} to a {}",

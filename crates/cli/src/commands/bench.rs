@@ -15,6 +15,8 @@ pub enum BenchCommand {
     Events(BenchEventsArgs),
     /// History page reads: keyset pagination against OFFSET at depth.
     History(super::channel::HistoryBenchArgs),
+    /// Fee payouts through the bank simulator over HTTP against the ideal.
+    Payout(super::fees::PayoutBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -73,6 +75,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Events(args) => super::events::run_bench(args).await,
         BenchCommand::Ledger(args) => ledger(args).await,
         BenchCommand::History(args) => super::channel::run_bench(args).await,
+        BenchCommand::Payout(args) => super::fees::bench_payout(args).await,
     }
 }
 

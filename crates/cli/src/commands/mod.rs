@@ -9,6 +9,7 @@ mod bench;
 mod channel;
 mod demo;
 mod events;
+mod fees;
 mod ledger;
 
 #[derive(Parser, Debug)]
@@ -43,6 +44,9 @@ pub enum Command {
     /// Channel side: reconcile unknown transfers.
     #[command(subcommand)]
     Channel(channel::ChannelCommand),
+    /// Daily fee settlement: generate, record, pay, verify, withdraw, status, report.
+    #[command(subcommand)]
+    Fees(fees::FeesCommand),
 }
 
 /// Where a command keeps its data: `--database-url`, else `DATABASE_URL`, else the
@@ -71,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(command) => bench::run(command).await,
         Command::BankSim(args) => bank_sim::run(args).await,
         Command::Channel(command) => channel::run(command).await,
+        Command::Fees(command) => fees::run(command).await,
     }
 }
 
