@@ -70,6 +70,8 @@ pub struct NatsConfig {
     pub key_backlog_events_max: usize,
     /// Backbone (database) failures in a row before a worker gives a message back.
     pub transient_retries_max: u32,
+    /// How often a worker looks for dead letters an operator released.
+    pub release_check_ms: u64,
     pub retry: RetryPolicy,
 }
 
@@ -88,6 +90,7 @@ impl Default for NatsConfig {
             duplicate_window_ms: 120_000,
             key_backlog_events_max: 1_024,
             transient_retries_max: 50,
+            release_check_ms: 1_000,
             retry: RetryPolicy::default(),
         }
     }
@@ -307,6 +310,8 @@ pub struct Worker<C: Consumer> {
     partition: u32,
     clock: Arc<dyn Clock>,
     pull: PullConsumer,
+    /// When released letters were last looked for; the check costs a query.
+    released_checked_at: Option<std::time::Instant>,
 }
 
 impl<C: Consumer> Worker<C> {
@@ -347,13 +352,21 @@ impl<C: Consumer> Worker<C> {
             partition,
             clock,
             pull,
+            released_checked_at: None,
         })
     }
 
     /// Picks up released keys, then pulls and delivers one batch.
     #[tracing::instrument(skip_all, fields(consumer = self.consumer.name(), partition = self.partition))]
     pub async fn run_once(&mut self) -> Result<Step, EventsError> {
-        let mut worked = self.drain_released().await?;
+        let due = self
+            .released_checked_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_millis(self.config.release_check_ms));
+        let mut worked = false;
+        if due {
+            worked = self.drain_released().await?;
+            self.released_checked_at = Some(std::time::Instant::now());
+        }
         let started = std::time::Instant::now();
         let mut batch = self
             .pull

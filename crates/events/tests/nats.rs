@@ -25,6 +25,7 @@ fn config(url: &str) -> NatsConfig {
         ack_wait_ms: 5_000,
         fetch_wait_ms: 10,
         poll_interval_ms: 10,
+        release_check_ms: 20,
         retry: RetryPolicy::fast_for_tests(30),
         ..NatsConfig::default()
     }
