@@ -1,0 +1,1 @@
+//! Benchmarks (`settle bench polling`). Filled in below.

@@ -1,0 +1,363 @@
+//! Salary settlement. Users each have a virtual account issued by their banking
+//! provider; the [`poller::Poller`] polls every virtual account's balance under a
+//! requests/s and concurrency cap and turns each new deposit into a `payroll_deposits`
+//! row plus a `payroll.deposit_detected` event in one transaction. Five consumers on
+//! the event backbone ([`stages`]), keyed by user so each user's deposits go through
+//! each stage in order, then settle the deposit: compute → repay → suspend → payout
+//! → complete. A business failure raises a deduplicated alert ([`alerts`]) and,
+//! per failure kind, waits for an operator's [`Payroll::retry`] or rolls back.
+//!
+//! `payroll` never settles a deposit twice: the bank's deposit id is the primary key
+//! of a deposit, the provider guard (`bank_settlements`) is claimed in the compute
+//! transaction, ledger transfer ids and `bank_tran_id`s are derived from
+//! (deposit, purpose), and a payout whose outcome is unknown is asked about before
+//! anything is sent again.
+
+pub mod alerts;
+pub mod bench;
+pub mod books;
+mod config;
+mod db;
+mod error;
+mod payout;
+pub mod poller;
+mod stages;
+pub mod state;
+
+use std::sync::Arc;
+
+use bank::providers::Facade;
+use bank::{AccountNumber, HolderName, UserId};
+use ledger::Ledger;
+use money::{Clock, Krw, Timestamp};
+use serde::Serialize;
+use store::{Store, Tx};
+
+pub use config::{FailureKind, FailurePolicy, OnFailure, PayrollConfig};
+pub use db::AlertRow;
+pub use error::PayrollError;
+pub use stages::StageConsumer;
+pub use state::{DepositState, Stage};
+
+/// Rows one status or listing call returns at most.
+pub const LIST_ROWS_MAX: i64 = 10_000;
+
+/// A handle on salary settlement. Cheap to clone.
+#[derive(Clone)]
+pub struct Payroll {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Payroll's tables, the outbox and the provider routing table live here.
+    store: Store,
+    /// The ledger may live in another database: stages call it inside their own
+    /// transaction, and SQLite has one writer per file.
+    ledger: Ledger,
+    facade: Facade,
+    clock: Arc<dyn Clock>,
+    config: PayrollConfig,
+    /// Sends alerts to the webhook.
+    http: reqwest::Client,
+}
+
+/// A user to enrol.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub user_id: UserId,
+    pub holder_name: HolderName,
+    /// The user's own bank account that payouts go to, and its holder.
+    pub payout_account: AccountNumber,
+    pub payout_holder: HolderName,
+    /// Salary advance outstanding.
+    pub advance_krw: Krw,
+    /// At least this share of what is left after repayment is held (0..=100).
+    pub suspend_percent: u8,
+}
+
+/// One deposit as operators see it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DepositView {
+    pub deposit_id: String,
+    pub user_id: String,
+    pub account: String,
+    pub bank_cursor: i64,
+    pub amount_krw: i64,
+    pub detected_at_ms: i64,
+    pub state: DepositState,
+    pub waiting_stage: Option<Stage>,
+    pub waiting_reason: Option<String>,
+    pub provider: Option<String>,
+    pub repayment_krw: i64,
+    pub suspend_krw: i64,
+    pub payout_krw: i64,
+    pub attempt: i64,
+}
+
+impl From<db::DepositRow> for DepositView {
+    fn from(row: db::DepositRow) -> DepositView {
+        DepositView {
+            deposit_id: row.deposit_id,
+            user_id: row.user_id,
+            account: row.account,
+            bank_cursor: row.bank_cursor,
+            amount_krw: row.amount_krw,
+            detected_at_ms: row.detected_at_ms,
+            state: row.state,
+            waiting_stage: row.waiting_stage,
+            waiting_reason: row.waiting_reason,
+            provider: row.provider,
+            repayment_krw: row.repayment_krw,
+            suspend_krw: row.suspend_krw,
+            payout_krw: row.payout_krw,
+            attempt: row.attempt,
+        }
+    }
+}
+
+/// The pipeline at a glance.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub users: i64,
+    pub per_state: Vec<(String, i64)>,
+    /// Deposits neither completed nor rolled back and untouched for `stuck_after_ms`.
+    pub stuck: Vec<DepositView>,
+    pub alerts: Vec<AlertRow>,
+}
+
+impl Payroll {
+    /// Migrates payroll's tables (and the outbox) in `store` and opens payroll's
+    /// ledger accounts. The facade's routing table must live in `store` too: the
+    /// provider guard is claimed in the stage's transaction.
+    pub async fn open(
+        store: Store,
+        ledger: Ledger,
+        facade: Facade,
+        clock: Arc<dyn Clock>,
+        config: PayrollConfig,
+    ) -> Result<Payroll, PayrollError> {
+        config.validate()?;
+        events::migrate(&store).await?;
+        db::migrate(&store).await?;
+        books::open_shared(&ledger).await?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(config.webhook_timeout_ms))
+            .build()
+            .map_err(|error| PayrollError::InvalidConfig(format!("HTTP client: {error}")))?;
+        Ok(Payroll {
+            inner: Arc::new(Inner {
+                store,
+                ledger,
+                facade,
+                clock,
+                config,
+                http,
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
+    }
+
+    pub fn facade(&self) -> &Facade {
+        &self.inner.facade
+    }
+
+    pub fn config(&self) -> &PayrollConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// The stage consumers and the alert consumer, one dispatcher each.
+    pub fn stage_consumers(&self) -> Vec<StageConsumer> {
+        Stage::ALL
+            .into_iter()
+            .map(|stage| StageConsumer::new(stage, self.clone()))
+            .collect()
+    }
+
+    pub fn alert_consumer(&self) -> alerts::AlertConsumer {
+        alerts::AlertConsumer::new(self.clone())
+    }
+
+    /// Enrols a user: issues their virtual account through their provider and opens
+    /// their ledger wallet. Enrolling twice changes nothing.
+    #[tracing::instrument(skip_all, fields(user = %user.user_id))]
+    pub async fn enrol(&self, user: &NewUser) -> Result<AccountNumber, PayrollError> {
+        if user.suspend_percent > 100 || user.advance_krw.get() < 0 {
+            return Err(PayrollError::InvalidConfig(
+                "suspend_percent must be 0..=100 and advance_krw not negative".into(),
+            ));
+        }
+        let provider = self.inner.facade.provider_for(user.user_id).await?;
+        let account = provider
+            .account_number(user.user_id, &user.holder_name)
+            .await?;
+        books::open_wallet(&self.inner.ledger, &user.user_id.to_string()).await?;
+        let mut tx = self.inner.store.begin().await?;
+        db::insert_user(
+            &mut tx,
+            &db::UserRow {
+                user_id: user.user_id.to_string(),
+                holder_name: user.holder_name.to_string(),
+                virtual_account: account.to_string(),
+                payout_account: user.payout_account.to_string(),
+                payout_holder: user.payout_holder.to_string(),
+                advance_krw: user.advance_krw.get(),
+                suspend_percent: i64::from(user.suspend_percent),
+                last_balance_krw: 0,
+                deposit_cursor: 0,
+            },
+            self.now().unix_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("payroll_users_enrolled_total").increment(1);
+        Ok(account)
+    }
+
+    pub async fn deposit(&self, deposit_id: &str) -> Result<DepositView, PayrollError> {
+        db::deposit(&self.inner.store, deposit_id)
+            .await?
+            .map(DepositView::from)
+            .ok_or_else(|| PayrollError::UnknownDeposit(deposit_id.to_owned()))
+    }
+
+    /// Every deposit, oldest first (at most [`LIST_ROWS_MAX`]).
+    pub async fn deposits(&self) -> Result<Vec<DepositView>, PayrollError> {
+        Ok(db::deposits(&self.inner.store, LIST_ROWS_MAX)
+            .await?
+            .into_iter()
+            .map(DepositView::from)
+            .collect())
+    }
+
+    /// Counts per state, stuck deposits and the newest alerts.
+    pub async fn status(&self, stuck_after_ms: i64) -> Result<Status, PayrollError> {
+        let store = &self.inner.store;
+        let before_ms = self.now().unix_ms().saturating_sub(stuck_after_ms);
+        Ok(Status {
+            users: db::user_count(store).await?,
+            per_state: db::state_counts(store).await?,
+            stuck: db::stuck(store, before_ms, LIST_ROWS_MAX)
+                .await?
+                .into_iter()
+                .map(DepositView::from)
+                .collect(),
+            alerts: db::alerts(store, LIST_ROWS_MAX).await?,
+        })
+    }
+
+    pub async fn alerts(&self) -> Result<Vec<AlertRow>, PayrollError> {
+        db::alerts(&self.inner.store, LIST_ROWS_MAX).await
+    }
+
+    /// The order stages ran in: `(deposit_id, user_id, stage)`, oldest first.
+    pub async fn stage_log(&self) -> Result<Vec<(String, String, String)>, PayrollError> {
+        db::stage_log(&self.inner.store, LIST_ROWS_MAX.saturating_mul(10)).await
+    }
+
+    /// An operator fixed the cause: runs the stage the deposit waits at again,
+    /// under a new payout attempt (new `bank_tran_id`s for chunks not yet paid).
+    #[tracing::instrument(skip(self))]
+    pub async fn retry(&self, deposit_id: &str) -> Result<DepositView, PayrollError> {
+        let mut tx = self.inner.store.begin().await?;
+        let deposit = self.waiting(&mut tx, deposit_id, "retry").await?;
+        let stage = deposit.waiting_stage.ok_or_else(|| {
+            PayrollError::Corrupt(format!("waiting deposit {deposit_id} has no stage"))
+        })?;
+        let next = deposit
+            .state
+            .after(state::Step::Retry(stage), Some(stage))
+            .ok_or(PayrollError::IllegalTransition {
+                deposit: deposit_id.to_owned(),
+                from: deposit.state.as_str(),
+                step: "retry",
+            })?;
+        let now_ms = self.now().unix_ms();
+        db::next_attempt(&mut tx, deposit_id, now_ms).await?;
+        if !db::move_state(&mut tx, deposit_id, deposit.state, next, None, now_ms).await? {
+            return Err(PayrollError::Corrupt(format!(
+                "deposit {deposit_id} moved under retry"
+            )));
+        }
+        self.emit(&mut tx, &deposit.user_id, stage.trigger_kind(), deposit_id)
+            .await?;
+        tx.commit().await?;
+        metrics::counter!("payroll_retries_total", "stage" => stage.as_str()).increment(1);
+        tracing::info!(deposit_id, stage = stage.as_str(), "operator retry");
+        self.deposit(deposit_id).await
+    }
+
+    /// Rolls a waiting deposit back: its completed stages are compensated in the
+    /// ledger and it is never settled again.
+    #[tracing::instrument(skip(self))]
+    pub async fn rollback(&self, deposit_id: &str) -> Result<DepositView, PayrollError> {
+        let mut tx = self.inner.store.begin().await?;
+        let deposit = self.waiting(&mut tx, deposit_id, "rollback").await?;
+        let stage = deposit.waiting_stage.ok_or_else(|| {
+            PayrollError::Corrupt(format!("waiting deposit {deposit_id} has no stage"))
+        })?;
+        self.roll_back_in(&mut tx, &deposit, stage.ready_state())
+            .await?;
+        tx.commit().await?;
+        self.deposit(deposit_id).await
+    }
+
+    async fn waiting(
+        &self,
+        tx: &mut Tx,
+        deposit_id: &str,
+        action: &'static str,
+    ) -> Result<db::DepositRow, PayrollError> {
+        let deposit = db::deposit_tx(tx, deposit_id)
+            .await?
+            .ok_or_else(|| PayrollError::UnknownDeposit(deposit_id.to_owned()))?;
+        if deposit.state != DepositState::Waiting {
+            return Err(PayrollError::NotWaiting {
+                deposit: deposit_id.to_owned(),
+                state: deposit.state.as_str(),
+                action,
+            });
+        }
+        Ok(deposit)
+    }
+
+    /// Appends `kind` for the user's next seq and remembers which deposit it is about.
+    pub(crate) async fn emit(
+        &self,
+        tx: &mut Tx,
+        user_id: &str,
+        kind: &'static str,
+        deposit_id: &str,
+    ) -> Result<String, PayrollError> {
+        let key = user_key(user_id);
+        let seq = db::next_seq(tx, user_id).await?;
+        events::append(
+            tx,
+            &[events::NewEvent {
+                kind,
+                key: key.clone(),
+                seq,
+            }],
+            self.now(),
+        )
+        .await?;
+        let event_id = events::event_id(kind, &key, seq).hyphenated().to_string();
+        db::map_event(tx, &event_id, deposit_id).await?;
+        Ok(event_id)
+    }
+}
+
+/// The backbone key of a user's events: one FIFO line per user.
+pub fn user_key(user_id: &str) -> String {
+    format!("payroll:{user_id}")
+}

@@ -1,0 +1,528 @@
+//! The stage consumers. Each stage is one consumer on the event backbone, keyed by
+//! user: it loads the deposit its event names, checks the deposit is ready for this
+//! stage, does the work, records the result and appends the next stage's event —
+//! all in the transaction the backbone hands it, so the effect and the completion
+//! record commit together.
+//!
+//! Side effects outside that transaction (ledger transfers, bank payouts) carry ids
+//! derived from (deposit, purpose), so a stage that runs again after a crash repeats
+//! nothing. A stage never acts on a deposit that is not in its ready state.
+
+use bank::providers::ProviderName;
+use bank::routing::SettlementStart;
+use bank::{DepositId, UserId};
+use events::{Consumer, Event, HandleError};
+use money::Krw;
+use store::Tx;
+
+use crate::books::{self, Movement};
+use crate::config::{FailureKind, OnFailure};
+use crate::db::{self, AlertRow, DepositRow};
+use crate::payout::{self, PayoutOutcome};
+use crate::state::{DepositState, KIND_ALERT, Stage, Step};
+use crate::{Payroll, PayrollError};
+
+/// One stage as a backbone consumer.
+pub struct StageConsumer {
+    stage: Stage,
+    payroll: Payroll,
+    name: String,
+    kinds: [&'static str; 1],
+}
+
+impl StageConsumer {
+    pub fn new(stage: Stage, payroll: Payroll) -> StageConsumer {
+        StageConsumer {
+            stage,
+            payroll,
+            name: format!("payroll.{}", stage.as_str()),
+            kinds: [stage.trigger_kind()],
+        }
+    }
+
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+}
+
+impl Consumer for StageConsumer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kinds(&self) -> &[&str] {
+        &self.kinds
+    }
+
+    async fn handle(&self, event: &Event, tx: &mut Tx) -> Result<(), HandleError> {
+        self.payroll
+            .run_stage(self.stage, event, tx)
+            .await
+            .map_err(|error| {
+                tracing::warn!(stage = self.stage.as_str(), key = %event.key, seq = event.seq, code = error.code(), %error, "stage failed; the backbone retries it");
+                Box::new(error) as HandleError
+            })
+    }
+}
+
+/// What a stage's work came to.
+enum Worked {
+    Done,
+    Failed { kind: FailureKind, message: String },
+}
+
+/// Orders states by how far a deposit got, for compensation.
+fn progress(state: DepositState) -> u8 {
+    match state {
+        DepositState::Detected => 0,
+        DepositState::Computed => 1,
+        DepositState::Repaid => 2,
+        DepositState::Suspended => 3,
+        DepositState::PaidOut => 4,
+        DepositState::Completed => 5,
+        DepositState::Waiting | DepositState::RolledBack => 0,
+    }
+}
+
+impl Payroll {
+    #[tracing::instrument(skip_all, fields(stage = stage.as_str(), key = %event.key, seq = event.seq))]
+    pub(crate) async fn run_stage(
+        &self,
+        stage: Stage,
+        event: &Event,
+        tx: &mut Tx,
+    ) -> Result<(), PayrollError> {
+        let event_id = event.id.as_uuid().hyphenated().to_string();
+        let deposit_id = db::deposit_of_event(tx, &event_id)
+            .await?
+            .ok_or_else(|| PayrollError::Corrupt(format!("event {event_id} names no deposit")))?;
+        let deposit = db::deposit_tx(tx, &deposit_id)
+            .await?
+            .ok_or_else(|| PayrollError::UnknownDeposit(deposit_id.clone()))?;
+        if deposit.state != stage.ready_state() {
+            tracing::debug!(
+                deposit_id,
+                state = deposit.state.as_str(),
+                "not ready for this stage; passing"
+            );
+            return Ok(());
+        }
+        let now_ms = self.now().unix_ms();
+        db::log_stage(tx, &deposit_id, &deposit.user_id, stage, now_ms).await?;
+        let worked = match stage {
+            Stage::Compute => self.compute(tx, &deposit).await?,
+            Stage::Repay => self.repay(tx, &deposit).await?,
+            Stage::Suspend => self.suspend(tx, &deposit).await?,
+            Stage::Payout => self.pay_out(tx, &deposit).await?,
+            Stage::Complete => Worked::Done,
+        };
+        match worked {
+            Worked::Done => {
+                let next = deposit.state.after(Step::Finished(stage), None).ok_or(
+                    PayrollError::IllegalTransition {
+                        deposit: deposit_id.clone(),
+                        from: deposit.state.as_str(),
+                        step: "finish",
+                    },
+                )?;
+                if !db::move_state(tx, &deposit_id, deposit.state, next, None, now_ms).await? {
+                    return Err(PayrollError::Corrupt(format!(
+                        "deposit {deposit_id} moved under {}",
+                        stage.as_str()
+                    )));
+                }
+                if let Some(following) = following(stage) {
+                    self.emit(tx, &deposit.user_id, following.trigger_kind(), &deposit_id)
+                        .await?;
+                }
+                metrics::counter!("payroll_stages_total", "stage" => stage.as_str(), "outcome" => "done").increment(1);
+                if next == DepositState::Completed {
+                    metrics::counter!("payroll_deposits_completed_total").increment(1);
+                }
+            }
+            Worked::Failed { kind, message } => {
+                metrics::counter!("payroll_stages_total", "stage" => stage.as_str(), "outcome" => kind.as_str()).increment(1);
+                self.fail(tx, &deposit, stage, kind, &message).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn compute(&self, tx: &mut Tx, deposit: &DepositRow) -> Result<Worked, PayrollError> {
+        let user_id = UserId::parse(&deposit.user_id)?;
+        let bank_deposit = DepositId::new(&deposit.deposit_id)?;
+        let facade = &self.inner.facade;
+        // A deposit keeps the provider it started with (a retry of compute included).
+        let provider_name = match deposit.provider.as_deref() {
+            Some(name) => ProviderName::parse(name)
+                .ok_or_else(|| PayrollError::Corrupt(format!("provider {name:?}")))?,
+            None => facade.routing().provider_for(user_id).await?,
+        };
+        match facade
+            .routing()
+            .start_settlement_in(tx, &bank_deposit, provider_name)
+            .await?
+        {
+            SettlementStart::Started => {}
+            SettlementStart::AlreadyStarted { provider }
+                if deposit.provider.as_deref() == Some(provider.as_str()) => {}
+            SettlementStart::AlreadyStarted { provider } => {
+                return Ok(Worked::Failed {
+                    kind: FailureKind::AlreadySettled,
+                    message: format!("the deposit was already started by the {provider} provider"),
+                });
+            }
+        }
+        db::set_split(tx, &deposit.deposit_id, provider_name.as_str(), 0, 0, 0).await?;
+        let provider = facade.provider(provider_name);
+        let repayment = provider.repayment_amount(user_id, &bank_deposit).await?;
+        let suspended = provider.suspend_amount(user_id, &bank_deposit).await?;
+        let user = db::user_tx(tx, &deposit.user_id)
+            .await?
+            .ok_or_else(|| PayrollError::UnknownUser(deposit.user_id.clone()))?;
+        let amount = Krw::new(deposit.amount_krw);
+        let Some((repay, suspend, pay)) =
+            split(amount, repayment, suspended, user.suspend_percent)?
+        else {
+            return Ok(Worked::Failed {
+                kind: FailureKind::BadAmounts,
+                message: format!(
+                    "the provider's split (repay {repayment}, suspend {suspended}) does not fit a deposit of {amount}"
+                ),
+            });
+        };
+        let chunks = payout::chunk_count(pay, self.inner.config.payout_chunk_max_krw);
+        if chunks > u64::from(self.inner.config.payout_chunks_max) {
+            return Ok(Worked::Failed {
+                kind: FailureKind::BadAmounts,
+                message: format!("a payout of {pay} needs {chunks} chunks, over payout_chunks_max"),
+            });
+        }
+        books::apply(
+            &self.inner.ledger,
+            &deposit.deposit_id,
+            "deposit",
+            Movement::Move {
+                debit: books::virtual_accounts()?,
+                credit: books::wallet(&deposit.user_id)?,
+                amount,
+            },
+            self.now(),
+        )
+        .await?;
+        db::set_split(
+            tx,
+            &deposit.deposit_id,
+            provider_name.as_str(),
+            repay.get(),
+            suspend.get(),
+            pay.get(),
+        )
+        .await?;
+        Ok(Worked::Done)
+    }
+
+    async fn repay(&self, tx: &mut Tx, deposit: &DepositRow) -> Result<Worked, PayrollError> {
+        books::apply(
+            &self.inner.ledger,
+            &deposit.deposit_id,
+            "repay",
+            Movement::Move {
+                debit: books::wallet(&deposit.user_id)?,
+                credit: books::lender()?,
+                amount: Krw::new(deposit.repayment_krw),
+            },
+            self.now(),
+        )
+        .await?;
+        db::reduce_advance(tx, &deposit.user_id, deposit.repayment_krw).await?;
+        Ok(Worked::Done)
+    }
+
+    async fn suspend(&self, _tx: &mut Tx, deposit: &DepositRow) -> Result<Worked, PayrollError> {
+        books::apply(
+            &self.inner.ledger,
+            &deposit.deposit_id,
+            "suspend",
+            Movement::Hold {
+                debit: books::wallet(&deposit.user_id)?,
+                credit: books::suspense()?,
+                amount: Krw::new(deposit.suspend_krw),
+            },
+            self.now(),
+        )
+        .await?;
+        Ok(Worked::Done)
+    }
+
+    async fn pay_out(&self, tx: &mut Tx, deposit: &DepositRow) -> Result<Worked, PayrollError> {
+        let user = db::user_tx(tx, &deposit.user_id)
+            .await?
+            .ok_or_else(|| PayrollError::UnknownUser(deposit.user_id.clone()))?;
+        match payout::pay(self, tx, deposit, &user).await? {
+            PayoutOutcome::Paid => {}
+            PayoutOutcome::Refused { kind, message } => {
+                return Ok(Worked::Failed { kind, message });
+            }
+        }
+        books::apply(
+            &self.inner.ledger,
+            &deposit.deposit_id,
+            "payout",
+            Movement::Move {
+                debit: books::wallet(&deposit.user_id)?,
+                credit: books::payout()?,
+                amount: Krw::new(deposit.payout_krw),
+            },
+            self.now(),
+        )
+        .await?;
+        Ok(Worked::Done)
+    }
+
+    /// A business failure: alert once per (deposit, reason), then wait or roll back.
+    async fn fail(
+        &self,
+        tx: &mut Tx,
+        deposit: &DepositRow,
+        stage: Stage,
+        kind: FailureKind,
+        message: &str,
+    ) -> Result<(), PayrollError> {
+        let mut policy = self.inner.config.failure_policy.for_kind(kind);
+        let paid_chunks = db::paid_chunks(tx, &deposit.deposit_id).await?;
+        if policy == OnFailure::RollBack && !paid_chunks.is_empty() {
+            // Money already left the bank for part of the payout; only a person can
+            // decide how to undo that.
+            policy = OnFailure::WaitForRetry;
+        }
+        let next_step = match policy {
+            OnFailure::WaitForRetry => format!(
+                "waits at {}; fix the account, then run `settle payroll retry {}` (or `rollback`)",
+                stage.as_str(),
+                deposit.deposit_id
+            ),
+            OnFailure::RollBack => {
+                "completed stages are rolled back; the deposit will not be settled".to_owned()
+            }
+        };
+        tracing::warn!(
+            deposit_id = deposit.deposit_id,
+            stage = stage.as_str(),
+            reason = kind.as_str(),
+            policy = policy.as_str(),
+            message,
+            "business failure"
+        );
+        self.raise_alert(tx, deposit, stage, kind, message, &next_step)
+            .await?;
+        let now_ms = self.now().unix_ms();
+        match policy {
+            OnFailure::WaitForRetry => {
+                let next = deposit.state.after(Step::Failed(stage), None).ok_or(
+                    PayrollError::IllegalTransition {
+                        deposit: deposit.deposit_id.clone(),
+                        from: deposit.state.as_str(),
+                        step: "fail",
+                    },
+                )?;
+                if !db::move_state(
+                    tx,
+                    &deposit.deposit_id,
+                    deposit.state,
+                    next,
+                    Some((stage, kind.as_str())),
+                    now_ms,
+                )
+                .await?
+                {
+                    return Err(PayrollError::Corrupt(format!(
+                        "deposit {} moved under failure",
+                        deposit.deposit_id
+                    )));
+                }
+            }
+            OnFailure::RollBack => {
+                self.roll_back_in(tx, deposit, deposit.state).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn raise_alert(
+        &self,
+        tx: &mut Tx,
+        deposit: &DepositRow,
+        stage: Stage,
+        kind: FailureKind,
+        message: &str,
+        next_step: &str,
+    ) -> Result<(), PayrollError> {
+        if db::alert_exists(tx, &deposit.deposit_id, kind.as_str()).await? {
+            return Ok(());
+        }
+        let event_id = self
+            .emit(tx, &deposit.user_id, KIND_ALERT, &deposit.deposit_id)
+            .await?;
+        db::insert_alert(
+            tx,
+            &AlertRow {
+                deposit_id: deposit.deposit_id.clone(),
+                reason: kind.as_str().to_owned(),
+                user_id: deposit.user_id.clone(),
+                stage: stage.as_str().to_owned(),
+                next_step: next_step.to_owned(),
+                message: message.to_owned(),
+                created_at_ms: self.now().unix_ms(),
+                delivered_at_ms: None,
+            },
+            &event_id,
+        )
+        .await?;
+        metrics::counter!("payroll_alerts_total", "reason" => kind.as_str()).increment(1);
+        Ok(())
+    }
+
+    /// Compensates every stage `reached` implies, newest first, and marks the
+    /// deposit `rolled_back`. `deposit.state` is where it stands now.
+    pub(crate) async fn roll_back_in(
+        &self,
+        tx: &mut Tx,
+        deposit: &DepositRow,
+        reached: DepositState,
+    ) -> Result<(), PayrollError> {
+        if !db::paid_chunks(tx, &deposit.deposit_id).await?.is_empty() {
+            return Err(PayrollError::NotWaiting {
+                deposit: deposit.deposit_id.clone(),
+                state: "partly_paid_out",
+                action: "rollback",
+            });
+        }
+        let next = deposit
+            .state
+            .after(Step::RollBack, deposit.waiting_stage)
+            .ok_or(PayrollError::IllegalTransition {
+                deposit: deposit.deposit_id.clone(),
+                from: deposit.state.as_str(),
+                step: "roll back",
+            })?;
+        let id = &deposit.deposit_id;
+        let ledger = &self.inner.ledger;
+        let now = self.now();
+        let wallet = books::wallet(&deposit.user_id)?;
+        let reached = progress(reached);
+        if reached >= progress(DepositState::Suspended) && deposit.suspend_krw > 0 {
+            let hold = books::transfer_id(id, "suspend")?;
+            books::apply(ledger, id, "undo-suspend", Movement::Void { hold }, now).await?;
+        }
+        if reached >= progress(DepositState::Repaid) {
+            books::apply(
+                ledger,
+                id,
+                "undo-repay",
+                Movement::Move {
+                    debit: books::lender()?,
+                    credit: wallet,
+                    amount: Krw::new(deposit.repayment_krw),
+                },
+                now,
+            )
+            .await?;
+            db::restore_advance(tx, &deposit.user_id, deposit.repayment_krw).await?;
+        }
+        if reached >= progress(DepositState::Computed) {
+            books::apply(
+                ledger,
+                id,
+                "undo-deposit",
+                Movement::Move {
+                    debit: wallet,
+                    credit: books::virtual_accounts()?,
+                    amount: Krw::new(deposit.amount_krw),
+                },
+                now,
+            )
+            .await?;
+        }
+        if !db::move_state(tx, id, deposit.state, next, None, now.unix_ms()).await? {
+            return Err(PayrollError::Corrupt(format!(
+                "deposit {id} moved under rollback"
+            )));
+        }
+        metrics::counter!("payroll_rollbacks_total").increment(1);
+        tracing::info!(deposit_id = id, "rolled back");
+        Ok(())
+    }
+}
+
+/// The stage after `stage`, if any.
+fn following(stage: Stage) -> Option<Stage> {
+    match stage {
+        Stage::Compute => Some(Stage::Repay),
+        Stage::Repay => Some(Stage::Suspend),
+        Stage::Suspend => Some(Stage::Payout),
+        Stage::Payout => Some(Stage::Complete),
+        Stage::Complete => None,
+    }
+}
+
+/// Splits a deposit into (repay, suspend, pay out), or `None` when the provider's
+/// amounts do not fit it. Suspend is the provider's hold or `suspend_percent` of what
+/// is left after repayment, whichever is larger.
+fn split(
+    amount: Krw,
+    repayment: Krw,
+    provider_suspend: Krw,
+    suspend_percent: i64,
+) -> Result<Option<(Krw, Krw, Krw)>, PayrollError> {
+    if repayment.get() < 0 || provider_suspend.get() < 0 || !(0..=100).contains(&suspend_percent) {
+        return Ok(None);
+    }
+    let Ok(rest) = amount.checked_sub(repayment) else {
+        return Ok(None);
+    };
+    if rest.get() < 0 {
+        return Ok(None);
+    }
+    let by_rule = Krw::new(rest.checked_mul(suspend_percent)?.get() / 100);
+    let suspend = provider_suspend.max(by_rule);
+    if suspend > rest {
+        return Ok(None);
+    }
+    let pay = rest.checked_sub(suspend)?;
+    debug_assert_eq!(
+        Krw::checked_sum([repayment, suspend, pay]).ok(),
+        Some(amount)
+    );
+    Ok(Some((repayment, suspend, pay)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_adds_up_to_the_deposit_to_the_won() {
+        let (r, s, p) = split(Krw::new(1_234_567), Krw::new(100_000), Krw::ZERO, 10)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r, s, p),
+            (Krw::new(100_000), Krw::new(113_456), Krw::new(1_021_111))
+        );
+        let (r, s, p) = split(Krw::new(300_000), Krw::ZERO, Krw::new(300_000), 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!((r, s, p), (Krw::ZERO, Krw::new(300_000), Krw::ZERO));
+        assert!(
+            split(Krw::new(100), Krw::new(101), Krw::ZERO, 0)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            split(Krw::new(100), Krw::new(50), Krw::new(51), 0)
+                .unwrap()
+                .is_none()
+        );
+    }
+}
