@@ -1,0 +1,396 @@
+//! One helper that starts a whole payroll system per test — payroll's store (with
+//! the outbox and the routing table), a ledger, a bank simulator served over HTTP on
+//! port 0, both providers, and one dispatcher per consumer — so a test states only
+//! what is special about it. Background work is stepped, never slept on.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bank::providers::{self, Facade, ProviderName};
+use bank::routing::RoutingTable;
+use bank::sim::{OpenAccount, Profile, Salary, SimConfig, Simulator};
+use bank::{AccountNumber, HolderName, Transport, TransportConfig, UserId};
+use events::{Dispatcher, DispatcherConfig, RetryPolicy, Step, Wake};
+use ledger::{Ledger, LedgerConfig};
+use money::{Clock, Krw, SystemClock};
+use payroll::alerts::AlertConsumer;
+use payroll::poller::Poller;
+use payroll::{DepositState, NewUser, Payroll, PayrollConfig, StageConsumer};
+use store::testing::TestDb;
+use tokio::net::TcpListener;
+
+pub const OPERATING: &str = "1002000000001";
+pub const OPERATING_HOLDER: &str = "세틀주식회사";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Knobs a test may turn before the system starts.
+pub struct Options {
+    pub backend: Backend,
+    pub payout_chunk_max_krw: i64,
+    pub configure: Box<dyn FnOnce(&mut PayrollConfig) + Send>,
+}
+
+impl Options {
+    pub fn new(backend: Backend) -> Options {
+        Options {
+            backend,
+            payout_chunk_max_krw: 100_000,
+            configure: Box::new(|_| {}),
+        }
+    }
+}
+
+pub struct System {
+    pub db: TestDb,
+    pub ledger_db: Option<TestDb>,
+    pub sim_db: TestDb,
+    pub sim: Simulator,
+    pub base_url: String,
+    pub routing: RoutingTable,
+    pub payroll: Payroll,
+    pub ledger: Ledger,
+    pub dispatchers: Vec<Dispatcher<StageConsumer>>,
+    pub alerts: Dispatcher<AlertConsumer>,
+    pub poller: Poller,
+    pub users: Vec<(UserId, AccountNumber, AccountNumber)>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub fn dispatcher_config() -> DispatcherConfig {
+    DispatcherConfig {
+        concurrency_max: 2,
+        batch_events_max: 64,
+        key_events_per_batch_max: 8,
+        poll_interval_ms: 5,
+        retry: RetryPolicy::fast_for_tests(1_000),
+        ..DispatcherConfig::default()
+    }
+}
+
+impl System {
+    pub async fn start(options: Options) -> Option<System> {
+        let db = match options.backend {
+            Backend::Sqlite => store::testing::sqlite().await,
+            Backend::Postgres => store::testing::postgres().await?,
+        };
+        // On SQLite the ledger gets its own file: stages call it from inside their
+        // transaction, and a SQLite file has one writer.
+        let ledger_db = match options.backend {
+            Backend::Sqlite => Some(store::testing::sqlite().await),
+            Backend::Postgres => None,
+        };
+        let ledger_store = ledger_db
+            .as_ref()
+            .map_or(db.store.clone(), |d| d.store.clone());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ledger = Ledger::open(ledger_store, clock.clone(), LedgerConfig::default())
+            .await
+            .unwrap();
+
+        let sim_db = store::testing::sqlite().await;
+        let mut sim_config = SimConfig::for_profile(Profile::Test, 42);
+        sim_config.deposit_amount_max_krw = Krw::new(options.payout_chunk_max_krw);
+        sim_config.concurrent_max = 256;
+        let sim = Simulator::open(sim_db.store.clone(), sim_config, clock.clone())
+            .await
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(bank::sim::serve_simulator(
+            sim.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        sim.open_account(&OpenAccount {
+            account_number: AccountNumber::new(OPERATING).unwrap(),
+            holder_name: HolderName::new(OPERATING_HOLDER).unwrap(),
+            balance_krw: Krw::new(100_000_000_000),
+        })
+        .await
+        .unwrap();
+
+        let mut transport = TransportConfig::new(&base_url);
+        transport.requests_per_s_max = None;
+        transport.concurrent_max = Some(64);
+        transport.timeout_ms = 10_000;
+        let transport = Transport::new(transport).unwrap();
+        let routing = RoutingTable::open(db.store.clone(), clock.clone())
+            .await
+            .unwrap();
+        let facade = Facade::new(
+            routing.clone(),
+            providers::connect(ProviderName::Legacy, transport.clone()),
+            providers::connect(ProviderName::Next, transport),
+        );
+        let mut config = PayrollConfig::new(
+            AccountNumber::new(OPERATING).unwrap(),
+            HolderName::new(OPERATING_HOLDER).unwrap(),
+        );
+        config.payout_chunk_max_krw = Krw::new(options.payout_chunk_max_krw);
+        config.poll_requests_per_s_max = 100_000;
+        config.poll_concurrent_max = 32;
+        (options.configure)(&mut config);
+        let payroll = Payroll::open(
+            db.store.clone(),
+            ledger.clone(),
+            facade,
+            clock.clone(),
+            config,
+        )
+        .await
+        .unwrap();
+        let alerts = Dispatcher::new(
+            db.store.clone(),
+            Arc::new(payroll.alert_consumer()),
+            dispatcher_config(),
+            clock.clone(),
+            Wake::new(),
+        )
+        .await
+        .unwrap();
+        let poller = Poller::new(payroll.clone()).unwrap();
+        let mut system = System {
+            db,
+            ledger_db,
+            sim_db,
+            sim,
+            base_url,
+            routing,
+            payroll,
+            ledger,
+            dispatchers: Vec::new(),
+            alerts,
+            poller,
+            users: Vec::new(),
+            clock,
+        };
+        system.restart_dispatchers().await;
+        Some(system)
+    }
+
+    /// Fresh stage dispatchers, as a restarted process would have.
+    pub async fn restart_dispatchers(&mut self) {
+        let mut dispatchers = Vec::new();
+        for consumer in self.payroll.stage_consumers() {
+            dispatchers.push(
+                Dispatcher::new(
+                    self.db.store.clone(),
+                    Arc::new(consumer),
+                    dispatcher_config(),
+                    self.clock.clone(),
+                    Wake::new(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        self.dispatchers = dispatchers;
+    }
+
+    /// Enrols `count` users with payout accounts at the simulator.
+    pub async fn enrol(&mut self, count: usize, advance_krw: i64, suspend_percent: u8) {
+        let start = self.users.len();
+        for n in start..start + count {
+            let user_id = user(n as u128);
+            let payout_account = AccountNumber::new(&format!("3333{n:010}")).unwrap();
+            let holder = HolderName::new(&format!("직원{n}")).unwrap();
+            self.sim
+                .open_account(&OpenAccount {
+                    account_number: payout_account.clone(),
+                    holder_name: holder.clone(),
+                    balance_krw: Krw::ZERO,
+                })
+                .await
+                .unwrap();
+            let virtual_account = self
+                .payroll
+                .enrol(&NewUser {
+                    user_id,
+                    holder_name: holder.clone(),
+                    payout_account: payout_account.clone(),
+                    payout_holder: holder,
+                    advance_krw: Krw::new(advance_krw),
+                    suspend_percent,
+                })
+                .await
+                .unwrap();
+            self.users.push((user_id, virtual_account, payout_account));
+        }
+    }
+
+    pub async fn pay_salary(&self, user_index: usize, amount_krw: i64) -> String {
+        let deposit = self
+            .sim
+            .pay_salary(&Salary {
+                account_number: self.users[user_index].1.clone(),
+                amount_krw: Krw::new(amount_krw),
+                depositor_name: "(주)고용주".into(),
+            })
+            .await
+            .unwrap();
+        deposit.deposit_id.to_string()
+    }
+
+    /// One step of every dispatcher; `Done` if any did something.
+    pub async fn step(&mut self) -> Step {
+        let mut worked = false;
+        for dispatcher in &mut self.dispatchers {
+            worked |= dispatcher.run_once().await.unwrap() == Step::Done;
+        }
+        worked |= self.alerts.run_once().await.unwrap() == Step::Done;
+        if worked { Step::Done } else { Step::Idle }
+    }
+
+    /// Deposits still moving (neither terminal nor waiting) plus undelivered alerts.
+    pub async fn open_work(&self) -> usize {
+        let open = self
+            .payroll
+            .deposits()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|d| !d.state.is_terminal() && d.state != DepositState::Waiting)
+            .count();
+        let undelivered = self
+            .payroll
+            .alerts()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|a| a.delivered_at_ms.is_none())
+            .count();
+        open + undelivered
+    }
+
+    /// Steps until every deposit is completed, rolled back or waiting, and every
+    /// alert is delivered.
+    pub async fn settle(&mut self) {
+        for _ in 0..100_000u32 {
+            if self.step().await == Step::Done {
+                continue;
+            }
+            if self.open_work().await == 0 {
+                return;
+            }
+            // A retry is due in a few milliseconds (backoff): let it come due.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!("the pipeline did not settle");
+    }
+
+    /// Every payroll payout the bank made, by `bank_tran_id`: `(to, amount)`.
+    pub async fn bank_payouts(&self) -> HashMap<String, (String, i64)> {
+        let mut out = HashMap::new();
+        let mut since = 0;
+        loop {
+            let page = self.sim.statement(None, since).await.unwrap();
+            let Some(last) = page.last() else { break };
+            since = last.seq;
+            for movement in page {
+                if let Some(id) = movement.bank_tran_id.clone()
+                    && id.starts_with("P2025")
+                {
+                    let previous = out.insert(
+                        id.clone(),
+                        (movement.to_account.clone(), movement.amount_krw.get()),
+                    );
+                    assert!(previous.is_none(), "{id} moved money twice");
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks the books: ledger invariants; repaid + suspended + paid out =
+    /// deposited over completed deposits, to the won; the bank paid exactly what the
+    /// ledger booked, to each user's own account.
+    pub async fn assert_books(&self) {
+        let totals = self.ledger.totals().await.unwrap();
+        for (name, holds) in totals.invariants() {
+            assert!(holds, "ledger invariant broken: {name}: {totals:?}");
+        }
+        let deposits = self.payroll.deposits().await.unwrap();
+        let completed: Vec<_> = deposits
+            .iter()
+            .filter(|d| d.state == DepositState::Completed)
+            .collect();
+        let deposited: i64 = completed.iter().map(|d| d.amount_krw).sum();
+        let repaid: i64 = completed.iter().map(|d| d.repayment_krw).sum();
+        let suspended: i64 = completed.iter().map(|d| d.suspend_krw).sum();
+        let paid_out: i64 = completed.iter().map(|d| d.payout_krw).sum();
+        assert_eq!(deposited, repaid + suspended + paid_out, "split adds up");
+        let shared = self
+            .ledger
+            .lookup_accounts(&[
+                payroll::books::lender().unwrap(),
+                payroll::books::suspense().unwrap(),
+                payroll::books::payout().unwrap(),
+            ])
+            .await
+            .unwrap();
+        let find = |id: money::AccountId| shared.iter().find(|a| a.id == id).unwrap().clone();
+        let lender = find(payroll::books::lender().unwrap());
+        let suspense = find(payroll::books::suspense().unwrap());
+        let payout = find(payroll::books::payout().unwrap());
+        assert_eq!(
+            lender.credits_posted.get() - lender.debits_posted.get(),
+            repaid
+        );
+        assert_eq!(suspense.credits_pending.get(), suspended);
+        assert_eq!(payout.credits_posted.get(), paid_out);
+        let mut per_user: HashMap<String, i64> = HashMap::new();
+        for d in &completed {
+            *per_user.entry(d.user_id.clone()).or_default() += d.payout_krw;
+        }
+        let mut bank_per_account: HashMap<String, i64> = HashMap::new();
+        for (to, amount) in self.bank_payouts().await.values() {
+            *bank_per_account.entry(to.clone()).or_default() += amount;
+        }
+        let bank_total: i64 = bank_per_account.values().sum();
+        assert_eq!(bank_total, paid_out, "bank and ledger agree on payouts");
+        for (user_id, account, payout_account) in &self.users {
+            let _ = account;
+            let expected = per_user.get(&user_id.to_string()).copied().unwrap_or(0);
+            let got = bank_per_account
+                .get(payout_account.as_str())
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(got, expected, "payouts of user {user_id}");
+        }
+    }
+}
+
+/// Fixed, well-spread user ids: the same users in every run.
+pub fn user(n: u128) -> UserId {
+    UserId::from_uuid(uuid::Uuid::from_u128(
+        0x0192_f1a8_7b2c_7000_8000_0000_0000_0000
+            ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+    ))
+}
+
+/// A local webhook receiver (axum on 127.0.0.1:0) that keeps every JSON body.
+pub async fn webhook_receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use axum::routing::post;
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let kept = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
