@@ -52,6 +52,10 @@ pub struct BenchOptions {
 /// Events appended per producer transaction when unpaced.
 const PRODUCE_BATCH_EVENTS_MAX: usize = 1_000;
 
+/// Limits that keep one benchmark run bounded.
+const BENCH_EVENTS_MAX: usize = 10_000_000;
+const BENCH_KEYS_MAX: usize = 1_000_000;
+
 /// Pool size for the benchmark's store.
 const BENCH_CONNECTIONS_MAX: u32 = 48;
 
@@ -98,10 +102,12 @@ impl Consumer for LagProbe {
 
 /// Runs the benchmark and reports throughput and lag percentiles.
 pub async fn run(options: &BenchOptions) -> Result<BenchReport, EventsError> {
-    if options.events == 0 || options.keys == 0 {
-        return Err(EventsError::InvalidConfig(
-            "events and keys must be at least 1".into(),
-        ));
+    if !(1..=BENCH_EVENTS_MAX).contains(&options.events)
+        || !(1..=BENCH_KEYS_MAX).contains(&options.keys)
+    {
+        return Err(EventsError::InvalidConfig(format!(
+            "events must be 1..={BENCH_EVENTS_MAX} and keys 1..={BENCH_KEYS_MAX}"
+        )));
     }
     let temp_path =
         std::env::temp_dir().join(format!("settle-bench-{}.db", uuid::Uuid::new_v4().simple()));

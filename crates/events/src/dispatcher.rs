@@ -247,6 +247,16 @@ impl<C: Consumer> Dispatcher<C> {
         self.queued_events
     }
 
+    /// Nothing is held in memory and no outbox row lies beyond the scan. On
+    /// PostgreSQL a step can be `Idle` while rows wait for an older transaction
+    /// elsewhere in the cluster to end; this tells the two apart.
+    pub async fn caught_up(&self) -> Result<bool, EventsError> {
+        if self.queued_events > 0 {
+            return Ok(false);
+        }
+        Ok(!outbox::exists_after(&self.store, self.cursor).await?)
+    }
+
     fn idle_wait_ms(&self) -> u64 {
         let now_ms = self.clock.now().unix_ms();
         let next_due = self

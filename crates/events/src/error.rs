@@ -23,6 +23,8 @@ pub enum EventsError {
     InvalidConfig(String),
     #[error("NATS: {0}")]
     Nats(String),
+    #[error("the relay of partition {partition} lost its lock connection: {reason}")]
+    RelayLockLost { partition: u32, reason: String },
 }
 
 impl EventsError {
@@ -36,6 +38,7 @@ impl EventsError {
             EventsError::DeadLetterNotParked { .. } => "dead_letter_not_parked",
             EventsError::InvalidConfig(_) => "events_config_invalid",
             EventsError::Nats(_) => "nats_error",
+            EventsError::RelayLockLost { .. } => "relay_lock_lost",
         }
     }
 

@@ -72,6 +72,8 @@ pub struct NatsConfig {
     pub transient_retries_max: u32,
     /// How often a worker looks for dead letters an operator released.
     pub release_check_ms: u64,
+    /// How often a process that is not a partition's relay tries to become it.
+    pub relay_takeover_ms: u64,
     pub retry: RetryPolicy,
 }
 
@@ -91,6 +93,7 @@ impl Default for NatsConfig {
             key_backlog_events_max: 1_024,
             transient_retries_max: 50,
             release_check_ms: 1_000,
+            relay_takeover_ms: 2_000,
             retry: RetryPolicy::default(),
         }
     }
@@ -220,7 +223,12 @@ impl Relay {
     pub async fn run_once(&mut self) -> Result<Step, EventsError> {
         if let Some(lock) = self.lock.as_mut() {
             // A lost lock connection means a lost lock: stop rather than race.
-            sqlx::query("SELECT 1").execute(&mut *lock).await?;
+            if let Err(error) = sqlx::query("SELECT 1").execute(&mut *lock).await {
+                return Err(EventsError::RelayLockLost {
+                    partition: self.partition,
+                    reason: error.to_string(),
+                });
+            }
         }
         let rows = outbox::unrelayed(
             &self.store,
@@ -277,6 +285,10 @@ impl Relay {
         loop {
             let step = match self.run_once().await {
                 Ok(step) => step,
+                Err(error @ EventsError::RelayLockLost { .. }) => {
+                    tracing::warn!(partition = self.partition, error = %error, "relay lost its partition lock; stepping down");
+                    return;
+                }
                 Err(error) => {
                     tracing::warn!(partition = self.partition, error = %error, code = error.code(), "relay step failed; retrying");
                     Step::Idle
@@ -612,8 +624,43 @@ impl<C: Consumer> Worker<C> {
     }
 }
 
-/// Runs one relay (when this process wins the partition lock) and one worker per
-/// partition until `shutdown` is cancelled.
+/// Keeps trying to become `partition`'s relay, and runs it while it holds the
+/// lock, until `shutdown`: if the process that holds the partition dies, this one
+/// takes over within `relay_takeover_ms`.
+async fn relay_seat(
+    store: Store,
+    js: Context,
+    config: NatsConfig,
+    partition: u32,
+    clock: Arc<dyn Clock>,
+    shutdown: Shutdown,
+) {
+    let mut stopped = std::pin::pin!(shutdown.clone().wait().fuse());
+    loop {
+        match Relay::acquire(
+            store.clone(),
+            js.clone(),
+            config.clone(),
+            partition,
+            clock.clone(),
+        )
+        .await
+        {
+            Ok(Some(relay)) => relay.run(shutdown.clone().wait()).await,
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(partition, error = %error, code = error.code(), "could not try the relay lock; retrying");
+            }
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tokio::time::sleep(Duration::from_millis(config.relay_takeover_ms)) => {}
+        }
+    }
+}
+
+/// Runs a relay seat and a worker for every partition until `shutdown` is
+/// cancelled; each partition is relayed by whichever process holds its lock.
 pub async fn run_all<C: Consumer>(
     store: Store,
     config: NatsConfig,
@@ -624,18 +671,14 @@ pub async fn run_all<C: Consumer>(
     let js = connect(&config).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for partition in 0..config.partitions {
-        if let Some(relay) = Relay::acquire(
+        tasks.spawn(relay_seat(
             store.clone(),
             js.clone(),
             config.clone(),
             partition,
             clock.clone(),
-        )
-        .await?
-        {
-            let signal = shutdown.clone();
-            tasks.spawn(async move { relay.run(signal.wait()).await });
-        }
+            shutdown.clone(),
+        ));
         let worker = Worker::new(
             store.clone(),
             &js,

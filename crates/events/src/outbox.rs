@@ -226,6 +226,30 @@ pub(crate) async fn scan_after(
     }
 }
 
+/// Whether any row lies after `cursor`, including rows [`scan_after`] cannot
+/// return yet because an older transaction is still running somewhere.
+pub(crate) async fn exists_after(store: &Store, cursor: Cursor) -> Result<bool, EventsError> {
+    let found: Option<i64> = match store {
+        Store::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT 1 FROM outbox WHERE position > ? LIMIT 1")
+                .bind(cursor.position)
+                .fetch_optional(pool)
+                .await?
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_scalar(
+                "SELECT 1::int8 FROM outbox
+                 WHERE (xid, position) > (($1::int8)::text::xid8, $2) LIMIT 1",
+            )
+            .bind(cursor.xid)
+            .bind(cursor.position)
+            .fetch_optional(pool)
+            .await?
+        }
+    };
+    Ok(found.is_some())
+}
+
 /// Up to `limit` events of one key with seq above `after_seq`, in seq order.
 pub(crate) async fn key_backlog(
     store: &Store,
