@@ -50,8 +50,10 @@ pub struct ChannelConfig {
     /// [`Reconciler::check_core`]): a not-found transfer is given up only after it.
     pub late_window_ms: i64,
     /// Extra wait past the late window before giving up on a not-found transfer:
-    /// covers clock skew between the processes and a request still queued in the
-    /// core's writer when the reconciler asked.
+    /// covers clock skew between the processes and a request that passed the
+    /// core's lateness check but had not committed when the reconciler asked. It
+    /// must exceed the core's worst commit stall; giving up later only delays the
+    /// `failed` of a transfer that never arrived.
     pub late_margin_ms: i64,
     /// A `requested` or `sent` transfer untouched for this long is the reconciler's.
     pub stale_after_ms: i64,
@@ -75,7 +77,7 @@ impl Default for ChannelConfig {
         ChannelConfig {
             core_call_timeout_ms: 5_000,
             late_window_ms: 60_000,
-            late_margin_ms: 5_000,
+            late_margin_ms: 30_000,
             stale_after_ms: 30_000,
             reconcile_batch_max: 256,
             reconcile_interval_ms: 1_000,
