@@ -30,7 +30,8 @@ use crate::telemetry;
 pub enum Step {
     /// Something was read or delivered; step again.
     Done,
-    /// Nothing to do until new events, a due retry or an operator action.
+    /// Nothing to do until new events, a due retry or an operator action (on
+    /// PostgreSQL, rows still hidden by an older transaction count as work).
     Idle,
 }
 
@@ -153,6 +154,8 @@ pub struct Dispatcher<C: Consumer> {
     keys: HashMap<String, KeyState>,
     parked: HashSet<String>,
     queued_events: usize,
+    /// The last poll found rows an older transaction still hides.
+    rows_hidden: bool,
 }
 
 impl<C: Consumer> Dispatcher<C> {
@@ -187,6 +190,7 @@ impl<C: Consumer> Dispatcher<C> {
             keys: HashMap::new(),
             parked: HashSet::new(),
             queued_events: 0,
+            rows_hidden: false,
         })
     }
 
@@ -228,10 +232,14 @@ impl<C: Consumer> Dispatcher<C> {
                     Step::Idle
                 }
             };
-            if step == Step::Done {
+            if step == Step::Done && !self.rows_hidden {
                 continue;
             }
-            let wait_ms = self.idle_wait_ms();
+            let wait_ms = if self.rows_hidden {
+                HIDDEN_ROWS_PAUSE_MS
+            } else {
+                self.idle_wait_ms()
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.wait() => {}
@@ -328,6 +336,12 @@ impl<C: Consumer> Dispatcher<C> {
         let limit = room.min(self.config.poll_events_max);
         let rows = outbox::scan_after(&self.store, self.cursor, limit).await?;
         let worked = !rows.is_empty();
+        // On PostgreSQL rows can lie beyond the scan, hidden until an older
+        // transaction elsewhere ends. That is work about to arrive, not idleness:
+        // a stepping caller keeps stepping, and `run` pauses briefly.
+        self.rows_hidden = !worked
+            && self.store.backend() == store::Backend::Postgres
+            && outbox::exists_after(&self.store, self.cursor).await?;
         for row in rows {
             self.cursor = self.cursor.max(row.cursor);
             if self.parked.contains(&row.event.key) {
@@ -338,7 +352,7 @@ impl<C: Consumer> Dispatcher<C> {
                 self.queued_events += 1;
             }
         }
-        Ok(worked)
+        Ok(worked || self.rows_hidden)
     }
 
     /// The next events of every key whose head is due, packed into batches of
@@ -562,6 +576,9 @@ impl<C: Consumer> Dispatcher<C> {
         Ok(())
     }
 }
+
+/// How long `run` pauses while rows wait for an older transaction to end.
+const HIDDEN_ROWS_PAUSE_MS: u64 = 2;
 
 fn saturating_ms(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
