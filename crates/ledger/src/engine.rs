@@ -395,7 +395,7 @@ impl Engine {
             return false;
         };
         if hold.pending_state != Some(PendingState::Pending)
-            || !hold.expires_at.is_some_and(|deadline| self.now >= deadline)
+            || hold.expires_at.is_none_or(|deadline| self.now < deadline)
         {
             return false;
         }

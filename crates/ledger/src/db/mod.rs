@@ -48,8 +48,8 @@ pub(crate) struct BatchIds {
 pub(crate) async fn load(tx: &mut Tx, ids: &BatchIds) -> Result<Loaded, LedgerError> {
     let transfer_ids: Vec<Uuid> = ids.transfers.iter().map(|id| id.as_uuid()).collect();
     let (transfers, failures) = match tx {
-        Tx::Sqlite(conn) => sqlite::load_transfers(&mut **conn, &transfer_ids).await?,
-        Tx::Postgres(conn) => postgres::load_transfers(&mut **conn, &transfer_ids).await?,
+        Tx::Sqlite(conn) => sqlite::load_transfers(conn, &transfer_ids).await?,
+        Tx::Postgres(conn) => postgres::load_transfers(conn, &transfer_ids).await?,
     };
     let mut account_ids = ids.accounts.clone();
     for transfer in &transfers {
@@ -59,8 +59,8 @@ pub(crate) async fn load(tx: &mut Tx, ids: &BatchIds) -> Result<Loaded, LedgerEr
     let mut account_ids: Vec<Uuid> = account_ids.iter().map(|id| id.as_uuid()).collect();
     account_ids.sort_unstable();
     let accounts = match tx {
-        Tx::Sqlite(conn) => sqlite::load_accounts(&mut **conn, &account_ids).await?,
-        Tx::Postgres(conn) => postgres::load_accounts(&mut **conn, &account_ids, true).await?,
+        Tx::Sqlite(conn) => sqlite::load_accounts(conn, &account_ids).await?,
+        Tx::Postgres(conn) => postgres::load_accounts(conn, &account_ids, true).await?,
     };
     Ok(Loaded {
         accounts: accounts.into_iter().map(|a| (a.id, a)).collect(),
@@ -84,8 +84,8 @@ pub(crate) async fn write(
         }
     }
     match tx {
-        Tx::Sqlite(conn) => sqlite::write(&mut **conn, effects).await?,
-        Tx::Postgres(conn) => postgres::write(&mut **conn, effects).await?,
+        Tx::Sqlite(conn) => sqlite::write(conn, effects).await?,
+        Tx::Postgres(conn) => postgres::write(conn, effects).await?,
     }
     let announcements: Vec<events::NewEvent> = effects
         .entries
@@ -133,8 +133,8 @@ async fn try_create_accounts(
     ids.dedup();
     let mut tx = store.begin().await?;
     let existing = match &mut tx {
-        Tx::Sqlite(conn) => sqlite::load_accounts(&mut **conn, &ids).await?,
-        Tx::Postgres(conn) => postgres::load_accounts(&mut **conn, &ids, true).await?,
+        Tx::Sqlite(conn) => sqlite::load_accounts(conn, &ids).await?,
+        Tx::Postgres(conn) => postgres::load_accounts(conn, &ids, true).await?,
     };
     let mut known: std::collections::HashMap<AccountId, Account> =
         existing.into_iter().map(|a| (a.id, a)).collect();
@@ -154,8 +154,8 @@ async fn try_create_accounts(
         results.push(result);
     }
     match &mut tx {
-        Tx::Sqlite(conn) => sqlite::insert_accounts(&mut **conn, &opened).await?,
-        Tx::Postgres(conn) => postgres::insert_accounts(&mut **conn, &opened).await?,
+        Tx::Sqlite(conn) => sqlite::insert_accounts(conn, &opened).await?,
+        Tx::Postgres(conn) => postgres::insert_accounts(conn, &opened).await?,
     }
     tx.commit().await?;
     Ok(results)
@@ -205,8 +205,8 @@ pub(crate) async fn expiring_holds(
     limit: i64,
 ) -> Result<Vec<TransferId>, LedgerError> {
     let ids = match tx {
-        Tx::Sqlite(conn) => sqlite::expiring_holds(&mut **conn, now.unix_ms(), limit).await?,
-        Tx::Postgres(conn) => postgres::expiring_holds(&mut **conn, now.unix_ms(), limit).await?,
+        Tx::Sqlite(conn) => sqlite::expiring_holds(conn, now.unix_ms(), limit).await?,
+        Tx::Postgres(conn) => postgres::expiring_holds(conn, now.unix_ms(), limit).await?,
     };
     ids.into_iter().map(transfer_id).collect()
 }
