@@ -174,20 +174,32 @@ impl Store {
     }
 
     pub async fn drop_schema(&self, name: &str) -> Result<(), StoreError> {
-        self.schema_statement("DROP SCHEMA IF EXISTS", name, " CASCADE").await
+        self.schema_statement("DROP SCHEMA IF EXISTS", name, " CASCADE")
+            .await
     }
 
-    async fn schema_statement(&self, verb: &str, name: &str, suffix: &str) -> Result<(), StoreError> {
+    async fn schema_statement(
+        &self,
+        verb: &str,
+        name: &str,
+        suffix: &str,
+    ) -> Result<(), StoreError> {
         let plain = !name.is_empty()
             && name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         match self {
             Store::Postgres(pool) if plain => {
-                sqlx::query(&format!("{verb} {name}{suffix}")).execute(pool).await?;
+                sqlx::query(&format!("{verb} {name}{suffix}"))
+                    .execute(pool)
+                    .await?;
                 Ok(())
             }
             Store::Postgres(_) => Err(StoreError::BadSchemaName(name.to_owned())),
-            Store::Sqlite(_) => Err(StoreError::UnsupportedUrl("schemas need PostgreSQL".to_owned())),
+            Store::Sqlite(_) => Err(StoreError::UnsupportedUrl(
+                "schemas need PostgreSQL".to_owned(),
+            )),
         }
     }
 
