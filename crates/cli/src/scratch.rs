@@ -19,7 +19,9 @@ impl ScratchDb {
         match base_url {
             Some(url) if url.starts_with("postgres") => {
                 let schema = format!("settle_{label}_{unique}");
-                let admin = Store::connect(url).await.with_context(|| format!("connecting to {}", store::redact(url)))?;
+                let admin = Store::connect(url)
+                    .await
+                    .with_context(|| format!("connecting to {}", store::redact(url)))?;
                 admin.create_schema(&schema).await?;
                 admin.close().await;
                 let options = StoreOptions {
@@ -35,10 +37,13 @@ impl ScratchDb {
                     sqlite_dir: None,
                 })
             }
-            Some(url) if !url.starts_with("sqlite") => anyhow::bail!("unsupported database URL {}", store::redact(url)),
+            Some(url) if !url.starts_with("sqlite") => {
+                anyhow::bail!("unsupported database URL {}", store::redact(url))
+            }
             _ => {
                 let dir = std::env::temp_dir().join(format!("settle-{label}-{unique}"));
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
                 let url = format!("sqlite://{}", dir.join("settle.db").display());
                 let store = Store::connect(&url).await?;
                 Ok(ScratchDb {

@@ -16,7 +16,9 @@ fn source_files() -> Vec<PathBuf> {
     let crates = workspace_root().join("crates");
     let mut stack = vec![crates];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -40,7 +42,10 @@ fn production_lines(text: &str) -> Vec<(usize, &str)> {
     let mut lines = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with("#[cfg(") && trimmed.contains("test") && !trimmed.contains("not(test") {
+        if trimmed.starts_with("#[cfg(")
+            && trimmed.contains("test")
+            && !trimmed.contains("not(test")
+        {
             break;
         }
         if trimmed.starts_with("//") {
@@ -62,14 +67,24 @@ fn no_unwrap_expect_or_panic_outside_tests() {
     for path in source_files().iter().filter(|p| !is_test_support(p)) {
         let text = std::fs::read_to_string(path).unwrap();
         for (number, line) in production_lines(&text) {
-            for pattern in [".unwrap()", ".expect(", "panic!(", "unimplemented!(", "todo!("] {
+            for pattern in [
+                ".unwrap()",
+                ".expect(",
+                "panic!(",
+                "unimplemented!(",
+                "todo!(",
+            ] {
                 if line.contains(pattern) {
                     offences.push(format!("{}:{number}: {}", path.display(), line.trim()));
                 }
             }
         }
     }
-    assert!(offences.is_empty(), "unwrap/expect/panic outside tests:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "unwrap/expect/panic outside tests:\n{}",
+        offences.join("\n")
+    );
 }
 
 #[test]
@@ -89,7 +104,11 @@ fn money_code_has_no_floats() {
             }
         }
     }
-    assert!(offences.is_empty(), "floats in money code:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "floats in money code:\n{}",
+        offences.join("\n")
+    );
 }
 
 #[test]
@@ -103,7 +122,11 @@ fn no_unbounded_channels() {
             }
         }
     }
-    assert!(offences.is_empty(), "unbounded channels:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "unbounded channels:\n{}",
+        offences.join("\n")
+    );
 }
 
 #[test]
@@ -116,6 +139,10 @@ fn files_are_named_after_concepts_and_stay_readable() {
             path.display()
         );
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
-        assert!(lines <= FILE_LINES_MAX, "{} has {lines} lines (max {FILE_LINES_MAX})", path.display());
+        assert!(
+            lines <= FILE_LINES_MAX,
+            "{} has {lines} lines (max {FILE_LINES_MAX})",
+            path.display()
+        );
     }
 }

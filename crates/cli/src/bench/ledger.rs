@@ -75,7 +75,12 @@ fn round(value: f64) -> f64 {
 
 /// Applies `count` transfers from `clients` concurrent callers on a fresh database
 /// and returns transfers per second. Checks the ledger's invariants afterwards.
-async fn measure(params: &Params, scenario: Scenario, count: usize, naive: bool) -> anyhow::Result<f64> {
+async fn measure(
+    params: &Params,
+    scenario: Scenario,
+    count: usize,
+    naive: bool,
+) -> anyhow::Result<f64> {
     let scratch = ScratchDb::create(params.backend_url.as_deref(), "bench").await?;
     let config = LedgerConfig {
         batch_transfers_max: params.batch_transfers_max,
@@ -108,9 +113,19 @@ async fn measure(params: &Params, scenario: Scenario, count: usize, naive: bool)
         let amount = rng.random_range(1..=100_000);
         expected_total += amount;
         let id = TransferId::from_u128((params.seed as u128) << 64 | (i as u128 + 1))?;
-        requests.push(TransferRequest::single(id, accounts[debit], accounts[credit], Krw::new(amount), now)?);
+        requests.push(TransferRequest::single(
+            id,
+            accounts[debit],
+            accounts[credit],
+            Krw::new(amount),
+            now,
+        )?);
     }
-    let label = if naive { "baseline (1 tx each)" } else { "batching writer" };
+    let label = if naive {
+        "baseline (1 tx each)"
+    } else {
+        "batching writer"
+    };
     let bar = progress::bar(count as u64, &format!("{} {label}", params.backend));
     let per_client = count.div_ceil(params.clients.max(1));
     let started = Instant::now();
@@ -141,7 +156,10 @@ async fn measure(params: &Params, scenario: Scenario, count: usize, naive: bool)
     let elapsed = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let totals = ledger.totals().await?;
-    anyhow::ensure!(totals.all_hold(), "an invariant broke during the benchmark: {totals:?}");
+    anyhow::ensure!(
+        totals.all_hold(),
+        "an invariant broke during the benchmark: {totals:?}"
+    );
     anyhow::ensure!(
         totals.debits_posted == i128::from(expected_total),
         "the ledger moved {} but the workload sent {expected_total}",

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use ledger::{AccountFlags, ExpiryWorker, Ledger, LedgerConfig, NewAccount, TransferRequest, TransferResult};
+use ledger::{
+    AccountFlags, ExpiryWorker, Ledger, LedgerConfig, NewAccount, TransferRequest, TransferResult,
+};
 use money::{AccountId, Clock, Krw, SystemClock, TransferId};
 use rand::{Rng, SeedableRng};
 
@@ -50,11 +52,15 @@ struct Ids {
 impl Ids {
     fn transfer(&mut self) -> anyhow::Result<TransferId> {
         self.next += 1;
-        Ok(TransferId::from_u128(u128::from(self.seed) << 96 | 0x7_0000_0000 | self.next)?)
+        Ok(TransferId::from_u128(
+            u128::from(self.seed) << 96 | 0x7_0000_0000 | self.next,
+        )?)
     }
     fn account(&mut self) -> anyhow::Result<AccountId> {
         self.next += 1;
-        Ok(AccountId::from_u128(u128::from(self.seed) << 96 | 0xa_0000_0000 | self.next)?)
+        Ok(AccountId::from_u128(
+            u128::from(self.seed) << 96 | 0xa_0000_0000 | self.next,
+        )?)
     }
 }
 
@@ -75,15 +81,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !(2..=DEMO_CUSTOMERS_MAX).contains(&args.customers) || args.payments > DEMO_PAYMENTS_MAX {
         return Err(super::CliError::new(
             "demo_invalid",
-            format!("need 2..={DEMO_CUSTOMERS_MAX} customers and at most {DEMO_PAYMENTS_MAX} payments"),
+            format!(
+                "need 2..={DEMO_CUSTOMERS_MAX} customers and at most {DEMO_PAYMENTS_MAX} payments"
+            ),
         )
         .into());
     }
     let started = Instant::now();
     let scratch = ScratchDb::create(args.database_url.as_deref(), "demo").await?;
     println!("settle demo — data in {}", store::redact(&scratch.url));
-    let ledger = Ledger::open(scratch.store.clone(), Arc::new(SystemClock), LedgerConfig::default()).await?;
-    let mut ids = Ids { seed: args.seed, next: 0 };
+    let ledger = Ledger::open(
+        scratch.store.clone(),
+        Arc::new(SystemClock),
+        LedgerConfig::default(),
+    )
+    .await?;
+    let mut ids = Ids {
+        seed: args.seed,
+        next: 0,
+    };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(args.seed);
     let mut tally = Tally::default();
 
@@ -111,7 +127,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut funding = Vec::with_capacity(customers.len());
     for customer in &customers {
         let amount = Krw::new(rng.random_range(10_000..=1_000_000));
-        funding.push(vec![TransferRequest::single(ids.transfer()?, bank, *customer, amount, now)?]);
+        funding.push(vec![TransferRequest::single(
+            ids.transfer()?,
+            bank,
+            *customer,
+            amount,
+            now,
+        )?]);
     }
     let funding_requests: Vec<TransferRequest> = funding.iter().flatten().copied().collect();
     let bar = progress::bar(funding.len() as u64, "funding customers");
@@ -121,7 +143,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bar.inc(round.len() as u64);
     }
     bar.finish_and_clear();
-    println!("  funded {} customers in {:.2}s", customers.len(), phase.elapsed().as_secs_f64());
+    println!(
+        "  funded {} customers in {:.2}s",
+        customers.len(),
+        phase.elapsed().as_secs_f64()
+    );
 
     // Phase 3: customers pay each other; some try to spend more than they have.
     let phase = Instant::now();
@@ -138,7 +164,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 to = bank;
             }
             let amount = Krw::new(rng.random_range(1_000..=200_000));
-            submissions.push(vec![TransferRequest::single(ids.transfer()?, from, to, amount, now)?]);
+            submissions.push(vec![TransferRequest::single(
+                ids.transfer()?,
+                from,
+                to,
+                amount,
+                now,
+            )?]);
         }
         let results = ledger.submit_pipelined(submissions).await?;
         tally.add(&results.concat());
@@ -161,7 +193,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut holds = Vec::new();
     for (index, customer) in customers.iter().take(400).enumerate() {
         let timeout_ms = if index % 4 == 3 { 1 } else { 0 };
-        holds.push(TransferRequest::pending(ids.transfer()?, *customer, bank, Krw::new(5_000), timeout_ms, now)?);
+        holds.push(TransferRequest::pending(
+            ids.transfer()?,
+            *customer,
+            bank,
+            Krw::new(5_000),
+            timeout_ms,
+            now,
+        )?);
     }
     let hold_results = ledger.submit(holds.clone()).await?;
     tally.add(&hold_results);
@@ -171,8 +210,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             continue;
         }
         match index % 4 {
-            0 => settle.push(TransferRequest::post(ids.transfer()?, hold.id(), None, now)?),
-            1 => settle.push(TransferRequest::post(ids.transfer()?, hold.id(), Some(Krw::new(3_000)), now)?),
+            0 => settle.push(TransferRequest::post(
+                ids.transfer()?,
+                hold.id(),
+                None,
+                now,
+            )?),
+            1 => settle.push(TransferRequest::post(
+                ids.transfer()?,
+                hold.id(),
+                Some(Krw::new(3_000)),
+                now,
+            )?),
             2 => settle.push(TransferRequest::void(ids.transfer()?, hold.id(), now)),
             _ => {}
         }
@@ -184,7 +233,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     while let ledger::ExpiryStep::Done(count) = worker.run_once().await? {
         expired += count;
     }
-    println!("  {} holds: posted, part-posted, voided, {expired} expired in {:.2}s", holds.len(), phase.elapsed().as_secs_f64());
+    println!(
+        "  {} holds: posted, part-posted, voided, {expired} expired in {:.2}s",
+        holds.len(),
+        phase.elapsed().as_secs_f64()
+    );
 
     // Phase 5: the safety rails — retries, changed fields, a late arrival and a
     // linked chain that must fail whole.
@@ -193,9 +246,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let all_exist = retried.iter().all(|r| *r == TransferResult::Exists);
     tally.add(&retried);
     let first = funding_requests[0];
-    let changed = TransferRequest::single(first.id(), bank, customers[0], Krw::new(1), SystemClock.now())?;
+    let changed = TransferRequest::single(
+        first.id(),
+        bank,
+        customers[0],
+        Krw::new(1),
+        SystemClock.now(),
+    )?;
     let changed_result = ledger.transfer(changed).await?;
-    let late = TransferRequest::single(ids.transfer()?, bank, customers[1], Krw::new(1), SystemClock.now().plus_ms(-120_000))?;
+    let late = TransferRequest::single(
+        ids.transfer()?,
+        bank,
+        customers[1],
+        Krw::new(1),
+        SystemClock.now().plus_ms(-120_000),
+    )?;
     let late_result = ledger.transfer(late).await?;
     let poor = customers[2];
     let balance = ledger
@@ -207,7 +272,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let now = SystemClock.now();
     let chain = vec![
         TransferRequest::single(ids.transfer()?, poor, bank, Krw::new(1), now)?.linked(true),
-        TransferRequest::single(ids.transfer()?, poor, bank, balance.checked_add(Krw::new(1))?, now)?,
+        TransferRequest::single(
+            ids.transfer()?,
+            poor,
+            bank,
+            balance.checked_add(Krw::new(1))?,
+            now,
+        )?,
     ];
     let chain_results = ledger.submit(chain).await?;
     tally.add(&[changed_result, late_result]);
@@ -217,11 +288,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let totals = ledger.totals().await?;
     let checks = vec![
         ("a resubmitted transfer id moves money once", all_exist),
-        ("a changed request under a used id is refused", changed_result == TransferResult::ExistsWithDifferentFields),
-        ("a request older than the late window is rejected", late_result == TransferResult::Late),
+        (
+            "a changed request under a used id is refused",
+            changed_result == TransferResult::ExistsWithDifferentFields,
+        ),
+        (
+            "a request older than the late window is rejected",
+            late_result == TransferResult::Late,
+        ),
         (
             "a linked chain with a failing member applies nothing",
-            chain_results == [TransferResult::LinkedEventFailed, TransferResult::ExceedsCredits],
+            chain_results
+                == [
+                    TransferResult::LinkedEventFailed,
+                    TransferResult::ExceedsCredits,
+                ],
         ),
     ];
     println!();

@@ -128,11 +128,19 @@ pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
             let new = NewAccount::new(account_id(&args.id)?, args.code, flags)
                 .map_err(|e| CliError::new(e.code(), e.to_string()))?;
             let ledger = open(&args.db).await?;
-            let result = ledger.create_accounts(&[new]).await?.pop().context("no result")?;
+            let result = ledger
+                .create_accounts(&[new])
+                .await?
+                .pop()
+                .context("no result")?;
             let account = ledger.lookup_accounts(&[new.id()]).await?.pop();
             print(&serde_json::json!({"result": result.code(), "account": account}))?;
             if result == ledger::CreateAccountResult::ExistsWithDifferentFields {
-                return Err(CliError::new(result.code(), "an account with this id exists with other fields").into());
+                return Err(CliError::new(
+                    result.code(),
+                    "an account with this id exists with other fields",
+                )
+                .into());
             }
             Ok(())
         }
@@ -160,7 +168,9 @@ pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
             let ledger = open(&args.db).await?;
             let result = ledger.transfer(request).await?;
             let transfer = ledger.lookup_transfers(&[request.id()]).await?.pop();
-            print(&serde_json::json!({"id": request.id(), "result": result.code(), "transfer": transfer}))?;
+            print(
+                &serde_json::json!({"id": request.id(), "result": result.code(), "transfer": transfer}),
+            )?;
             if !result.is_applied() {
                 return Err(RefusedError(result).into());
             }
@@ -170,10 +180,13 @@ pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
             let ledger = open(&args.db).await?;
             if let Some(id) = args.account {
                 let account = ledger.lookup_accounts(&[account_id(&id)?]).await?.pop();
-                let account = account.ok_or_else(|| CliError::new("account_not_found", format!("no account {id}")))?;
+                let account = account.ok_or_else(|| {
+                    CliError::new("account_not_found", format!("no account {id}"))
+                })?;
                 print(&serde_json::to_value(account)?)
             } else if let Some(id) = args.transfer {
-                let id = TransferId::parse(&id).map_err(|e| CliError::new(e.code(), format!("transfer id: {e}")))?;
+                let id = TransferId::parse(&id)
+                    .map_err(|e| CliError::new(e.code(), format!("transfer id: {e}")))?;
                 print(&serde_json::to_value(ledger.outcome(id).await?)?)
             } else {
                 Err(CliError::new("missing_field", "give --account or --transfer").into())
