@@ -808,14 +808,14 @@ pub(crate) async fn alert_exists(
     deposit_id: &str,
     reason: &str,
 ) -> Result<bool, PayrollError> {
-    let row: Option<(i64,)> = on_tx!(
+    let (count,): (i64,) = on_tx!(
         tx,
         sqlx::query_as::<_, (i64,)>(
-            "SELECT 1 FROM payroll_alerts WHERE deposit_id = $1 AND reason = $2"
+            "SELECT COUNT(*) FROM payroll_alerts WHERE deposit_id = $1 AND reason = $2"
         )
         .bind(deposit_id)
         .bind(reason),
-        fetch_optional
+        fetch_one
     )?;
-    Ok(row.is_some())
+    Ok(count > 0)
 }

@@ -271,12 +271,52 @@ impl System {
     /// Steps until every deposit is completed, rolled back or waiting, and every
     /// alert is delivered.
     pub async fn settle(&mut self) {
+        let mut idle_rounds = 0u32;
         for _ in 0..100_000u32 {
             if self.step().await == Step::Done {
+                idle_rounds = 0;
                 continue;
             }
             if self.open_work().await == 0 {
                 return;
+            }
+            idle_rounds += 1;
+            if idle_rounds > 3_000 {
+                let deposits = self.payroll.deposits().await.unwrap();
+                let open: Vec<_> = deposits
+                    .iter()
+                    .filter(|d| !d.state.is_terminal() && d.state != DepositState::Waiting)
+                    .collect();
+                let mut debug = String::new();
+                if let store::Store::Postgres(pool) = &self.db.store {
+                    let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
+                        "SELECT xid::text, kind, seq, key FROM outbox ORDER BY xid, position",
+                    )
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+                    let xmin: (String,) =
+                        sqlx::query_as("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+                            .fetch_one(pool)
+                            .await
+                            .unwrap();
+                    let marks: Vec<(String, String, i64)> = sqlx::query_as(
+                        "SELECT consumer, key, seq_done FROM event_consumer_keys ORDER BY key, consumer",
+                    )
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+                    let cursors: Vec<(String, i64, i64)> = sqlx::query_as(
+                        "SELECT consumer, xid, position FROM event_consumer_cursors",
+                    )
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+                    debug = format!(
+                        "outbox {rows:?}\nxmin {xmin:?}\nmarks {marks:?}\ncursors {cursors:?}"
+                    );
+                }
+                panic!("the pipeline stopped with open work: {open:?}\n{debug}");
             }
             // A retry is due in a few milliseconds (backoff): let it come due.
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
