@@ -63,19 +63,35 @@ pub async fn payout(
     ));
     std::fs::create_dir_all(&dir)
         .map_err(|e| FeesError::Invalid(format!("creating {}: {e}", dir.display())))?;
-    let outcome = run_in(&dir, params, progress).await;
+    // The simulated bank's own storage is not what this measures: on a machine
+    // with a RAM disk its database lives there, so its commits do not queue
+    // behind fsync. settle's database stays on the real disk.
+    let shm = std::path::Path::new("/dev/shm");
+    let bank_dir = if shm.is_dir() {
+        shm.join(dir.file_name().unwrap_or_default())
+    } else {
+        dir.clone()
+    };
+    std::fs::create_dir_all(&bank_dir)
+        .map_err(|e| FeesError::Invalid(format!("creating {}: {e}", bank_dir.display())))?;
+    let outcome = run_in(&dir, &bank_dir, params, progress).await;
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&bank_dir);
     outcome
 }
 
 async fn run_in(
     dir: &std::path::Path,
+    bank_dir: &std::path::Path,
     params: &PayoutParams,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<PayoutReport, FeesError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let sim_store =
-        Store::connect(&format!("sqlite://{}", dir.join("banksim.db").display())).await?;
+    let sim_store = Store::connect(&format!(
+        "sqlite://{}",
+        bank_dir.join("banksim.db").display()
+    ))
+    .await?;
     let mut sim_config = SimConfig::for_profile(Profile::Test, params.seed);
     sim_config.latency_ms_min = params.latency_ms;
     sim_config.latency_ms_max = params.latency_ms;
