@@ -34,7 +34,8 @@ enum Held {
     Sqlite { store: Store },
 }
 
-/// 64-bit FNV-1a of the lock name: the advisory-lock key, the same in every process.
+/// 64-bit FNV-1a of the schema and lock name: the advisory-lock key, the same in
+/// every process.
 fn advisory_key(name: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in name.as_bytes() {
@@ -61,7 +62,13 @@ impl Store {
                 // with it the lock) ends when the guard goes away.
                 let conn = pool.acquire().await?.detach();
                 let mut conn = Box::new(conn);
-                let key = advisory_key(name);
+                // Advisory locks are per database, not per schema: two deployments
+                // (or two tests) in one database must not share a key.
+                let (schema,): (String,) =
+                    sqlx::query_as("SELECT COALESCE(current_schema()::text, '')")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                let key = advisory_key(&format!("{schema}/{name}"));
                 let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
                     .fetch_one(&mut *conn)
