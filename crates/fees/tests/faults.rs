@@ -178,3 +178,82 @@ on_both_backends!(
     timeouts_5xx_and_frozen_accounts_end_verified_except_the_frozen,
     a_payout_killed_at_random_moments_pays_each_item_exactly_once,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_timeouts_and_5xx_end_withdrawn_and_nothing_is_paid_twice() {
+    use std::sync::Arc;
+
+    use bank::sim::{Profile, SimConfig, Simulator};
+    use bank::{HttpBank, TransportConfig};
+    use ledger::{Ledger, LedgerConfig};
+    use money::{Clock, TestClock};
+
+    let day = common::day();
+    let clock = TestClock::at(day.ends_at().plus_ms(9 * 3_600_000));
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let sim_db = store::testing::sqlite().await;
+    let mut sim_config = SimConfig::for_profile(Profile::Test, 3);
+    sim_config.faults = FaultRates {
+        timeout_after_commit_ppm: 200_000,
+        server_error_before_commit_ppm: 100_000,
+        ..FaultRates::default()
+    };
+    // The server holds a timed-out answer longer than the client waits.
+    sim_config.timeout_hold_ms = 1_500;
+    let sim = Simulator::open(sim_db.store.clone(), sim_config, shared.clone())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(bank::sim::serve_simulator(sim.clone(), listener, async {
+        let _ = stopped.await;
+    }));
+    let mut transport = TransportConfig::new(&format!("http://{address}"));
+    transport.timeout_ms = 400;
+    transport.concurrent_max = Some(16);
+    transport.requests_per_s_max = None;
+    let bank = Arc::new(HttpBank::new(transport).unwrap());
+
+    let db = store::testing::sqlite().await;
+    let ledger = Ledger::open(db.store.clone(), shared.clone(), LedgerConfig::default())
+        .await
+        .unwrap();
+    let mut config = fees::bench::bench_config().unwrap();
+    config.bank_calls_in_flight_max = 16;
+    let fees = fees::Fees::open(ledger, bank, shared, config.clone())
+        .await
+        .unwrap();
+    let workload = fees::workload::generate(day, 40, 13).unwrap();
+    fees.register_loans(&workload.loans).await.unwrap();
+    fees.accrue(&workload.accruals).await.unwrap();
+    fees::workload::provision_bank(&sim, &config, &workload)
+        .await
+        .unwrap();
+    fees.record(day, Trigger::Operator).await.unwrap();
+    let mut state = DayState::Recorded;
+    for _ in 0..30 {
+        fees.pay(day, Trigger::Scheduler).await.unwrap();
+        fees.verify(day, Trigger::Scheduler).await.unwrap();
+        fees.withdraw(day, Trigger::Scheduler).await.unwrap();
+        state = fees.status(day).await.unwrap().unwrap().state;
+        if state == DayState::Withdrawn {
+            break;
+        }
+        clock.advance_ms(config.not_found_grace_ms + 1_000);
+    }
+    assert_eq!(state, DayState::Withdrawn);
+    let report = fees
+        .report(
+            day,
+            &fees::report::HttpStatement::new(&format!("http://{address}")),
+        )
+        .await
+        .unwrap();
+    assert!(report.agrees, "{report:?}");
+    assert!(report.duplicates.is_empty());
+    assert_eq!(report.bank_paid_krw, workload.total().unwrap());
+    assert_eq!(report.bank_withdrawn_krw, workload.total().unwrap());
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+}

@@ -199,3 +199,36 @@ on_both_backends!(
     the_scheduler_catches_up_missed_days,
     a_day_not_closed_is_not_recorded_and_pay_waits_for_record,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_ticks_at_once_and_stops_when_told() {
+    let s = system(store::testing::sqlite().await, Options::default()).await;
+    s.load(&one_tax(1, 120_000)).await;
+    let scheduler = Scheduler::new(s.fees.clone(), std::time::Duration::from_secs(3_600));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let scheduler = scheduler.clone();
+        async move {
+            scheduler
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        }
+    });
+    // The first tick is immediate; step until the day is settled, then stop.
+    let mut settled = false;
+    for _ in 0..100_000 {
+        tokio::task::yield_now().await;
+        if let Some(status) = s.fees.status(s.day).await.unwrap()
+            && status.state == DayState::Withdrawn
+        {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "the first tick settled the day");
+    stop.send(()).unwrap();
+    running.await.unwrap();
+    assert!(scheduler.open_days().await.unwrap().is_empty());
+}
