@@ -64,7 +64,7 @@ pub struct System {
 
 pub fn dispatcher_config() -> DispatcherConfig {
     DispatcherConfig {
-        concurrency_max: 2,
+        concurrency_max: 4,
         batch_events_max: 64,
         key_events_per_batch_max: 8,
         poll_interval_ms: 5,
@@ -193,33 +193,49 @@ impl System {
         self.dispatchers = dispatchers;
     }
 
-    /// Enrols `count` users with payout accounts at the simulator.
+    /// Enrols `count` users with payout accounts at the simulator, 32 at a time.
     pub async fn enrol(&mut self, count: usize, advance_krw: i64, suspend_percent: u8) {
         let start = self.users.len();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut enrolled = Vec::new();
         for n in start..start + count {
-            let user_id = user(n as u128);
-            let payout_account = AccountNumber::new(&format!("3333{n:010}")).unwrap();
-            let holder = HolderName::new(&format!("직원{n}")).unwrap();
-            self.sim
-                .open_account(&OpenAccount {
+            let sim = self.sim.clone();
+            let payroll = self.payroll.clone();
+            tasks.spawn(async move {
+                let user_id = user(n as u128);
+                let payout_account = AccountNumber::new(&format!("3333{n:010}")).unwrap();
+                let holder = HolderName::new(&format!("직원{n}")).unwrap();
+                sim.open_account(&OpenAccount {
                     account_number: payout_account.clone(),
                     holder_name: holder.clone(),
                     balance_krw: Krw::ZERO,
                 })
                 .await
                 .unwrap();
-            let virtual_account = self
-                .payroll
-                .enrol(&NewUser {
-                    user_id,
-                    holder_name: holder.clone(),
-                    payout_account: payout_account.clone(),
-                    payout_holder: holder,
-                    advance_krw: Krw::new(advance_krw),
-                    suspend_percent,
-                })
-                .await
-                .unwrap();
+                let virtual_account = payroll
+                    .enrol(&NewUser {
+                        user_id,
+                        holder_name: holder.clone(),
+                        payout_account: payout_account.clone(),
+                        payout_holder: holder,
+                        advance_krw: Krw::new(advance_krw),
+                        suspend_percent,
+                    })
+                    .await
+                    .unwrap();
+                (n, user_id, virtual_account, payout_account)
+            });
+            if tasks.len() >= 32
+                && let Some(done) = tasks.join_next().await
+            {
+                enrolled.push(done.unwrap());
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            enrolled.push(done.unwrap());
+        }
+        enrolled.sort_by_key(|e| e.0);
+        for (_, user_id, virtual_account, payout_account) in enrolled {
             self.users.push((user_id, virtual_account, payout_account));
         }
     }

@@ -1,0 +1,165 @@
+//! A month of salaries at full size, while half the users move from the "legacy"
+//! provider to "next" mid-run: every deposit is completed exactly once, by exactly
+//! one provider, and repaid + suspended + paid out = deposited, to the won.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bank::DepositId;
+use bank::providers::ProviderName;
+use bank::routing::SettlementStart;
+use common::*;
+use events::Step;
+use money::Krw;
+use payroll::DepositState;
+
+/// Users in the default runs, kept small so the crate's tests stay short on two
+/// cores; the full month (4,000 users) is an ignored test run on purpose
+/// (`cargo nextest run -p payroll --run-ignored only`). `PAYROLL_MONTH_USERS`
+/// overrides the default runs.
+fn users(default: usize) -> usize {
+    std::env::var("PAYROLL_MONTH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn a_month_of_salaries_settles_once_each_while_half_the_users_migrate(
+    backend: Backend,
+    count: usize,
+) {
+    let mut options = Options::new(backend);
+    // One payout call per salary keeps the run short; chunking under the 100,000
+    // limit is covered by the order test.
+    options.payout_chunk_max_krw = 10_000_000;
+    let Some(mut system) = System::start(options).await else {
+        return;
+    };
+    let started = Instant::now();
+    system.enrol(count, 500_000, 5).await;
+    let mut expected_total = 0i64;
+    for n in 0..count {
+        if n % 4 == 0 {
+            system
+                .sim
+                .set_repayment_due(
+                    &system.users[n].1,
+                    Krw::new(200_000 + (n as i64 % 7) * 10_000),
+                )
+                .await
+                .unwrap();
+        }
+        let amount = 1_000_000 + (n as i64 * 7_919) % 500_001;
+        expected_total += amount;
+        system.pay_salary(n, amount).await;
+    }
+    eprintln!("{count} users enrolled and paid in {:?}", started.elapsed());
+    let report = system.poller.run_round().await.unwrap();
+    assert_eq!(report.deposits_detected as usize, count);
+    eprintln!("polled in {:?}: {report:?}", started.elapsed());
+
+    // Every salary starts on "legacy" and stops in flight (computed, not yet
+    // repaid). Then half the users move to "next", and a second wave of salaries
+    // arrives for every other user while the first wave is still in flight.
+    while system.dispatchers[0].run_once().await.unwrap() == Step::Done {}
+    system
+        .routing
+        .set_cohort_percent(50, "ops:test")
+        .await
+        .unwrap();
+    let mut second_wave = Vec::new();
+    for n in (0..count).step_by(2) {
+        let amount = 300_000 + (n as i64 * 31) % 10_000;
+        expected_total += amount;
+        second_wave.push(system.pay_salary(n, amount).await);
+    }
+    let report = system.poller.run_round().await.unwrap();
+    assert_eq!(report.deposits_detected as usize, second_wave.len());
+    system.settle().await;
+    eprintln!("settled in {:?}", started.elapsed());
+    let second_wave: std::collections::HashSet<String> = second_wave.into_iter().collect();
+    let total = count + second_wave.len();
+
+    let deposits = system.payroll.deposits().await.unwrap();
+    assert_eq!(deposits.len(), total);
+    let mut per_provider: HashMap<String, usize> = HashMap::new();
+    for d in &deposits {
+        assert_eq!(d.state, DepositState::Completed, "{d:?}");
+        if !second_wave.contains(&d.deposit_id) {
+            assert_eq!(
+                d.provider.as_deref(),
+                Some("legacy"),
+                "a deposit keeps the provider it started with"
+            );
+        }
+        *per_provider.entry(d.provider.clone().unwrap()).or_default() += 1;
+    }
+    eprintln!("settled per provider: {per_provider:?}");
+    assert!(
+        per_provider.get("next").copied().unwrap_or(0) > 0,
+        "some deposits started on next"
+    );
+    assert!(
+        per_provider.get("legacy").copied().unwrap_or(0) > 0,
+        "some stayed on legacy"
+    );
+    let deposited: i64 = deposits.iter().map(|d| d.amount_krw).sum();
+    assert_eq!(deposited, expected_total);
+    if count == 4_000 {
+        assert!(
+            (5_500_000_000..=5_700_000_000).contains(&deposited),
+            "a month (about 5 billion) plus a second wave: {deposited}"
+        );
+    }
+    // The guard holds one row per deposit, naming the provider that settled it, and
+    // refuses a second start by either provider.
+    for d in deposits.iter().take(50) {
+        let id = DepositId::new(&d.deposit_id).unwrap();
+        for other in [ProviderName::Legacy, ProviderName::Next] {
+            assert_eq!(
+                system
+                    .payroll
+                    .facade()
+                    .start_settlement(&id, other)
+                    .await
+                    .unwrap(),
+                SettlementStart::AlreadyStarted {
+                    provider: ProviderName::parse(d.provider.as_deref().unwrap()).unwrap()
+                }
+            );
+        }
+    }
+    let payouts = system.bank_payouts().await;
+    assert_eq!(
+        payouts.len(),
+        total,
+        "one payout call per salary, none twice"
+    );
+    system.assert_books().await;
+    eprintln!("checked in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salaries_settle_exactly_once_while_half_the_users_migrate_to_next_on_sqlite() {
+    a_month_of_salaries_settles_once_each_while_half_the_users_migrate(Backend::Sqlite, users(300))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salaries_settle_exactly_once_while_half_the_users_migrate_to_next_on_postgres() {
+    a_month_of_salaries_settles_once_each_while_half_the_users_migrate(
+        Backend::Postgres,
+        users(600),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the full month takes about two minutes on two cores; run it on purpose"]
+async fn a_month_of_salaries_for_4000_users_about_5_billion_won_settles_exactly_once_while_half_migrate_on_postgres()
+ {
+    a_month_of_salaries_settles_once_each_while_half_the_users_migrate(Backend::Postgres, 4_000)
+        .await;
+}
