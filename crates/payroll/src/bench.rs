@@ -83,12 +83,13 @@ async fn payroll_on(
     ledger: &Ledger,
     base_url: &str,
     client_id: &str,
+    transport_requests_per_s_max: Option<u32>,
     params: &PollingParams,
     clock: &Arc<dyn Clock>,
 ) -> Result<Payroll, PayrollError> {
     let mut transport = TransportConfig::new(base_url);
     transport.client_id = client_id.to_owned();
-    transport.requests_per_s_max = None;
+    transport.requests_per_s_max = transport_requests_per_s_max;
     transport.concurrent_max = Some(params.concurrent_max.max(ENROL_CONCURRENT_MAX));
     let transport = Transport::new(transport)?;
     let routing = RoutingTable::open(store.clone(), clock.clone()).await?;
@@ -146,6 +147,9 @@ pub async fn polling(params: &PollingParams) -> Result<PollingReport, PayrollErr
         &ledger,
         &base_url,
         "settle-bench-setup",
+        // Set-up stays under the simulator's per-client cap, with a margin for
+        // skew between the two limiters.
+        Some((params.requests_per_s.saturating_mul(9) / 10).max(1)),
         params,
         &clock,
     )
@@ -194,6 +198,8 @@ pub async fn polling(params: &PollingParams) -> Result<PollingReport, PayrollErr
         &ledger,
         &base_url,
         "settle-bench-poller",
+        // The measured poller throttles itself; the transport must not.
+        None,
         params,
         &clock,
     )

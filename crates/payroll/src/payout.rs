@@ -154,9 +154,8 @@ async fn settle_chunk(
         bank_tran_id: request.bank_tran_id.clone(),
         tran_date: request.tran_date,
     };
-    match ask(provider, &inquiry, request).await? {
-        Some(known) => return Ok(known),
-        None => {}
+    if let Some(known) = ask(provider, &inquiry, request).await? {
+        return Ok(known);
     }
     match provider.payout(request).await {
         Ok(receipt) if receipt.amount_krw == request.amount_krw => Ok(Chunk::Paid),

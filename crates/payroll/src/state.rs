@@ -158,9 +158,7 @@ impl DepositState {
             }
             (S::Waiting, Step::RollBack) => Some(S::RolledBack),
             // A failure at compute or before a stage ran may roll back at once.
-            (state, Step::RollBack)
-                if matches!(state, S::Detected | S::Computed | S::Repaid | S::Suspended) =>
-            {
+            (S::Detected | S::Computed | S::Repaid | S::Suspended, Step::RollBack) => {
                 Some(S::RolledBack)
             }
             _ => None,

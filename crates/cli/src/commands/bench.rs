@@ -17,6 +17,8 @@ pub enum BenchCommand {
     History(super::channel::HistoryBenchArgs),
     /// Fee payouts through the bank simulator over HTTP against the ideal.
     Payout(super::fees::PayoutBenchArgs),
+    /// Balance polling of virtual accounts under a requests/s cap against the ideal.
+    Polling(super::payroll::PollingBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -76,6 +78,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ledger(args) => ledger(args).await,
         BenchCommand::History(args) => super::channel::run_bench(args).await,
         BenchCommand::Payout(args) => super::fees::bench_payout(args).await,
+        BenchCommand::Polling(args) => super::payroll::bench_polling(args).await,
     }
 }
 

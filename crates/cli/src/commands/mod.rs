@@ -11,6 +11,7 @@ mod demo;
 mod events;
 mod fees;
 mod ledger;
+mod payroll;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +48,9 @@ pub enum Command {
     /// Daily fee settlement: generate, record, pay, verify, withdraw, status, report.
     #[command(subcommand)]
     Fees(fees::FeesCommand),
+    /// Salary settlement: poll virtual accounts, status, retry or roll back a deposit.
+    #[command(subcommand)]
+    Payroll(payroll::PayrollCommand),
 }
 
 /// Where a command keeps its data: `--database-url`, else `DATABASE_URL`, else the
@@ -76,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BankSim(args) => bank_sim::run(args).await,
         Command::Channel(command) => channel::run(command).await,
         Command::Fees(command) => fees::run(command).await,
+        Command::Payroll(command) => payroll::run(command).await,
     }
 }
 

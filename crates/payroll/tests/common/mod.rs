@@ -390,7 +390,7 @@ impl System {
             ])
             .await
             .unwrap();
-        let find = |id: money::AccountId| shared.iter().find(|a| a.id == id).unwrap().clone();
+        let find = |id: money::AccountId| *shared.iter().find(|a| a.id == id).unwrap();
         let lender = find(payroll::books::lender().unwrap());
         let suspense = find(payroll::books::suspense().unwrap());
         let payout = find(payroll::books::payout().unwrap());

@@ -1,0 +1,219 @@
+//! `settle payroll …`: operator access to the salary pipeline — one poll round with a
+//! progress bar, the status (counts per state, stuck deposits, alerts), and retry or
+//! rollback of a deposit waiting for an operator. Output is one JSON document on
+//! stdout. The work is in the `payroll` crate; this module only parses arguments
+//! and wires stores, the bank connection and the ledger.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use bank::providers::{self, Facade, ProviderName};
+use bank::routing::RoutingTable;
+use bank::{AccountNumber, HolderName, Transport, TransportConfig};
+use clap::{Args, Subcommand};
+use money::{Clock, SystemClock};
+use payroll::{Payroll, PayrollConfig};
+
+use super::{CliError, DatabaseArgs};
+use crate::progress;
+
+#[derive(Subcommand, Debug)]
+pub enum PayrollCommand {
+    /// Poll every virtual account's balance once (throttled) and detect deposits.
+    Poll(PollArgs),
+    /// Deposits per state, stuck deposits and alerts.
+    Status(StatusArgs),
+    /// Run the stage a waiting deposit stopped at again (after fixing the cause).
+    Retry(DepositArgs),
+    /// Compensate a waiting deposit's completed stages; it is never settled again.
+    Rollback(DepositArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct Connection {
+    /// Payroll's database (its tables, the outbox and the provider routing table).
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// The ledger's database (default: the same). On SQLite give the ledger its own
+    /// file: payroll calls the ledger from inside its own transactions.
+    #[arg(long, env = "SETTLE_LEDGER_DATABASE_URL")]
+    ledger_database_url: Option<String>,
+    /// The bank (or `settle bank-sim`).
+    #[arg(long, env = "SETTLE_BANK_URL", default_value = "http://127.0.0.1:8080")]
+    bank_url: String,
+    /// settle's operating account that pays users out, and its holder.
+    #[arg(long, default_value = "1002000000001")]
+    payout_account: String,
+    #[arg(long, default_value = "세틀주식회사")]
+    payout_holder: String,
+    /// Slack-compatible webhook for alerts.
+    #[arg(long, env = "SETTLE_PAYROLL_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PollArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Balance requests started per second, at most.
+    #[arg(long, default_value_t = 200)]
+    rps: u32,
+    /// Balance requests in flight, at most.
+    #[arg(long, default_value_t = 16)]
+    concurrent: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// A deposit untouched this long (and not finished) counts as stuck.
+    #[arg(long, default_value_t = 600_000)]
+    stuck_after_ms: i64,
+}
+
+#[derive(Args, Debug)]
+pub struct DepositArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The bank's deposit id, e.g. D000000000042.
+    deposit: String,
+}
+
+pub async fn run(command: PayrollCommand) -> anyhow::Result<()> {
+    match command {
+        PayrollCommand::Poll(args) => poll(args).await,
+        PayrollCommand::Status(args) => {
+            let payroll = open(&args.connection, |_| {}).await?;
+            let status = payroll.status(args.stuck_after_ms).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(())
+        }
+        PayrollCommand::Retry(args) => {
+            let payroll = open(&args.connection, |_| {}).await?;
+            let view = payroll.retry(&args.deposit).await.map_err(refused)?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
+            Ok(())
+        }
+        PayrollCommand::Rollback(args) => {
+            let payroll = open(&args.connection, |_| {}).await?;
+            let view = payroll.rollback(&args.deposit).await.map_err(refused)?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
+            Ok(())
+        }
+    }
+}
+
+/// Operator mistakes (unknown deposit, not waiting) are exit 2 with their code.
+fn refused(error: payroll::PayrollError) -> anyhow::Error {
+    match error {
+        payroll::PayrollError::UnknownDeposit(_) | payroll::PayrollError::NotWaiting { .. } => {
+            CliError::new(error.code(), error.to_string()).into()
+        }
+        other => other.into(),
+    }
+}
+
+async fn poll(args: PollArgs) -> anyhow::Result<()> {
+    let (rps, concurrent) = (args.rps, args.concurrent);
+    let payroll = open(&args.connection, |config| {
+        config.poll_requests_per_s_max = rps;
+        config.poll_concurrent_max = concurrent;
+    })
+    .await?;
+    let users = payroll.status(i64::MAX).await?.users;
+    let poller = payroll::poller::Poller::new(payroll)?;
+    let bar = progress::bar(u64::try_from(users).unwrap_or(0), "virtual accounts");
+    let report = poller
+        .run_round_observed(&|polled| bar.set_position(polled))
+        .await;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string_pretty(&report?)?);
+    Ok(())
+}
+
+async fn open(
+    connection: &Connection,
+    configure: impl FnOnce(&mut PayrollConfig),
+) -> anyhow::Result<Payroll> {
+    let url = connection.db.url()?;
+    let store = store::Store::connect(&url)
+        .await
+        .with_context(|| format!("opening payroll's database {}", store::redact(&url)))?;
+    let ledger_url = connection
+        .ledger_database_url
+        .clone()
+        .unwrap_or_else(|| url.clone());
+    let ledger_store = store::Store::connect(&ledger_url).await.with_context(|| {
+        format!(
+            "opening the ledger's database {}",
+            store::redact(&ledger_url)
+        )
+    })?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ledger = ledger::Ledger::open(ledger_store, clock.clone(), ledger::LedgerConfig::default())
+        .await
+        .context("opening the ledger")?;
+    let mut transport = TransportConfig::new(&connection.bank_url);
+    // The poller throttles itself; the transport must not throttle below it.
+    transport.requests_per_s_max = None;
+    let transport = Transport::new(transport)?;
+    let routing = RoutingTable::open(store.clone(), clock.clone()).await?;
+    let facade = Facade::new(
+        routing,
+        providers::connect(ProviderName::Legacy, transport.clone()),
+        providers::connect(ProviderName::Next, transport),
+    );
+    let bad = |e: bank::BankError| CliError::new("bad_payout_account", e.to_string());
+    let mut config = PayrollConfig::new(
+        AccountNumber::new(&connection.payout_account).map_err(bad)?,
+        HolderName::new(&connection.payout_holder).map_err(bad)?,
+    );
+    config.webhook_url = connection.webhook_url.clone();
+    configure(&mut config);
+    Payroll::open(store, ledger, facade, clock, config)
+        .await
+        .context("opening payroll")
+}
+
+#[derive(Args, Debug)]
+pub struct PollingBenchArgs {
+    /// Virtual accounts to poll.
+    #[arg(long, default_value_t = 4_000)]
+    accounts: usize,
+    /// The requests/s cap (the simulator enforces the same cap and counts refusals).
+    #[arg(long, default_value_t = 200)]
+    rps: u32,
+    /// Balance requests in flight, at most.
+    #[arg(long, default_value_t = 16)]
+    concurrent: usize,
+    /// One JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn bench_polling(args: PollingBenchArgs) -> anyhow::Result<()> {
+    let report = payroll::bench::polling(&payroll::bench::PollingParams {
+        accounts: args.accounts,
+        requests_per_s: args.rps,
+        concurrent_max: args.concurrent,
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "polling bench: {} accounts at {} req/s: {:.2} s (ideal {:.2} s, ratio {:.3}); \
+             {} requests, {} refused for rate, {} in flight at most",
+            report.accounts,
+            report.rps,
+            report.wall_s,
+            report.ideal_s,
+            report.ratio,
+            report.bank_requests,
+            report.rejected_rate_total,
+            report.concurrent_max_observed
+        );
+    }
+    Ok(())
+}
