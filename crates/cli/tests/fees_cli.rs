@@ -104,3 +104,115 @@ fn fees_run_settles_a_generated_day_and_the_report_agrees_with_the_bank() {
 
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_payout_process_killed_with_sigkill_twenty_times_still_pays_each_item_once() {
+    use rand::{Rng, SeedableRng};
+
+    let dir = std::env::temp_dir().join(format!(
+        "settle-cli-fees-kill-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}", dir.join("settle.db").display());
+    let day = "2026-11-19";
+    // A killed run leaves its SQLite lease behind; a short lease lets the next run
+    // in. The simulator lives in the killed process, so nothing it was sent can
+    // land later: "not found" is proof at once.
+    let tuning = ["--lock-lease-ms", "1", "--not-found-grace-ms", "0"];
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--database-url".to_owned(), db.clone()]);
+        all.extend(tuning.iter().map(|a| a.to_string()));
+        all
+    };
+    let run = |args: &[&str]| {
+        let args = with(args);
+        settle(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let generated = json(&run(&[
+        "fees", "generate", "--day", day, "--loans", "300", "--seed", "8",
+    ]));
+    json(&run(&["fees", "record", "--day", day]));
+
+    let seed = 19;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut killed_mid_run = 0;
+    for _ in 0..20 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
+            .args(with(&["fees", "pay", "--day", day, "--concurrency", "2"]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The kill moment, drawn from the seed.
+        std::thread::sleep(std::time::Duration::from_millis(rng.random_range(20..300)));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Orphaned chunks become unknown, then are confirmed or proven failed.
+        json(&run(&["fees", "verify", "--day", day]));
+        json(&run(&["fees", "verify", "--day", day]));
+    }
+    eprintln!("seed {seed}: {killed_mid_run} of 20 kills landed while settle ran");
+    let before = json(&settle(&[
+        "fees",
+        "status",
+        "--day",
+        day,
+        "--runs",
+        "1000",
+        "--database-url",
+        &db,
+    ]));
+    let pay_runs = before["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["module"] == "pay")
+        .count();
+    eprintln!(
+        "pay runs that finished: {pay_runs}; chunks {}",
+        before["status"]["chunks"]
+    );
+    assert!(
+        pay_runs <= 10,
+        "most payouts were killed before they finished: {pay_runs}"
+    );
+    assert!(
+        killed_mid_run >= 15,
+        "seed {seed}: only {killed_mid_run} kills landed mid-run"
+    );
+
+    let mut state = String::new();
+    for _ in 0..10 {
+        json(&run(&["fees", "run", "--day", day]));
+        let status = json(&settle(&[
+            "fees",
+            "status",
+            "--day",
+            day,
+            "--database-url",
+            &db,
+        ]));
+        state = status["status"]["state"].as_str().unwrap().to_owned();
+        if state == "withdrawn" {
+            break;
+        }
+    }
+    assert_eq!(state, "withdrawn", "seed {seed}");
+    let report = json(&run(&["fees", "report", "--day", day]));
+    assert_eq!(report["agrees"], true, "seed {seed}: {report}");
+    assert_eq!(report["duplicates"].as_array().unwrap().len(), 0);
+    assert_eq!(report["bank_paid_krw"], generated["total_krw"]);
+    assert_eq!(report["bank_withdrawn_krw"], generated["total_krw"]);
+    let check = settle(&["ledger", "check", "--database-url", &db]);
+    assert!(
+        check.status.success(),
+        "the ledger balances: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -53,6 +53,15 @@ pub struct BankArgs {
     /// Bank calls started per second (default: no limit beyond the concurrency).
     #[arg(long)]
     requests_per_s_max: Option<u32>,
+    /// A module's lock lease on SQLite (default 10 minutes): how long a crashed
+    /// run's lock blocks the next one.
+    #[arg(long)]
+    lock_lease_ms: Option<i64>,
+    /// How long after an outcome became unknown a "not found" from the result
+    /// inquiry proves failure (default 60 s). Zero only when no request of a
+    /// stopped run can still reach the bank.
+    #[arg(long)]
+    not_found_grace_ms: Option<i64>,
 }
 
 #[derive(Args, Debug)]
@@ -148,6 +157,12 @@ async fn setup(db: &DatabaseArgs, bank_args: &BankArgs) -> anyhow::Result<Setup>
     let mut config = fees::bench::bench_config()?;
     config.bank_calls_in_flight_max = bank_args.concurrency.max(1);
     config.bank_calls_per_s_max = bank_args.requests_per_s_max;
+    if let Some(lease_ms) = bank_args.lock_lease_ms {
+        config.lock_lease_ms = lease_ms.max(1);
+    }
+    if let Some(grace_ms) = bank_args.not_found_grace_ms {
+        config.not_found_grace_ms = grace_ms.max(0);
+    }
     let (bank, statement, admin): (Arc<dyn BankApi>, Box<dyn Statement>, Box<dyn BankAdmin>) =
         match &bank_args.bank_url {
             Some(bank_url) => {
