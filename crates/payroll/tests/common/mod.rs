@@ -34,6 +34,7 @@ pub struct Options {
     pub backend: Backend,
     pub payout_chunk_max_krw: i64,
     pub configure: Box<dyn FnOnce(&mut PayrollConfig) + Send>,
+    pub sim: Box<dyn FnOnce(&mut SimConfig) + Send>,
 }
 
 impl Options {
@@ -42,6 +43,7 @@ impl Options {
             backend,
             payout_chunk_max_krw: 100_000,
             configure: Box::new(|_| {}),
+            sim: Box::new(|_| {}),
         }
     }
 }
@@ -97,6 +99,7 @@ impl System {
         let mut sim_config = SimConfig::for_profile(Profile::Test, 42);
         sim_config.deposit_amount_max_krw = Krw::new(options.payout_chunk_max_krw);
         sim_config.concurrent_max = 256;
+        (options.sim)(&mut sim_config);
         let sim = Simulator::open(sim_db.store.clone(), sim_config, clock.clone())
             .await
             .unwrap();
@@ -172,6 +175,39 @@ impl System {
         };
         system.restart_dispatchers().await;
         Some(system)
+    }
+
+    /// Another process's view of the same system: its own connection pool to the
+    /// same database (close it to let go of whatever it held, as a dying process
+    /// would), with the same configuration.
+    pub async fn second_process(
+        &self,
+        configure: impl FnOnce(&mut PayrollConfig),
+    ) -> (store::Store, Payroll) {
+        let store = store::Store::connect(&self.db.url).await.unwrap();
+        let mut transport = TransportConfig::new(&self.base_url);
+        transport.requests_per_s_max = None;
+        let transport = Transport::new(transport).unwrap();
+        let routing = RoutingTable::open(store.clone(), self.clock.clone())
+            .await
+            .unwrap();
+        let facade = Facade::new(
+            routing,
+            providers::connect(ProviderName::Legacy, transport.clone()),
+            providers::connect(ProviderName::Next, transport),
+        );
+        let mut config = self.payroll.config().clone();
+        configure(&mut config);
+        let payroll = Payroll::open(
+            store.clone(),
+            self.ledger.clone(),
+            facade,
+            self.clock.clone(),
+            config,
+        )
+        .await
+        .unwrap();
+        (store, payroll)
     }
 
     /// Fresh stage dispatchers, as a restarted process would have.

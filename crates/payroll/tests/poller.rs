@@ -1,0 +1,87 @@
+//! The balance poller: it stays under its requests/s cap (the simulator counts
+//! refusals), and a round cut short resumes where it stopped without detecting any
+//! deposit twice.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_never_exceeds_the_cap_the_bank_enforces() {
+    let mut options = Options::new(Backend::Sqlite);
+    options.sim = Box::new(|sim| sim.requests_per_s_per_client_max = Some(100));
+    options.configure = Box::new(|config| {
+        config.poll_requests_per_s_max = 100;
+        config.poll_concurrent_max = 8;
+    });
+    let mut system = System::start(options).await.unwrap();
+    // Enrolment goes through the same client id; let its burst drain first.
+    system.enrol(150, 0, 0).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let before = rejected(&system).await;
+    let started = Instant::now();
+    let report = system.poller.run_round().await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(report.users_polled, 150);
+    assert_eq!(report.users_failed, 0);
+    assert_eq!(
+        rejected(&system).await,
+        before,
+        "the bank refused none for rate"
+    );
+    // 150 requests at 100/s, evenly spaced: never faster than the cap allows.
+    assert!(elapsed >= Duration::from_millis(1_450), "{elapsed:?}");
+}
+
+async fn rejected(system: &System) -> u64 {
+    let stats: serde_json::Value = reqwest::get(format!("{}/admin/stats", system.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["rejected_rate_total"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_cut_short_resumes_and_detects_every_deposit_exactly_once() {
+    let mut options = Options::new(Backend::Sqlite);
+    options.configure = Box::new(|config| {
+        config.poll_requests_per_s_max = 400;
+        config.poll_users_page_max = 20;
+    });
+    let mut system = System::start(options).await.unwrap();
+    system.enrol(120, 0, 0).await;
+    for n in 0..120 {
+        system.pay_salary(n, 150_000 + n as i64).await;
+    }
+    // Cut rounds short at a few points in "another process" (its own pool, closed
+    // when it dies), then let one finish here.
+    for cut_ms in [250, 500] {
+        let (store, other) = system
+            .second_process(|config| config.poll_users_page_max = 20)
+            .await;
+        let poller = payroll::poller::Poller::new(other).unwrap();
+        let round = tokio::spawn(async move { poller.run_round().await });
+        tokio::time::sleep(Duration::from_millis(cut_ms)).await;
+        round.abort();
+        let _ = round.await;
+        store.close().await;
+    }
+    let report = system.poller.run_round().await.unwrap();
+    assert_eq!(
+        report.round, 1,
+        "the cut-short round was continued, not restarted"
+    );
+    assert!(report.users_polled < 120, "it resumed after the saved page");
+    assert_eq!(
+        system.poller.run_round().await.unwrap().deposits_detected,
+        0
+    );
+    let deposits = system.payroll.deposits().await.unwrap();
+    assert_eq!(deposits.len(), 120, "every deposit once");
+    system.settle().await;
+    system.assert_books().await;
+}
