@@ -30,6 +30,9 @@ pub struct DemoArgs {
     /// Customer payments to make.
     #[arg(long, default_value_t = 50_000)]
     payments: usize,
+    /// Loans with fee accruals in the fee-settlement phase (0 skips it).
+    #[arg(long, default_value_t = 2_000)]
+    loans: usize,
     /// Seed of the workload.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
@@ -40,6 +43,7 @@ pub struct DemoArgs {
 
 const DEMO_CUSTOMERS_MAX: usize = 1_000_000;
 const DEMO_PAYMENTS_MAX: usize = 10_000_000;
+const DEMO_LOANS_MAX: usize = 100_000;
 /// Payments per pipelined round: enough for the writer to batch, bounded memory.
 const PAYMENTS_PER_ROUND: usize = 2_000;
 
@@ -78,11 +82,15 @@ impl Tally {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    if !(2..=DEMO_CUSTOMERS_MAX).contains(&args.customers) || args.payments > DEMO_PAYMENTS_MAX {
+    if !(2..=DEMO_CUSTOMERS_MAX).contains(&args.customers)
+        || args.payments > DEMO_PAYMENTS_MAX
+        || args.loans > DEMO_LOANS_MAX
+    {
         return Err(super::CliError::new(
             "demo_invalid",
             format!(
-                "need 2..={DEMO_CUSTOMERS_MAX} customers and at most {DEMO_PAYMENTS_MAX} payments"
+                "need 2..={DEMO_CUSTOMERS_MAX} customers, at most {DEMO_PAYMENTS_MAX} payments \
+                 and at most {DEMO_LOANS_MAX} loans"
             ),
         )
         .into());
@@ -284,6 +292,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tally.add(&[changed_result, late_result]);
     tally.add(&chain_results);
 
+    // Phase 6: a business day of fees, settled through the bank simulator.
+    let fee_checks = if args.loans > 0 {
+        super::demo_fees::run(&ledger, args.loans, args.seed)
+            .await?
+            .checks
+    } else {
+        Vec::new()
+    };
+
     // Report.
     let totals = ledger.totals().await?;
     let checks = vec![
@@ -322,7 +339,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     println!("invariants:");
     let mut all_ok = true;
-    for (name, holds) in totals.invariants().into_iter().chain(checks) {
+    let named = totals
+        .invariants()
+        .into_iter()
+        .chain(checks)
+        .map(|(name, holds)| (name.to_owned(), holds))
+        .chain(fee_checks);
+    for (name, holds) in named {
         all_ok &= holds;
         println!("  [{}] {name}", if holds { " ok " } else { "FAIL" });
     }

@@ -8,6 +8,7 @@ mod bank_sim;
 mod bench;
 mod channel;
 mod demo;
+mod demo_fees;
 mod events;
 mod fees;
 mod ledger;
