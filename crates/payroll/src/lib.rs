@@ -137,6 +137,13 @@ impl Payroll {
         config: PayrollConfig,
     ) -> Result<Payroll, PayrollError> {
         config.validate()?;
+        if shares_one_sqlite_file(&store, ledger.store()) {
+            return Err(PayrollError::InvalidConfig(
+                "on SQLite the ledger needs its own file: stages call the ledger inside payroll's \
+                 write transaction, and a SQLite file has one writer"
+                    .into(),
+            ));
+        }
         events::migrate(&store).await?;
         db::migrate(&store).await?;
         books::open_shared(&ledger).await?;
@@ -354,6 +361,16 @@ impl Payroll {
         let event_id = events::event_id(kind, &key, seq).hyphenated().to_string();
         db::map_event(tx, &event_id, deposit_id).await?;
         Ok(event_id)
+    }
+}
+
+/// True when both stores are one SQLite file (a deadlock waiting to happen).
+fn shares_one_sqlite_file(a: &Store, b: &Store) -> bool {
+    match (a, b) {
+        (Store::Sqlite(a), Store::Sqlite(b)) => {
+            a.connect_options().get_filename() == b.connect_options().get_filename()
+        }
+        _ => false,
     }
 }
 

@@ -68,7 +68,6 @@ pub const KIND_COMPUTED: &str = "payroll.computed";
 pub const KIND_REPAID: &str = "payroll.repaid";
 pub const KIND_SUSPENDED: &str = "payroll.suspended";
 pub const KIND_PAID_OUT: &str = "payroll.paid_out";
-pub const KIND_COMPLETED: &str = "payroll.completed";
 pub const KIND_ALERT: &str = "payroll.alert";
 
 /// Where a deposit stands.

@@ -53,3 +53,30 @@ async fn salaries_are_detected_settled_and_add_up_to_the_won_on_sqlite() {
 async fn salaries_are_detected_settled_and_add_up_to_the_won_on_postgres() {
     salaries_settle_and_the_books_add_up(Backend::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payroll_refuses_a_ledger_in_its_own_sqlite_file() {
+    use std::sync::Arc;
+
+    use bank::providers::{self, Facade, ProviderName};
+    let db = store::testing::sqlite().await;
+    let clock: Arc<dyn money::Clock> = Arc::new(money::SystemClock);
+    let ledger = ledger::Ledger::open(db.store.clone(), clock.clone(), Default::default())
+        .await
+        .unwrap();
+    let transport = bank::Transport::new(bank::TransportConfig::new("http://127.0.0.1:9")).unwrap();
+    let routing = bank::routing::RoutingTable::open(db.store.clone(), clock.clone())
+        .await
+        .unwrap();
+    let facade = Facade::new(
+        routing,
+        providers::connect(ProviderName::Legacy, transport.clone()),
+        providers::connect(ProviderName::Next, transport),
+    );
+    let config = payroll::PayrollConfig::new(
+        bank::AccountNumber::new(OPERATING).unwrap(),
+        bank::HolderName::new(OPERATING_HOLDER).unwrap(),
+    );
+    let refused = payroll::Payroll::open(db.store.clone(), ledger, facade, clock, config).await;
+    assert_eq!(refused.err().unwrap().code(), "payroll_config_invalid");
+}
