@@ -1,7 +1,7 @@
 //! The balance poller. A round polls every enrolled user's virtual account through
 //! the user's current provider, at most `poll_requests_per_s_max` requests started
-//! per second and `poll_concurrent_max` in flight. A balance above the last one seen
-//! reads the account's deposits after its cursor; each new deposit becomes a
+//! per second and `poll_concurrent_max` in flight. A balance other than the last one
+//! seen reads the account's deposits after its cursor; each new deposit becomes a
 //! deposit row and a `payroll.deposit_detected` event in one transaction with the
 //! new cursor.
 //!
@@ -144,7 +144,9 @@ impl Poller {
             let _permit = self.throttle(counters).await?;
             provider.balance(&account).await?
         };
-        if balance <= Krw::new(user.last_balance_krw) {
+        // Any change reads the deposits: a sweep out of the account between two
+        // polls can hide a salary behind a balance that did not grow.
+        if balance == Krw::new(user.last_balance_krw) {
             return Ok(());
         }
         let mut cursor = user.deposit_cursor;

@@ -85,3 +85,37 @@ async fn a_round_cut_short_resumes_and_detects_every_deposit_exactly_once() {
     system.settle().await;
     system.assert_books().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salary_after_a_sweep_is_detected_though_the_balance_did_not_grow() {
+    use bank::BankApi;
+    let mut system = System::start(Options::new(Backend::Sqlite)).await.unwrap();
+    system.enrol(1, 0, 0).await;
+    system.pay_salary(0, 1_200_000).await;
+    assert_eq!(
+        system.poller.run_round().await.unwrap().deposits_detected,
+        1
+    );
+    // The bank sweeps the virtual account empty, then the next salary is smaller.
+    system
+        .sim
+        .withdraw_transfer(&bank::types::TransferRequest {
+            bank_tran_id: bank::BankTranId::from_sequence("S202500001", 1).unwrap(),
+            tran_date: bank::TranDate::parse("20261124").unwrap(),
+            from_account: system.users[0].1.clone(),
+            to_account: bank::AccountNumber::new(OPERATING).unwrap(),
+            holder_name: bank::HolderName::new("직원0").unwrap(),
+            amount_krw: money::Krw::new(1_200_000),
+        })
+        .await
+        .unwrap();
+    let second = system.pay_salary(0, 1_000_000).await;
+    assert_eq!(
+        system.poller.run_round().await.unwrap().deposits_detected,
+        1
+    );
+    assert_eq!(
+        system.payroll.deposit(&second).await.unwrap().amount_krw,
+        1_000_000
+    );
+}
