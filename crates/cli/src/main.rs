@@ -12,7 +12,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = commands::Cli::parse();
-    telemetry::init(cli.verbose);
+    // The demo injects faults on purpose; their warnings would bury its report.
+    let quiet = matches!(cli.command, commands::Command::Demo(_));
+    telemetry::init(cli.verbose, quiet);
     match commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => commands::report_error(&error),

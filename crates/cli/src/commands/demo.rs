@@ -30,6 +30,9 @@ pub struct DemoArgs {
     /// Customer payments to make.
     #[arg(long, default_value_t = 50_000)]
     payments: usize,
+    /// Customer transfers through the channel layer, with lost core answers.
+    #[arg(long, default_value_t = 300)]
+    channel_transfers: usize,
     /// Loans with fee accruals in the fee-settlement phase (0 skips it).
     #[arg(long, default_value_t = 2_000)]
     loans: usize,
@@ -44,6 +47,7 @@ pub struct DemoArgs {
 const DEMO_CUSTOMERS_MAX: usize = 1_000_000;
 const DEMO_PAYMENTS_MAX: usize = 10_000_000;
 const DEMO_LOANS_MAX: usize = 100_000;
+const DEMO_CHANNEL_TRANSFERS_MAX: usize = 100_000;
 /// Payments per pipelined round: enough for the writer to batch, bounded memory.
 const PAYMENTS_PER_ROUND: usize = 2_000;
 
@@ -85,12 +89,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !(2..=DEMO_CUSTOMERS_MAX).contains(&args.customers)
         || args.payments > DEMO_PAYMENTS_MAX
         || args.loans > DEMO_LOANS_MAX
+        || args.channel_transfers > DEMO_CHANNEL_TRANSFERS_MAX
     {
         return Err(super::CliError::new(
             "demo_invalid",
             format!(
                 "need 2..={DEMO_CUSTOMERS_MAX} customers, at most {DEMO_PAYMENTS_MAX} payments \
-                 and at most {DEMO_LOANS_MAX} loans"
+                 at most {DEMO_LOANS_MAX} loans and {DEMO_CHANNEL_TRANSFERS_MAX} channel transfers"
             ),
         )
         .into());
@@ -292,7 +297,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tally.add(&[changed_result, late_result]);
     tally.add(&chain_results);
 
-    // Phase 6: a business day of fees, settled through the bank simulator.
+    // Phase 6: the channel layer in front of a core that loses answers.
+    let channel_checks = if args.channel_transfers > 0 {
+        super::demo_channel::run(
+            &scratch.store,
+            &customers,
+            args.channel_transfers,
+            args.seed,
+        )
+        .await?
+        .checks
+    } else {
+        Vec::new()
+    };
+
+    // Phase 7: a business day of fees, settled through the bank simulator.
     let fee_checks = if args.loans > 0 {
         super::demo_fees::run(&ledger, args.loans, args.seed)
             .await?
@@ -344,6 +363,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .into_iter()
         .chain(checks)
         .map(|(name, holds)| (name.to_owned(), holds))
+        .chain(channel_checks)
         .chain(fee_checks);
     for (name, holds) in named {
         all_ok &= holds;

@@ -8,6 +8,7 @@ mod bank_sim;
 mod bench;
 mod channel;
 mod demo;
+mod demo_channel;
 mod demo_fees;
 mod events;
 mod fees;
@@ -89,7 +90,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// for operators), with a non-zero exit.
 pub fn report_error(error: &anyhow::Error) -> std::process::ExitCode {
     if let Some(refused) = error.downcast_ref::<self::ledger::RefusedError>() {
-        eprintln!("{}", serde_json::json!({"code": refused.0.code(), "message": error.to_string()}));
+        eprintln!(
+            "{}",
+            serde_json::json!({"code": refused.0.code(), "message": error.to_string()})
+        );
         return std::process::ExitCode::from(3);
     }
     let code = error
