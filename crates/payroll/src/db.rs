@@ -819,3 +819,44 @@ pub(crate) async fn alert_exists(
     )?;
     Ok(count > 0)
 }
+
+/// The user's earliest deposit before `bank_cursor` that waits for an operator:
+/// `(deposit_id, waiting_stage)`.
+pub(crate) async fn earlier_waiting(
+    tx: &mut Tx,
+    user_id: &str,
+    bank_cursor: i64,
+) -> Result<Vec<(String, Option<String>)>, PayrollError> {
+    let rows: Vec<(String, Option<String>)> = on_tx!(
+        tx,
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT deposit_id, waiting_stage FROM payroll_deposits
+             WHERE user_id = $1 AND bank_cursor < $2 AND state = 'waiting'
+             ORDER BY bank_cursor LIMIT 64"
+        )
+        .bind(user_id)
+        .bind(bank_cursor),
+        fetch_all
+    )?;
+    Ok(rows)
+}
+
+/// The user's deposits waiting behind `reason` (`behind:<deposit>`), oldest first.
+pub(crate) async fn waiting_behind(
+    tx: &mut Tx,
+    user_id: &str,
+    reason: &str,
+) -> Result<Vec<String>, PayrollError> {
+    let rows: Vec<(String,)> = on_tx!(
+        tx,
+        sqlx::query_as::<_, (String,)>(
+            "SELECT deposit_id FROM payroll_deposits
+             WHERE user_id = $1 AND state = 'waiting' AND waiting_reason = $2
+             ORDER BY bank_cursor LIMIT 1000"
+        )
+        .bind(user_id)
+        .bind(reason),
+        fetch_all
+    )?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}

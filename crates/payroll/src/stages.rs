@@ -108,6 +108,40 @@ impl Payroll {
             return Ok(());
         }
         let now_ms = self.now().unix_ms();
+        if let Some(blocker) = self.blocker(tx, &deposit, stage).await? {
+            // Strict per-user order: an earlier salary of this user is parked at this
+            // stage (or before it), so this one waits behind it, without an alert,
+            // until that one finishes the stage or is rolled back.
+            let reason = behind(&blocker);
+            let next = deposit.state.after(Step::Failed(stage), None).ok_or(
+                PayrollError::IllegalTransition {
+                    deposit: deposit_id.clone(),
+                    from: deposit.state.as_str(),
+                    step: "wait behind",
+                },
+            )?;
+            if !db::move_state(
+                tx,
+                &deposit_id,
+                deposit.state,
+                next,
+                Some((stage, &reason)),
+                now_ms,
+            )
+            .await?
+            {
+                return Err(PayrollError::Corrupt(format!(
+                    "deposit {deposit_id} moved while queuing"
+                )));
+            }
+            tracing::info!(
+                deposit_id,
+                blocker,
+                stage = stage.as_str(),
+                "waits behind an earlier salary"
+            );
+            return Ok(());
+        }
         db::log_stage(tx, &deposit_id, &deposit.user_id, stage, now_ms).await?;
         let worked = match stage {
             Stage::Compute => self.compute(tx, &deposit).await?,
@@ -135,6 +169,7 @@ impl Payroll {
                     self.emit(tx, &deposit.user_id, following.trigger_kind(), &deposit_id)
                         .await?;
                 }
+                self.release_behind(tx, &deposit).await?;
                 metrics::counter!("payroll_stages_total", "stage" => stage.as_str(), "outcome" => "done").increment(1);
                 if next == DepositState::Completed {
                     metrics::counter!("payroll_deposits_completed_total").increment(1);
@@ -449,10 +484,62 @@ impl Payroll {
                 "deposit {id} moved under rollback"
             )));
         }
+        self.release_behind(tx, deposit).await?;
         metrics::counter!("payroll_rollbacks_total").increment(1);
         tracing::info!(deposit_id = id, "rolled back");
         Ok(())
     }
+}
+
+impl Payroll {
+    /// An earlier deposit of the same user parked at `stage` or before it.
+    async fn blocker(
+        &self,
+        tx: &mut Tx,
+        deposit: &DepositRow,
+        stage: Stage,
+    ) -> Result<Option<String>, PayrollError> {
+        let here = progress(stage.ready_state());
+        for (id, waiting_stage) in
+            db::earlier_waiting(tx, &deposit.user_id, deposit.bank_cursor).await?
+        {
+            let at = waiting_stage.as_deref().and_then(Stage::parse);
+            if at.is_none_or(|at| progress(at.ready_state()) <= here) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sends every deposit queued behind `deposit` back to the stage it waits at.
+    async fn release_behind(&self, tx: &mut Tx, deposit: &DepositRow) -> Result<(), PayrollError> {
+        let reason = behind(&deposit.deposit_id);
+        for id in db::waiting_behind(tx, &deposit.user_id, &reason).await? {
+            let Some(waiting) = db::deposit_tx(tx, &id).await? else {
+                continue;
+            };
+            let Some(stage) = waiting.waiting_stage else {
+                continue;
+            };
+            let Some(ready) = waiting.state.after(Step::Retry(stage), Some(stage)) else {
+                continue;
+            };
+            if db::move_state(tx, &id, waiting.state, ready, None, self.now().unix_ms()).await? {
+                self.emit(tx, &waiting.user_id, stage.trigger_kind(), &id)
+                    .await?;
+                tracing::info!(
+                    deposit_id = id,
+                    released_by = deposit.deposit_id,
+                    "released from behind an earlier salary"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn behind(deposit_id: &str) -> String {
+    format!("behind:{deposit_id}")
 }
 
 /// The stage after `stage`, if any.

@@ -47,3 +47,61 @@ async fn a_users_later_salary_never_starts_a_stage_before_the_earlier_one_finish
     assert!(payouts.values().all(|(_, amount)| *amount <= 100_000));
     system.assert_books().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_salary_waits_behind_an_earlier_one_parked_at_the_same_stage() {
+    let (hook, received) = webhook_receiver().await;
+    let mut options = Options::new(Backend::Sqlite);
+    options.configure = Box::new(move |config| config.webhook_url = Some(hook));
+    let mut system = System::start(options).await.unwrap();
+    system.enrol(1, 0, 0).await;
+    let first = system.pay_salary(0, 180_000).await;
+    let second = system.pay_salary(0, 170_000).await;
+    system
+        .sim
+        .set_frozen(&system.users[0].2, true)
+        .await
+        .unwrap();
+    system.poller.run_round().await.unwrap();
+    system.settle().await;
+    let parked = system.payroll.deposit(&first).await.unwrap();
+    assert_eq!(parked.waiting_reason.as_deref(), Some("account_frozen"));
+    let queued = system.payroll.deposit(&second).await.unwrap();
+    assert_eq!(queued.state, DepositState::Waiting);
+    let expected_reason = format!("behind:{first}");
+    assert_eq!(
+        queued.waiting_reason.as_deref(),
+        Some(expected_reason.as_str())
+    );
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "only the parked one alerts"
+    );
+
+    system
+        .sim
+        .set_frozen(&system.users[0].2, false)
+        .await
+        .unwrap();
+    system.payroll.retry(&first).await.unwrap();
+    system.settle().await;
+    for id in [&first, &second] {
+        assert_eq!(
+            system.payroll.deposit(id).await.unwrap().state,
+            DepositState::Completed
+        );
+    }
+    let payouts: Vec<String> = system
+        .payroll
+        .stage_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, _, stage)| stage == "payout")
+        .map(|(deposit, _, _)| deposit)
+        .collect();
+    // The first salary's failed try, its retry, then the second salary.
+    assert_eq!(payouts, vec![first.clone(), first.clone(), second.clone()]);
+    system.assert_books().await;
+}
