@@ -103,7 +103,11 @@ async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<()> {
             "postgres",
             Some(
                 args.database_url
-                    .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")))
+                    .or_else(|| {
+                        std::env::var("DATABASE_URL")
+                            .ok()
+                            .filter(|u| u.starts_with("postgres"))
+                    })
                     .unwrap_or_else(|| "postgres://root@127.0.0.1:5432/test".to_owned()),
             ),
         ),
@@ -113,7 +117,10 @@ async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<()> {
         backend,
         accounts: args.accounts,
         transfers: args.transfers,
-        baseline_transfers: args.baseline_transfers.unwrap_or(args.transfers).clamp(1, BENCH_TRANSFERS_MAX),
+        baseline_transfers: args
+            .baseline_transfers
+            .unwrap_or(args.transfers)
+            .clamp(1, BENCH_TRANSFERS_MAX),
         clients: args.clients,
         submission_transfers: args.submission_transfers,
         batch_transfers_max: args.batch_transfers_max,

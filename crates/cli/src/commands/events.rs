@@ -70,7 +70,6 @@ pub enum StateArg {
     Discarded,
 }
 
-
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum TransportArg {
     Embedded,
@@ -128,7 +127,12 @@ fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
 pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
     let EventsCommand::Dlq(command) = command;
     match command {
-        DlqCommand::List { consumer, state, limit, db } => {
+        DlqCommand::List {
+            consumer,
+            state,
+            limit,
+            db,
+        } => {
             let store = open(&db).await?;
             let state = state.map(|s| match s {
                 StateArg::Parked => DeadLetterState::Parked,
@@ -160,9 +164,16 @@ async fn act(args: ActionArgs, action: OperatorAction) -> anyhow::Result<()> {
     }
     let id = parse_event_id(&args.letter.event_id)?;
     let store = open(&args.letter.db).await?;
-    let letter = dead_letter::resolve(&store, &args.letter.consumer, id, action, actor, SystemClock.now())
-        .await
-        .map_err(user_error)?;
+    let letter = dead_letter::resolve(
+        &store,
+        &args.letter.consumer,
+        id,
+        action,
+        actor,
+        SystemClock.now(),
+    )
+    .await
+    .map_err(user_error)?;
     print(&letter)
 }
 
@@ -181,15 +192,26 @@ pub async fn run_bench(args: BenchEventsArgs) -> anyhow::Result<()> {
         timeout_ms: args.timeout_s.saturating_mul(1_000),
     };
     if options.events == 0 || options.keys == 0 {
-        return Err(CliError::new("bench_invalid", "--events and --keys must be at least 1").into());
+        return Err(
+            CliError::new("bench_invalid", "--events and --keys must be at least 1").into(),
+        );
     }
-    let report = events::bench::run(&options).await.context("events benchmark failed")?;
+    let report = events::bench::run(&options)
+        .await
+        .context("events benchmark failed")?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
             "events bench ({}, {}): {} events over {} keys: {:.0} events/s, lag p50 {} ms, p99 {} ms, max {} ms",
-            report.transport, report.backend, report.events, report.keys, report.eps, report.p50_ms, report.p99_ms, report.max_ms
+            report.transport,
+            report.backend,
+            report.events,
+            report.keys,
+            report.eps,
+            report.p50_ms,
+            report.p99_ms,
+            report.max_ms
         );
     }
     Ok(())
