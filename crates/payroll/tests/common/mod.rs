@@ -20,6 +20,9 @@ use payroll::{DepositState, NewUser, Payroll, PayrollConfig, StageConsumer};
 use store::testing::TestDb;
 use tokio::net::TcpListener;
 
+/// 429s one enrolment may meet before the harness gives up.
+const ENROL_REFUSALS_MAX: usize = 200;
+
 pub const OPERATING: &str = "1002000000001";
 pub const OPERATING_HOLDER: &str = "세틀주식회사";
 
@@ -248,17 +251,29 @@ impl System {
                 })
                 .await
                 .unwrap();
-                let virtual_account = payroll
-                    .enrol(&NewUser {
-                        user_id,
-                        holder_name: holder.clone(),
-                        payout_account: payout_account.clone(),
-                        payout_holder: holder,
-                        advance_krw: Krw::new(advance_krw),
-                        suspend_percent,
-                    })
-                    .await
-                    .unwrap();
+                let new_user = NewUser {
+                    user_id,
+                    holder_name: holder.clone(),
+                    payout_account: payout_account.clone(),
+                    payout_holder: holder,
+                    advance_krw: Krw::new(advance_krw),
+                    suspend_percent,
+                };
+                // A bank that caps requests per second may refuse an enrolment
+                // burst with 429, which moves nothing: wait and ask again.
+                let mut refusals = 0;
+                let virtual_account = loop {
+                    match payroll.enrol(&new_user).await {
+                        Ok(account) => break account,
+                        Err(payroll::PayrollError::Bank(bank::BankError::RateLimited))
+                            if refusals < ENROL_REFUSALS_MAX =>
+                        {
+                            refusals += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        Err(error) => panic!("enrolling user {n} failed: {error:?}"),
+                    }
+                };
                 (n, user_id, virtual_account, payout_account)
             });
             if tasks.len() >= 32
