@@ -162,7 +162,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         phase.elapsed().as_secs_f64()
     );
 
-    // Phase 3: customers pay each other; some try to spend more than they have.
+    // Phase 3: the channel layer in front of a core that loses answers (early,
+    // so that the history read model has a modest outbox to catch up on).
+    let channel_checks = if args.channel_transfers > 0 {
+        super::demo_channel::run(
+            &scratch.store,
+            &customers,
+            args.channel_transfers,
+            args.seed,
+        )
+        .await?
+        .checks
+    } else {
+        Vec::new()
+    };
+
+    // Phase 4: customers pay each other; some try to spend more than they have.
     let phase = Instant::now();
     let bar = progress::bar(args.payments as u64, "customer payments");
     let mut remaining = args.payments;
@@ -199,7 +214,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.payments as f64 / payments_s.max(1e-9)
     );
 
-    // Phase 4: holds — card-style authorisations posted in full, in part, voided,
+    // Phase 5: holds — card-style authorisations posted in full, in part, voided,
     // or left to expire.
     let phase = Instant::now();
     let now = SystemClock.now();
@@ -252,7 +267,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         phase.elapsed().as_secs_f64()
     );
 
-    // Phase 5: the safety rails — retries, changed fields, a late arrival and a
+    // Phase 6: the safety rails — retries, changed fields, a late arrival and a
     // linked chain that must fail whole.
     let retry: Vec<TransferRequest> = funding_requests.iter().take(1_000).copied().collect();
     let retried = ledger.submit(retry).await?;
@@ -296,20 +311,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let chain_results = ledger.submit(chain).await?;
     tally.add(&[changed_result, late_result]);
     tally.add(&chain_results);
-
-    // Phase 6: the channel layer in front of a core that loses answers.
-    let channel_checks = if args.channel_transfers > 0 {
-        super::demo_channel::run(
-            &scratch.store,
-            &customers,
-            args.channel_transfers,
-            args.seed,
-        )
-        .await?
-        .checks
-    } else {
-        Vec::new()
-    };
 
     // Phase 7: a business day of fees, settled through the bank simulator.
     let fee_checks = if args.loans > 0 {
