@@ -5,6 +5,7 @@
 use store::{Migration, Store, Tx};
 
 use crate::FeesError;
+use store::{on_pool, on_tx};
 
 pub(crate) const COMPONENT: &str = "fees";
 
@@ -100,38 +101,6 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         CREATE INDEX fees_runs_day ON fees_runs (day, id);",
     },
 ];
-
-/// Runs one query on whichever backend a `&mut Tx` holds.
-macro_rules! on_tx {
-    ($tx:expr, $query:expr, execute) => {
-        match $tx {
-            Tx::Sqlite(tx) => $query.execute(&mut **tx).await.map(|r| r.rows_affected()),
-            Tx::Postgres(tx) => $query.execute(&mut **tx).await.map(|r| r.rows_affected()),
-        }
-    };
-    ($tx:expr, $query:expr, $method:ident) => {
-        match $tx {
-            Tx::Sqlite(tx) => $query.$method(&mut **tx).await,
-            Tx::Postgres(tx) => $query.$method(&mut **tx).await,
-        }
-    };
-}
-
-/// Runs one query on whichever backend a `&Store` holds.
-macro_rules! on_pool {
-    ($store:expr, $query:expr, execute) => {
-        match $store {
-            Store::Sqlite(pool) => $query.execute(pool).await.map(|r| r.rows_affected()),
-            Store::Postgres(pool) => $query.execute(pool).await.map(|r| r.rows_affected()),
-        }
-    };
-    ($store:expr, $query:expr, $method:ident) => {
-        match $store {
-            Store::Sqlite(pool) => $query.$method(pool).await,
-            Store::Postgres(pool) => $query.$method(pool).await,
-        }
-    };
-}
 
 fn to_db(value: u64) -> Result<i64, FeesError> {
     i64::try_from(value).map_err(|_| FeesError::Invalid(format!("{value} does not fit in 63 bits")))

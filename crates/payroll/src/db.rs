@@ -9,6 +9,7 @@ use store::{Migration, Store, Tx};
 
 use crate::PayrollError;
 use crate::state::{DepositState, Stage};
+use store::{on_pool, on_tx};
 
 pub(crate) const COMPONENT: &str = "payroll";
 
@@ -113,38 +114,6 @@ pub(crate) fn migrations() -> Vec<Migration> {
             postgres: STAGE_LOG_POSTGRES,
         },
     ]
-}
-
-/// Runs one query on whichever backend a `&mut Tx` holds.
-macro_rules! on_tx {
-    ($tx:expr, $query:expr, execute) => {
-        match $tx {
-            Tx::Sqlite(tx) => $query.execute(&mut **tx).await.map(|r| r.rows_affected()),
-            Tx::Postgres(tx) => $query.execute(&mut **tx).await.map(|r| r.rows_affected()),
-        }
-    };
-    ($tx:expr, $query:expr, $method:ident) => {
-        match $tx {
-            Tx::Sqlite(tx) => $query.$method(&mut **tx).await,
-            Tx::Postgres(tx) => $query.$method(&mut **tx).await,
-        }
-    };
-}
-
-/// Runs one query on whichever backend a `&Store` holds.
-macro_rules! on_pool {
-    ($store:expr, $query:expr, execute) => {
-        match $store {
-            Store::Sqlite(pool) => $query.execute(pool).await.map(|r| r.rows_affected()),
-            Store::Postgres(pool) => $query.execute(pool).await.map(|r| r.rows_affected()),
-        }
-    };
-    ($store:expr, $query:expr, $method:ident) => {
-        match $store {
-            Store::Sqlite(pool) => $query.$method(pool).await,
-            Store::Postgres(pool) => $query.$method(pool).await,
-        }
-    };
 }
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), PayrollError> {
