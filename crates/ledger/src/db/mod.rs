@@ -227,10 +227,48 @@ pub struct LedgerTotals {
 }
 
 pub(crate) async fn totals(store: &Store) -> Result<LedgerTotals, LedgerError> {
-    match store {
-        Store::Sqlite(pool) => sqlite::totals(pool).await,
-        Store::Postgres(pool) => postgres::totals(pool).await,
-    }
+    let flagged_sql = format!("SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE flags != 0");
+    let (accounts, sums, broken, flagged) = match store {
+        Store::Sqlite(pool) => {
+            let (accounts, sums) = sqlite::sums(pool).await?;
+            let broken: i64 = sqlx::query_scalar(BROKEN_ENTRIES_SQL)
+                .fetch_one(pool)
+                .await?;
+            let rows = sqlx::query(&flagged_sql).fetch_all(pool).await?;
+            let flagged = rows
+                .iter()
+                .map(decode_account)
+                .collect::<Result<Vec<_>, _>>()?;
+            (accounts, sums, broken, flagged)
+        }
+        Store::Postgres(pool) => {
+            let (accounts, sums) = postgres::sums(pool).await?;
+            let broken: i64 = sqlx::query_scalar(BROKEN_ENTRIES_SQL)
+                .fetch_one(pool)
+                .await?;
+            let rows = sqlx::query(&flagged_sql).fetch_all(pool).await?;
+            let flagged = rows
+                .iter()
+                .map(decode_account)
+                .collect::<Result<Vec<_>, _>>()?;
+            (accounts, sums, broken, flagged)
+        }
+    };
+    let [
+        debits_posted,
+        credits_posted,
+        debits_pending,
+        credits_pending,
+    ] = sums;
+    Ok(LedgerTotals {
+        accounts,
+        debits_posted,
+        credits_posted,
+        debits_pending,
+        credits_pending,
+        accounts_with_broken_entries: broken,
+        accounts_breaking_flags: flagged.iter().filter(|a| !a.respects_flags()).count() as i64,
+    })
 }
 
 /// Accounts whose entries are not `1..=seq` or whose last entry is not the balance.

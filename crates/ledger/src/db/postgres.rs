@@ -5,8 +5,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{
-    ACCOUNT_COLUMNS, ENTRY_COLUMNS, FAILURE_COLUMNS, LedgerTotals, TRANSFER_COLUMNS,
-    decode_account, decode_entry, decode_failure, decode_transfer, user_data_to_db,
+    ACCOUNT_COLUMNS, ENTRY_COLUMNS, FAILURE_COLUMNS, TRANSFER_COLUMNS, decode_account,
+    decode_entry, decode_failure, decode_transfer, user_data_to_db,
 };
 use crate::LedgerError;
 use crate::account::Account;
@@ -322,41 +322,33 @@ pub(super) async fn expiring_holds(
     .await?)
 }
 
-pub(super) async fn totals(pool: &PgPool) -> Result<LedgerTotals, LedgerError> {
-    // NUMERIC sums cannot overflow; they come back as text to stay exact.
-    let (accounts, debits_posted, credits_posted, debits_pending, credits_pending): (i64, String, String, String, String) =
-        sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(debits_posted::numeric), 0)::text, \
-             COALESCE(SUM(credits_posted::numeric), 0)::text, COALESCE(SUM(debits_pending::numeric), 0)::text, \
-             COALESCE(SUM(credits_pending::numeric), 0)::text FROM ledger_accounts",
-        )
-        .fetch_one(pool)
-        .await?;
-    let broken: i64 = sqlx::query_scalar(super::BROKEN_ENTRIES_SQL)
-        .fetch_one(pool)
-        .await?;
-    let mut breaking_flags = 0;
-    let rows = sqlx::query(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE flags != 0"
-    ))
-    .fetch_all(pool)
+/// Account count and the four balance sums. NUMERIC sums cannot overflow; they
+/// come back as text to stay exact.
+pub(super) async fn sums(pool: &PgPool) -> Result<(i64, [i128; 4]), LedgerError> {
+    let (accounts, debits_posted, credits_posted, debits_pending, credits_pending): (
+        i64,
+        String,
+        String,
+        String,
+        String,
+    ) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(debits_posted::numeric), 0)::text, \
+         COALESCE(SUM(credits_posted::numeric), 0)::text, COALESCE(SUM(debits_pending::numeric), 0)::text, \
+         COALESCE(SUM(credits_pending::numeric), 0)::text FROM ledger_accounts",
+    )
+    .fetch_one(pool)
     .await?;
-    for row in &rows {
-        if !decode_account(row)?.respects_flags() {
-            breaking_flags += 1;
-        }
-    }
     let exact = |text: String| {
         text.parse::<i128>()
             .map_err(|_| LedgerError::Corrupt(format!("sum {text:?} is not an integer")))
     };
-    Ok(LedgerTotals {
+    Ok((
         accounts,
-        debits_posted: exact(debits_posted)?,
-        credits_posted: exact(credits_posted)?,
-        debits_pending: exact(debits_pending)?,
-        credits_pending: exact(credits_pending)?,
-        accounts_with_broken_entries: broken,
-        accounts_breaking_flags: breaking_flags,
-    })
+        [
+            exact(debits_posted)?,
+            exact(credits_posted)?,
+            exact(debits_pending)?,
+            exact(credits_pending)?,
+        ],
+    ))
 }

@@ -5,8 +5,8 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    ACCOUNT_COLUMNS, ENTRY_COLUMNS, FAILURE_COLUMNS, LedgerTotals, TRANSFER_COLUMNS,
-    decode_account, decode_entry, decode_failure, decode_transfer, user_data_to_db,
+    ACCOUNT_COLUMNS, ENTRY_COLUMNS, FAILURE_COLUMNS, TRANSFER_COLUMNS, decode_account,
+    decode_entry, decode_failure, decode_transfer, user_data_to_db,
 };
 use crate::LedgerError;
 use crate::account::Account;
@@ -231,37 +231,28 @@ pub(super) async fn expiring_holds(
     .await?)
 }
 
-pub(super) async fn totals(pool: &SqlitePool) -> Result<LedgerTotals, LedgerError> {
-    // SQLite sums 64-bit integers exactly or fails with "integer overflow"; TOTAL()
-    // would be a float, which money never is.
-    let (accounts, debits_posted, credits_posted, debits_pending, credits_pending): (i64, i64, i64, i64, i64) =
-        sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(debits_posted), 0), COALESCE(SUM(credits_posted), 0), \
-             COALESCE(SUM(debits_pending), 0), COALESCE(SUM(credits_pending), 0) FROM ledger_accounts",
-        )
-        .fetch_one(pool)
-        .await?;
-    let broken: i64 = sqlx::query_scalar(super::BROKEN_ENTRIES_SQL)
-        .fetch_one(pool)
-        .await?;
-    let mut breaking_flags = 0;
-    let rows = sqlx::query(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE flags != 0"
-    ))
-    .fetch_all(pool)
+/// Account count and the four balance sums. SQLite sums 64-bit integers exactly or
+/// fails with "integer overflow"; TOTAL() would be a float, which money never is.
+pub(super) async fn sums(pool: &SqlitePool) -> Result<(i64, [i128; 4]), LedgerError> {
+    let (accounts, debits_posted, credits_posted, debits_pending, credits_pending): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(debits_posted), 0), COALESCE(SUM(credits_posted), 0), \
+         COALESCE(SUM(debits_pending), 0), COALESCE(SUM(credits_pending), 0) FROM ledger_accounts",
+    )
+    .fetch_one(pool)
     .await?;
-    for row in &rows {
-        if !decode_account(row)?.respects_flags() {
-            breaking_flags += 1;
-        }
-    }
-    Ok(LedgerTotals {
+    Ok((
         accounts,
-        debits_posted: debits_posted.into(),
-        credits_posted: credits_posted.into(),
-        debits_pending: debits_pending.into(),
-        credits_pending: credits_pending.into(),
-        accounts_with_broken_entries: broken,
-        accounts_breaking_flags: breaking_flags,
-    })
+        [
+            debits_posted.into(),
+            credits_posted.into(),
+            debits_pending.into(),
+            credits_pending.into(),
+        ],
+    ))
 }
