@@ -187,15 +187,36 @@ pub(crate) async fn lookup_transfers(
     }
 }
 
+/// Entries of one account from a seq on. `$N` placeholders serve both dialects.
 pub(crate) async fn entries(
     store: &Store,
     account: AccountId,
     from_seq: i64,
     limit: i64,
 ) -> Result<Vec<Entry>, LedgerError> {
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE account_id = $1 AND seq >= $2 \
+         ORDER BY seq LIMIT $3"
+    );
     match store {
-        Store::Sqlite(pool) => sqlite::entries(pool, account.as_uuid(), from_seq, limit).await,
-        Store::Postgres(pool) => postgres::entries(pool, account.as_uuid(), from_seq, limit).await,
+        Store::Sqlite(pool) => sqlx::query(&sql)
+            .bind(account.as_uuid())
+            .bind(from_seq)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode_entry)
+            .collect(),
+        Store::Postgres(pool) => sqlx::query(&sql)
+            .bind(account.as_uuid())
+            .bind(from_seq)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(decode_entry)
+            .collect(),
     }
 }
 
@@ -204,10 +225,16 @@ pub(crate) async fn expiring_holds(
     now: Timestamp,
     limit: i64,
 ) -> Result<Vec<TransferId>, LedgerError> {
-    let ids = match tx {
-        Tx::Sqlite(conn) => sqlite::expiring_holds(conn, now.unix_ms(), limit).await?,
-        Tx::Postgres(conn) => postgres::expiring_holds(conn, now.unix_ms(), limit).await?,
-    };
+    let ids: Vec<Uuid> = store::on_tx!(
+        tx,
+        sqlx::query_scalar(
+            "SELECT id FROM ledger_transfers WHERE pending_state = 1 AND expires_at_ms IS NOT NULL \
+             AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2",
+        )
+        .bind(now.unix_ms())
+        .bind(limit),
+        fetch_all
+    )?;
     ids.into_iter().map(transfer_id).collect()
 }
 

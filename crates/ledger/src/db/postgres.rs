@@ -6,12 +6,11 @@ use uuid::Uuid;
 
 use super::{
     ACCOUNT_COLUMNS, ENTRY_COLUMNS, FAILURE_COLUMNS, TRANSFER_COLUMNS, decode_account,
-    decode_entry, decode_failure, decode_transfer, user_data_to_db,
+    decode_failure, decode_transfer, user_data_to_db,
 };
 use crate::LedgerError;
 use crate::account::Account;
 use crate::engine::Effects;
-use crate::entry::Entry;
 use crate::transfer::{Transfer, TransferFailure};
 
 /// Loads transfers for a write, locking them so a concurrent writer cannot settle
@@ -288,38 +287,6 @@ pub(super) async fn write(conn: &mut PgConnection, effects: &Effects) -> Result<
         .await?;
     }
     Ok(())
-}
-
-pub(super) async fn entries(
-    pool: &PgPool,
-    account: Uuid,
-    from_seq: i64,
-    limit: i64,
-) -> Result<Vec<Entry>, LedgerError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE account_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
-    ))
-    .bind(account)
-    .bind(from_seq)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(decode_entry).collect()
-}
-
-pub(super) async fn expiring_holds(
-    conn: &mut PgConnection,
-    now_ms: i64,
-    limit: i64,
-) -> Result<Vec<Uuid>, LedgerError> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM ledger_transfers WHERE pending_state = 1 AND expires_at_ms IS NOT NULL \
-         AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2",
-    )
-    .bind(now_ms)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?)
 }
 
 /// Account count and the four balance sums. NUMERIC sums cannot overflow; they

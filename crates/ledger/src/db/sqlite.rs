@@ -6,12 +6,11 @@ use uuid::Uuid;
 
 use super::{
     ACCOUNT_COLUMNS, ENTRY_COLUMNS, FAILURE_COLUMNS, TRANSFER_COLUMNS, decode_account,
-    decode_entry, decode_failure, decode_transfer, user_data_to_db,
+    decode_failure, decode_transfer, user_data_to_db,
 };
 use crate::LedgerError;
 use crate::account::Account;
 use crate::engine::Effects;
-use crate::entry::Entry;
 use crate::transfer::{Transfer, TransferFailure};
 
 /// Ids per `IN (…)` list and rows per multi-row INSERT: well under SQLite's limit of
@@ -184,7 +183,7 @@ pub(super) async fn write(
     for chunk in effects.entries.chunks(ROWS_PER_INSERT_MAX) {
         let mut query =
             QueryBuilder::<Sqlite>::new(format!("INSERT INTO ledger_entries ({ENTRY_COLUMNS}) "));
-        query.push_values(chunk, |mut row, e: &Entry| {
+        query.push_values(chunk, |mut row, e| {
             row.push_bind(e.account_id.as_uuid())
                 .push_bind(e.seq)
                 .push_bind(e.transfer_id.as_uuid())
@@ -197,38 +196,6 @@ pub(super) async fn write(
         query.build().execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-pub(super) async fn entries(
-    pool: &SqlitePool,
-    account: Uuid,
-    from_seq: i64,
-    limit: i64,
-) -> Result<Vec<Entry>, LedgerError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE account_id = ? AND seq >= ? ORDER BY seq LIMIT ?"
-    ))
-    .bind(account)
-    .bind(from_seq)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(decode_entry).collect()
-}
-
-pub(super) async fn expiring_holds(
-    conn: &mut SqliteConnection,
-    now_ms: i64,
-    limit: i64,
-) -> Result<Vec<Uuid>, LedgerError> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM ledger_transfers WHERE pending_state = 1 AND expires_at_ms IS NOT NULL \
-         AND expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?",
-    )
-    .bind(now_ms)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?)
 }
 
 /// Account count and the four balance sums. SQLite sums 64-bit integers exactly or
