@@ -1,0 +1,164 @@
+// The console's browser test: drives the real console in Debian's headless Chromium
+// (playwright-core, no browser download) against a server that
+// crates/api/tests/browser.rs started and seeded. It logs in as a customer, scrolls
+// the history to its third page, presses "sync now", logs in as an operator, runs a
+// fee module, replays a dead letter, and saves a screenshot of every page.
+//
+// Env: SETTLE_BASE_URL, SETTLE_CUSTOMER_KEY, SETTLE_OPS_KEY; optional
+// SETTLE_SCREENSHOTS_DIR (default docs/screenshots), CHROMIUM_PATH (/usr/bin/chromium),
+// SETTLE_BROWSER_TIMEOUT_MS (whole run, default 45000).
+
+import {mkdirSync} from "node:fs";
+import {join} from "node:path";
+import {chromium} from "playwright-core";
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined || value === "") fail(`${name} is not set`);
+  return value;
+};
+function fail(message) {
+  console.error(`console test FAILED: ${message}`);
+  process.exit(1);
+}
+
+const base = env("SETTLE_BASE_URL").replace(/\/$/, "");
+const customerKey = env("SETTLE_CUSTOMER_KEY");
+const opsKey = env("SETTLE_OPS_KEY");
+const shots = env("SETTLE_SCREENSHOTS_DIR", "docs/screenshots");
+const chromiumPath = env("CHROMIUM_PATH", "/usr/bin/chromium");
+const runTimeoutMs = Number(env("SETTLE_BROWSER_TIMEOUT_MS", "45000"));
+/** One wait for one thing to show up. */
+const STEP_TIMEOUT_MS = 10_000;
+
+const killer = setTimeout(() => fail(`the whole run took longer than ${runTimeoutMs} ms`), runTimeoutMs);
+mkdirSync(shots, {recursive: true});
+
+let checks = 0;
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+  checks += 1;
+  console.log(`ok ${checks} - ${what}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: chromiumPath,
+  headless: true,
+  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+});
+const pageErrors = [];
+try {
+  const context = await browser.newContext({viewport: {width: 1280, height: 860}, locale: "ko-KR", timezoneId: "Asia/Seoul"});
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  page.on("pageerror", (err) => pageErrors.push(`page error: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error" && !/status of 4\d\d/.test(msg.text())) pageErrors.push(`console error: ${msg.text()}`);
+  });
+  const snap = async (name) => {
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({path: join(shots, name), fullPage: true});
+    console.log(`   saved ${join(shots, name)}`);
+  };
+  const logIn = async (key) => {
+    await page.goto(`${base}/console/`);
+    await page.locator("#api-key").waitFor();
+    await page.fill("#api-key", key);
+    await page.click("#login-button");
+  };
+  const logOut = async () => {
+    await page.click("#logout");
+    await page.locator("#login").waitFor();
+  };
+
+  // A wrong key is refused with the API's code and message, on the login form.
+  await logIn("settle_not_a_real_key");
+  const refused = await page.locator("#login-error code").textContent();
+  check(Boolean(refused && refused.length > 0), `a wrong key is refused with a code (${refused})`);
+
+  // The customer: history with infinite scroll to the third keyset page.
+  await logIn(customerKey);
+  await page.locator("#history tr[data-seq]").first().waitFor();
+  check((await page.locator("[data-testid=who]").textContent()).startsWith("customer"), "logged in as a customer");
+  const pending = await page.locator("#pending tbody tr:not(.empty)").count();
+  check(pending >= 1, `the pending transfer is listed (${pending})`);
+  for (let wanted = 2; wanted <= 3; wanted += 1) {
+    const loaded = Number((await page.locator("#history").getAttribute("data-pages")) ?? 0);
+    if (loaded >= wanted) continue;
+    await page.locator("#history-sentinel").scrollIntoViewIfNeeded();
+    await page.waitForFunction((n) => Number(document.querySelector("#history")?.dataset.pages ?? 0) >= n, wanted);
+  }
+  const third = await page.locator('#history tr[data-page="3"]').count();
+  check(third > 0, `rows of history page 3 are shown (${third})`);
+  const seqs = await page.locator("#history tr[data-seq]").evaluateAll((rows) => rows.map((r) => Number(r.dataset.seq)));
+  check(seqs.every((s, i) => i === 0 || s < seqs[i - 1]), `history is newest first with no repeats (${seqs.length} rows, #${seqs[0]}…#${seqs.at(-1)})`);
+  await page.click("#sync-now");
+  await page.waitForFunction(() => /synced/.test(document.querySelector("#sync-note")?.textContent ?? ""));
+  check(true, `sync now answered: ${await page.locator("#sync-note").textContent()}`);
+  await page.locator("#history tr[data-seq]").first().waitFor();
+  await snap("customer-history.png");
+  await logOut();
+
+  // The operator: fee days, run the first module that is not done yet.
+  await logIn(opsKey);
+  await page.locator("#fee-stages .stage").first().waitFor();
+  check((await page.locator("[data-testid=who]").textContent()).startsWith("ops"), "logged in as ops");
+  check((await page.locator("#fee-chart svg rect").count()) > 0, "the fee chart draws bars");
+  const modules = await page.locator("#fee-stages .stage").evaluateAll((cards) => cards.map((c) => [c.dataset.module, c.dataset.state]));
+  const target = modules.find(([, state]) => state !== "done");
+  check(Boolean(target), `a module is left to run (${JSON.stringify(modules)})`);
+  const [module, before] = target;
+  await page.click(`#fee-stages .stage[data-module=${module}] button`);
+  await page.waitForFunction(
+    ([m, b]) => {
+      const card = document.querySelector(`#fee-stages .stage[data-module=${m}]`);
+      return card && card.dataset.state !== b;
+    },
+    [module, before],
+  );
+  const after = await page.locator(`#fee-stages .stage[data-module=${module}]`).getAttribute("data-state");
+  check(after !== before, `running ${module} moved it from ${before} to ${after}`);
+  await page.click("#fee-report-button");
+  await page.locator("#fee-report table").waitFor();
+  check(true, "the reconciliation report is shown");
+  await snap("fees.png");
+
+  // Payroll.
+  await page.click('nav a[data-page="payroll"]');
+  await page.locator("#payroll-stages").waitFor();
+  check((await page.locator("#payroll-stuck tbody tr:not(.empty)").count()) >= 1, "a stuck deposit is listed");
+  await snap("payroll.png");
+
+  // Dead letters: replay one and see it leave the list.
+  await page.click('nav a[data-page="dlq"]');
+  await page.locator("#dead-letters tbody tr[data-id]").first().waitFor();
+  const letters = await page.locator("#dead-letters tbody tr[data-id]").count();
+  check(letters >= 1, `dead letters are listed (${letters})`);
+  await snap("dead-letters.png");
+  const id = await page.locator("#dead-letters tbody tr[data-id]").first().getAttribute("data-id");
+  await page.locator(`#dead-letters tbody tr[data-id="${id}"] button`, {hasText: "Replay"}).click();
+  await page.waitForFunction((i) => !document.querySelector(`#dead-letters tbody tr[data-id="${CSS.escape(i)}"]`), id);
+  check(true, `dead letter ${id} left the list after replay`);
+
+  // Provider flags.
+  await page.click('nav a[data-page="flags"]');
+  await page.locator("#cohort").waitFor();
+  await snap("providers.png");
+
+  // The audit log shows what this run did.
+  await page.click('nav a[data-page="audit"]');
+  await page.locator("#audit tbody tr").first().waitFor();
+  const actions = await page.locator("#audit tbody td code").allTextContents();
+  check(actions.some((a) => /fee/.test(a)) && actions.some((a) => /replay|dead/.test(a)), `the audit log records the fee run and the replay (${[...new Set(actions)].join(", ")})`);
+  await snap("audit.png");
+
+  check(pageErrors.length === 0, `no script errors in the page${pageErrors.length ? `: ${pageErrors.join("; ")}` : ""}`);
+  console.log(`console test: ${checks} checks passed`);
+} catch (err) {
+  console.error(err.stack ?? String(err));
+  if (pageErrors.length) console.error(pageErrors.join("\n"));
+  await browser.close().catch(() => {});
+  fail(err.message);
+}
+await browser.close();
+clearTimeout(killer);
