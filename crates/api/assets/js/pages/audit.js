@@ -1,0 +1,44 @@
+// The audit log: every ops action and key creation, newest first, with "older"
+// paging by before_id.
+
+import {api} from "../api.js";
+import {actionButton, h, mount, table, tableRow} from "../dom.js";
+import {shortId, time} from "../format.js";
+
+const PAGE_ROWS = 50;
+
+const COLUMNS = [
+  {label: "#", class: "num muted", cell: (a) => a.id},
+  {label: "time (KST)", cell: (a) => time(a.at_ms)},
+  {label: "key", cell: (a) => h("span", {class: "mono", title: a.key_id}, shortId(a.key_id))},
+  {label: "action", cell: (a) => h("code", {}, a.action)},
+  {label: "target", cell: (a) => h("span", {class: "mono"}, a.target ?? "—")},
+  {label: "details", cell: (a) => (a.details === null || a.details === undefined ? "" : h("span", {class: "mono muted"}, JSON.stringify(a.details)))},
+];
+
+export async function render(el, {notify}) {
+  const grid = table(COLUMNS, [], {empty: "no actions recorded yet"});
+  const body = grid.querySelector("tbody");
+  let before = null;
+  const more = actionButton("Older", () => load());
+  more.id = "audit-more";
+
+  async function load() {
+    try {
+      const query = new URLSearchParams({limit: String(PAGE_ROWS)});
+      if (before !== null) query.set("before_id", String(before));
+      const page = await api.get(`/v1/audit?${query}`);
+      const items = page.items ?? [];
+      if (items.length && body.querySelector("tr.empty")) body.replaceChildren();
+      for (const item of items) body.appendChild(tableRow(COLUMNS, item));
+      before = page.next_before_id ?? null;
+      more.hidden = before === null;
+    } catch (err) {
+      notify(err);
+    }
+  }
+
+  mount(el, h("h1", {}, "Audit log"), h("div", {class: "card", id: "audit"}, grid, more));
+  await load();
+  return null;
+}

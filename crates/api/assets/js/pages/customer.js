@@ -1,0 +1,190 @@
+// The customer's page: balance, transfers still in flight, a "sync now" button, and
+// the account's history with infinite scroll — an IntersectionObserver watches a
+// sentinel under the table and loads the next (older) keyset page, `before_seq`,
+// when the sentinel comes into view.
+
+import {api, seg} from "../api.js";
+import {actionButton, h, mount, pill, table, tableRow} from "../dom.js";
+import {shortId, signedWon, time, won} from "../format.js";
+
+/** Rows asked for per history page (the API allows up to 100). */
+const PAGE_ROWS = 20;
+/** Pages one visit loads at most, so a runaway observer cannot loop forever. */
+const PAGES_MAX = 500;
+
+const n = (v) => (v === undefined || v === null ? null : Number(v));
+
+/** One history row as shown, whatever optional fields the API sends. */
+function entryView(item) {
+  const debitsPosted = n(item.debits_posted_krw ?? item.debits_posted);
+  const creditsPosted = n(item.credits_posted_krw ?? item.credits_posted);
+  let amount = n(item.amount_krw ?? item.delta_krw);
+  if (amount !== null && item.direction === "debit" && amount > 0) amount = -amount;
+  const balance = n(item.balance_after_krw ?? item.balance_krw ?? (creditsPosted !== null && debitsPosted !== null ? creditsPosted - debitsPosted : null));
+  return {
+    seq: item.seq,
+    transferId: item.transfer_id ?? item.transfer ?? "",
+    amount,
+    balance,
+    at: item.at_ms ?? item.created_at_ms ?? item.created_at,
+    description: item.description ?? item.memo ?? item.kind ?? null,
+  };
+}
+
+const HISTORY_COLUMNS = [
+  {label: "#", class: "num muted", cell: (e) => e.seq},
+  {label: "time (KST)", cell: (e) => time(e.at)},
+  {label: "transfer", cell: (e) => h("span", {class: "mono", title: e.transferId}, shortId(e.transferId))},
+  {
+    label: "amount",
+    class: "num",
+    cell: (e) => (e.amount === null ? "—" : h("span", {class: e.amount < 0 ? "neg" : "pos"}, signedWon(e.amount))),
+  },
+  {label: "balance", class: "num", cell: (e) => (e.balance === null ? "—" : won(e.balance))},
+];
+
+const PENDING_COLUMNS = [
+  {label: "transfer", cell: (t) => h("span", {class: "mono", title: t.id}, shortId(t.id))},
+  {label: "state", cell: (t) => pill(t.state)},
+  {label: "to", cell: (t) => h("span", {class: "mono", title: t.to_account_id ?? t.credit}, shortId(t.to_account_id ?? t.credit))},
+  {label: "amount", class: "num", cell: (t) => won(t.amount_krw ?? t.amount)},
+  {label: "requested (KST)", cell: (t) => time(t.requested_at_ms ?? t.requested_at)},
+];
+
+export async function render(el, {me, notify}) {
+  const accounts = (await api.get(`/v1/customers/${seg(me.customer_id)}/accounts`)).items ?? [];
+  if (accounts.length === 0) {
+    mount(el, h("div", {class: "card"}, h("h1", {}, "My account"), h("p", {class: "muted"}, "This customer has no accounts yet.")));
+    return null;
+  }
+  let account = accounts[0].id ?? accounts[0].account_id;
+  let stopHistory = null;
+
+  const picker = h(
+    "select",
+    {id: "account-picker", "aria-label": "account"},
+    accounts.map((a) => h("option", {value: a.id ?? a.account_id}, a.id ?? a.account_id)),
+  );
+  const balanceBox = h("div", {class: "cards", id: "balance"});
+  const pendingBox = h("div", {id: "pending"});
+  const historyBox = h("div", {id: "history"});
+  const syncNote = h("span", {class: "muted toast", id: "sync-note"});
+  const syncButton = actionButton(
+    "Sync now",
+    async () => {
+      try {
+        const report = await api.post(`/v1/accounts/${seg(account)}/history/sync`);
+        const synced = report?.synced ?? report?.applied ?? 0;
+        const lastSeq = report?.last_seq ?? report?.last_seq_after ?? "—";
+        mount(syncNote, `synced ${synced} new ${synced === 1 ? "entry" : "entries"}; up to #${lastSeq} at ${time(Date.now())}`);
+        await showAccount();
+      } catch (err) {
+        notify(err);
+      }
+    },
+    {kind: "primary"},
+  );
+  syncButton.id = "sync-now";
+
+  mount(
+    el,
+    h("div", {class: "spread"}, h("h1", {}, "My account"), h("div", {class: "row"}, picker, syncButton)),
+    syncNote,
+    balanceBox,
+    h("div", {class: "card"}, h("h2", {}, "Transfers in flight"), pendingBox),
+    h("div", {class: "card"}, h("h2", {}, "History"), historyBox),
+  );
+
+  async function showAccount() {
+    if (stopHistory) stopHistory();
+    const [balance, pending] = await Promise.all([
+      api.get(`/v1/accounts/${seg(account)}/balance`),
+      api.get(`/v1/accounts/${seg(account)}/pending`),
+    ]);
+    mount(
+      balanceBox,
+      stat("balance", won(balance.balance_krw), "balance"),
+      stat("credits posted", won(balance.credits_posted_krw)),
+      stat("debits posted", won(balance.debits_posted_krw)),
+      stat("pending out", won(balance.debits_pending_krw)),
+    );
+    mount(pendingBox, table(PENDING_COLUMNS, pending.items ?? [], {empty: "no transfer in flight"}));
+    stopHistory = infiniteHistory(historyBox, account, notify);
+  }
+
+  picker.addEventListener("change", async () => {
+    account = picker.value;
+    try {
+      await showAccount();
+    } catch (err) {
+      notify(err);
+    }
+  });
+  await showAccount();
+  return () => stopHistory && stopHistory();
+}
+
+function stat(caption, value, testid) {
+  return h("div", {class: "card stat", "data-testid": testid}, h("div", {class: "caption"}, caption), h("div", {class: "value"}, value));
+}
+
+/** Mounts the history table and keeps loading older pages as the end comes into view. */
+function infiniteHistory(box, account, notify) {
+  const body = table(HISTORY_COLUMNS, [], {empty: "loading…"});
+  const tbody = body.querySelector("tbody");
+  const sentinel = h("div", {class: "sentinel", id: "history-sentinel"}, "loading…");
+  mount(box, body, sentinel);
+
+  let before = null; // null = newest page first
+  let pages = 0;
+  let done = false;
+  let loading = false;
+  let stopped = false;
+
+  async function loadNext() {
+    if (loading || done || stopped) return;
+    loading = true;
+    try {
+      const query = new URLSearchParams({limit: String(PAGE_ROWS)});
+      if (before !== null) query.set("before_seq", String(before));
+      const page = await api.get(`/v1/accounts/${seg(account)}/history?${query}`);
+      if (stopped) return;
+      if (pages === 0) tbody.replaceChildren();
+      pages += 1;
+      const items = page.items ?? page.entries ?? [];
+      for (const item of items) {
+        tbody.appendChild(tableRow(HISTORY_COLUMNS, entryView(item), (e) => ({"data-seq": e.seq, "data-page": pages})));
+      }
+      box.dataset.pages = String(pages);
+      before = page.next_before_seq ?? null;
+      done = before === null || items.length === 0 || pages >= PAGES_MAX;
+      if (pages === 1 && items.length === 0) {
+        tbody.appendChild(h("tr", {class: "empty"}, h("td", {colspan: HISTORY_COLUMNS.length}, "no entries yet")));
+      }
+      mount(sentinel, done ? `the first entry · ${tbody.querySelectorAll("tr[data-seq]").length} rows` : `page ${pages} loaded · scroll for older`);
+    } catch (err) {
+      mount(sentinel, h("span", {class: "error"}, h("code", {}, err.code ?? "error"), " ", err.message));
+      notify(err);
+      done = true;
+    } finally {
+      loading = false;
+    }
+    // A short page or a tall window can leave the sentinel in view: keep going.
+    if (!done && !stopped && inView(sentinel)) loadNext();
+  }
+
+  const observer = new IntersectionObserver((seen) => {
+    if (seen.some((e) => e.isIntersecting)) loadNext();
+  }, {rootMargin: "0px 0px 120px 0px"});
+  observer.observe(sentinel);
+  loadNext();
+  return () => {
+    stopped = true;
+    observer.disconnect();
+  };
+}
+
+function inView(el) {
+  const box = el.getBoundingClientRect();
+  return box.top < window.innerHeight + 120 && box.bottom > 0;
+}

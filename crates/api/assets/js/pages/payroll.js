@@ -1,0 +1,108 @@
+// The salary pipeline for operators: deposits per state (a bar per stage), deposits
+// stuck or waiting for an operator with retry and rollback, and the alerts raised.
+
+import {api, seg} from "../api.js";
+import {actionButton, h, mount, pill, progress, table} from "../dom.js";
+import {label, shortId, time, won} from "../format.js";
+
+/** The pipeline's states in the order a deposit passes them. */
+const ORDER = ["detected", "computed", "repaid", "suspended", "paid_out", "completed", "waiting", "rolled_back"];
+
+function perState(raw) {
+  if (!raw) return [];
+  const pairs = Array.isArray(raw)
+    ? raw.map((p) => (Array.isArray(p) ? p : [p.state, p.count ?? p.n]))
+    : Object.entries(raw);
+  const rank = (s) => (ORDER.indexOf(s) < 0 ? ORDER.length : ORDER.indexOf(s));
+  return pairs.map(([s, c]) => [String(s), Number(c)]).sort((a, b) => rank(a[0]) - rank(b[0]));
+}
+
+export async function render(el, {notify}) {
+  const [status, alertsAnswer] = await Promise.all([
+    api.get("/v1/payroll/status"),
+    api.get("/v1/alerts").catch(() => null),
+  ]);
+  const counts = perState(status.per_state ?? status.states ?? status.counts);
+  const total = counts.reduce((s, [, c]) => s + c, 0);
+  const stuck = status.stuck ?? status.stuck_deposits ?? [];
+  const alerts = alertsAnswer?.items ?? status.alerts ?? [];
+
+  const refresh = async () => {
+    const fresh = await render(el, {notify});
+    return fresh;
+  };
+  const act = (deposit, verb) => async () => {
+    try {
+      const answer = await api.post(`/v1/payroll/deposits/${seg(deposit.deposit_id)}/${verb}`);
+      notify(`${verb} ${deposit.deposit_id}: ${label(answer?.state ?? answer?.outcome ?? "done")}`, {ok: true});
+      await refresh();
+    } catch (err) {
+      notify(err);
+    }
+  };
+
+  mount(
+    el,
+    h("h1", {}, "Payroll"),
+    h(
+      "div",
+      {class: "cards"},
+      stat("users enrolled", String(status.users ?? "—")),
+      stat("deposits", String(total)),
+      stat("stuck or waiting", String(stuck.length)),
+      stat("alerts", String(alerts.length)),
+    ),
+    h(
+      "div",
+      {class: "card", id: "payroll-stages"},
+      h("h2", {}, "Deposits per state"),
+      counts.length === 0
+        ? h("p", {class: "muted"}, "no deposits detected yet")
+        : counts.map(([state, count]) => h("div", {"data-state": state}, h("div", {class: "spread"}, pill(state), h("span", {class: "num"}, String(count))), progress(count, total, `${count} of ${total}`))),
+    ),
+    h(
+      "div",
+      {class: "card", id: "payroll-stuck"},
+      h("h2", {}, "Stuck and waiting deposits"),
+      table(
+        [
+          {label: "deposit", cell: (d) => h("span", {class: "mono", title: d.deposit_id}, shortId(d.deposit_id))},
+          {label: "user", cell: (d) => d.user_id},
+          {label: "amount", class: "num", cell: (d) => won(d.amount_krw)},
+          {label: "state", cell: (d) => pill(d.state)},
+          {label: "waiting at", cell: (d) => (d.waiting_stage ? `${label(d.waiting_stage)}: ${d.waiting_reason ?? ""}` : "—")},
+          {label: "detected (KST)", cell: (d) => time(d.detected_at_ms)},
+          {
+            label: "",
+            cell: (d) => h("div", {class: "row"}, actionButton("Retry", act(d, "retry"), {kind: "small"}), actionButton("Roll back", act(d, "rollback"), {kind: "small danger"})),
+          },
+        ],
+        stuck,
+        {empty: "nothing stuck"},
+      ),
+    ),
+    h(
+      "div",
+      {class: "card", id: "payroll-alerts"},
+      h("h2", {}, "Alerts"),
+      table(
+        [
+          {label: "raised (KST)", cell: (a) => time(a.created_at_ms ?? a.at_ms)},
+          {label: "deposit", cell: (a) => h("span", {class: "mono", title: a.deposit_id}, shortId(a.deposit_id))},
+          {label: "stage", cell: (a) => label(a.stage)},
+          {label: "reason", cell: (a) => pill(a.reason)},
+          {label: "next step", cell: (a) => label(a.next_step)},
+          {label: "message", cell: (a) => a.message},
+          {label: "webhook", cell: (a) => (a.delivered_at_ms ? pill("delivered") : pill("waiting"))},
+        ],
+        alerts,
+        {empty: "no alerts"},
+      ),
+    ),
+  );
+  return null;
+}
+
+function stat(caption, value) {
+  return h("div", {class: "card stat"}, h("div", {class: "caption"}, caption), h("div", {class: "value"}, value));
+}

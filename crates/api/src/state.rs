@@ -1,0 +1,101 @@
+//! What every handler shares: the api's own store, the domain handles a process
+//! runs with (each optional), readiness probes and limits.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bank::BankApi;
+use bank::routing::RoutingTable;
+use channel::Channel;
+use fees::Fees;
+use ledger::Ledger;
+use payroll::Payroll;
+use store::Store;
+
+/// A readiness check of one dependency (NATS, the bank): `Err` says why it is not
+/// ready.
+pub type Probe =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// The domain handles a process serves. A `None` switches the routes that need it
+/// off (they answer 503 `role_disabled`).
+#[derive(Clone, Default)]
+pub struct Handles {
+    pub ledger: Option<Ledger>,
+    pub channel: Option<Channel>,
+    pub fees: Option<Fees>,
+    pub payroll: Option<Payroll>,
+    /// The store holding the outbox and the dead letters.
+    pub events: Option<Store>,
+    /// The provider routing table (cohort percentage and per-user overrides).
+    pub routing: Option<RoutingTable>,
+    /// The bank the process talks to, for readiness.
+    pub bank: Option<Arc<dyn BankApi>>,
+    /// Extra readiness checks by name (e.g. `nats`, `bank`).
+    pub probes: Vec<(String, Probe)>,
+}
+
+/// Limits of the HTTP surface.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub body_bytes_max: usize,
+    pub request_timeout_ms: u64,
+    /// Requests per second one API key may make (burst the same).
+    pub key_requests_per_s_max: u32,
+    pub page_items_max: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            body_bytes_max: 64 * 1024,
+            request_timeout_ms: 10_000,
+            key_requests_per_s_max: 100,
+            page_items_max: 100,
+        }
+    }
+}
+
+/// The state handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// The api's own tables live here.
+    pub store: Store,
+    pub handles: Handles,
+    pub config: ApiConfig,
+}
+
+impl AppState {
+    /// Migrates the api's own tables in `store` and builds the state over
+    /// already-open handles.
+    pub async fn new(
+        store: Store,
+        handles: Handles,
+        config: ApiConfig,
+    ) -> Result<AppState, store::StoreError> {
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                store,
+                handles,
+                config,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn handles(&self) -> &Handles {
+        &self.inner.handles
+    }
+}
