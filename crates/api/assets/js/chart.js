@@ -43,13 +43,14 @@ function niceScale(max, ticks = 4) {
  * series: [{day: "2026-11-23", perKind: {tax: 1200, ...}}], oldest first.
  * kinds: the kinds to stack, bottom first.
  */
-export function stackedBars(series, kinds, {height = 240, onPick} = {}) {
-  const barWidth = 36;
-  const gap = 18;
+export function stackedBars(series, kinds, {width = 640, height = 240, onPick} = {}) {
   const left = 64;
+  const right = 8;
   const bottom = 28;
   const top = 12;
-  const width = Math.max(360, left + series.length * (barWidth + gap) + gap);
+  // Each day gets an equal slot; the bar takes part of it, never wider than 56.
+  const slot = (width - left - right) / Math.max(series.length, 1);
+  const barWidth = Math.min(56, slot * 0.62);
   const plotHeight = height - top - bottom;
   const totals = series.map((s) => kinds.reduce((sum, k) => sum + Number(s.perKind[k] ?? 0), 0));
   const {top: yMax, step} = niceScale(Math.max(0, ...totals));
@@ -64,11 +65,11 @@ export function stackedBars(series, kinds, {height = 240, onPick} = {}) {
     "aria-label": "settled amount per day and fee kind",
   });
   for (let v = 0; v <= yMax + step / 2; v += step) {
-    root.appendChild(svg("line", {x1: left, x2: width - 4, y1: y(v), y2: y(v), class: "grid-line"}));
+    root.appendChild(svg("line", {x1: left, x2: width - right, y1: y(v), y2: y(v), class: "grid-line"}));
     root.appendChild(svg("text", {x: left - 6, y: y(v) + 4, class: "axis", "text-anchor": "end"}, wonShort(v)));
   }
   series.forEach((s, i) => {
-    const x = left + gap + i * (barWidth + gap);
+    const x = left + i * slot + (slot - barWidth) / 2;
     const bar = svg("g", {class: "bar", "data-day": s.day});
     let base = 0;
     for (const kind of kinds) {

@@ -55,10 +55,8 @@ export async function render(el, {notify}) {
     h(
       "div",
       {class: "card", id: "payroll-stages"},
-      h("h2", {}, "Deposits per state"),
-      counts.length === 0
-        ? h("p", {class: "muted"}, "no deposits detected yet")
-        : counts.map(([state, count]) => h("div", {"data-state": state}, h("div", {class: "spread"}, pill(state), h("span", {class: "num"}, String(count))), progress(count, total, `${count} of ${total}`))),
+      h("h2", {}, "Deposits per stage"),
+      total === 0 ? h("p", {class: "muted"}, "no deposits detected yet") : pipeline(counts, total),
     ),
     h(
       "div",
@@ -101,6 +99,23 @@ export async function render(el, {notify}) {
     ),
   );
   return null;
+}
+
+/** The stages in flow order as boxes joined by arrows, then the two side exits. */
+function pipeline(counts, total) {
+  const count = Object.fromEntries(counts);
+  const box = (state) =>
+    h(
+      "div",
+      {class: `flow-box flow-${state}`, "data-state": state},
+      h("div", {class: "flow-name"}, label(state)),
+      h("div", {class: "flow-count"}, String(count[state] ?? 0)),
+      progress(count[state] ?? 0, total, `${Math.round(((count[state] ?? 0) / total) * 100)}%`),
+    );
+  const flow = ORDER.slice(0, 6).flatMap((state, i) => (i === 0 ? [box(state)] : [h("span", {class: "flow-arrow"}, "→"), box(state)]));
+  const exits = ORDER.slice(6).map(box);
+  const others = counts.filter(([state]) => !ORDER.includes(state)).map(([state]) => box(state));
+  return [h("div", {class: "flow"}, flow), h("div", {class: "flow exits"}, h("span", {class: "muted"}, "stopped:"), exits, others)];
 }
 
 function stat(caption, value) {
