@@ -20,11 +20,13 @@ function entryView(item) {
   const creditsPosted = n(item.credits_posted_krw ?? item.credits_posted);
   let amount = n(item.amount_krw ?? item.delta_krw);
   if (amount !== null && item.direction === "debit" && amount > 0) amount = -amount;
+  const held = n(item.pending_krw);
   const balance = n(item.balance_after_krw ?? item.balance_krw ?? (creditsPosted !== null && debitsPosted !== null ? creditsPosted - debitsPosted : null));
   return {
     seq: item.seq,
     transferId: item.transfer_id ?? item.transfer ?? "",
     amount,
+    held: held && held !== 0 ? held : null,
     balance,
     at: item.at_ms ?? item.created_at_ms ?? item.created_at,
     description: item.description ?? item.memo ?? item.kind ?? null,
@@ -38,7 +40,12 @@ const HISTORY_COLUMNS = [
   {
     label: "amount",
     class: "num",
-    cell: (e) => (e.amount === null ? "—" : h("span", {class: e.amount < 0 ? "neg" : "pos"}, signedWon(e.amount))),
+    cell: (e) => {
+      if (e.amount === null) return "—";
+      // A hold placed or released moves no posted money: say so instead of "0 원".
+      if (e.amount === 0 && e.held !== null) return h("span", {class: "muted"}, `${e.held < 0 ? "held" : "released"} ${won(Math.abs(e.held))}`);
+      return h("span", {class: e.amount < 0 ? "neg" : "pos"}, signedWon(e.amount));
+    },
   },
   {label: "balance", class: "num", cell: (e) => (e.balance === null ? "—" : won(e.balance))},
 ];

@@ -9,7 +9,7 @@ import {time} from "../format.js";
 const LETTERS_SHOWN = 200;
 
 export async function render(el, {notify}) {
-  const answer = await api.get(`/v1/events/dead-letters?limit=${LETTERS_SHOWN}`);
+  const answer = await api.get(`/v1/events/dead-letters?state=parked&limit=${LETTERS_SHOWN}`);
   // Resolved letters stay in the table for the record; only parked ones need a decision.
   const letters = (answer.items ?? []).filter((d) => (d.state ?? "parked") === "parked");
 

@@ -13,46 +13,27 @@ const MODULES = ["record", "pay", "verify", "withdraw"];
 /** Days the chart and the list show. */
 const DAYS_SHOWN = 30;
 
+/** Days the chart draws: each bar costs one reconciliation report. */
+const CHART_DAYS = 14;
+
 const num = (v) => Number(v ?? 0);
 
-/** {tax: n, …} from whichever per-kind shape the API sent. */
-function perKind(source) {
-  if (!source) return {};
-  if (Array.isArray(source)) {
-    return Object.fromEntries(source.map((line) => [line.kind, num(line.ledger_krw ?? line.paid_krw ?? line.amount_krw ?? line.recorded_krw)]));
-  }
-  return Object.fromEntries(Object.entries(source).map(([k, v]) => [k, num(v)]));
-}
-
-function dayPerKind(day) {
-  return perKind(day.per_kind_krw ?? day.per_kind ?? day.kinds ?? day.amounts_krw);
+/** {tax: n, …}: what the ledger settled per kind, from a day's report. */
+function settledPerKind(report) {
+  return Object.fromEntries((report?.kinds ?? []).map((line) => [line.kind, num(line.ledger_krw)]));
 }
 
 export async function render(el, {notify}) {
+  // Newest first from the API; the chart and the list want oldest first.
   const days = ((await api.get(`/v1/fees/days?limit=${DAYS_SHOWN}`)).items ?? []).slice();
   days.sort((a, b) => String(a.day).localeCompare(String(b.day)));
   let chosen = location.hash.split("/")[1] ?? days.at(-1)?.day ?? null;
 
   const detail = h("div", {id: "fee-day"});
   const list = h("ul", {class: "days", id: "fee-days"});
-  const kindsShown = KINDS.filter((k) => days.some((d) => dayPerKind(d)[k] > 0));
-  const chart = stackedBars(
-    days.map((d) => ({day: String(d.day), perKind: dayPerKind(d)})),
-    kindsShown.length ? kindsShown : KINDS,
-    {onPick: (day) => choose(day)},
-  );
+  const chartBox = h("div", {class: "card", id: "fee-chart"}, h("h2", {}, "Settled per day and fee kind"), h("p", {class: "muted"}, "loading…"));
 
-  mount(
-    el,
-    h("h1", {}, "Fee days"),
-    h(
-      "div",
-      {class: "two"},
-      h("div", {class: "card", id: "fee-chart"}, h("h2", {}, "Settled per day and fee kind"), chart, legend(kindsShown.length ? kindsShown : KINDS)),
-      h("div", {class: "card"}, h("h2", {}, "Days"), list),
-    ),
-    detail,
-  );
+  mount(el, h("h1", {}, "Fee days"), h("div", {class: "two"}, chartBox, h("div", {class: "card"}, h("h2", {}, "Days"), list)), detail);
 
   function drawList() {
     mount(
@@ -76,6 +57,19 @@ export async function render(el, {notify}) {
     );
   }
 
+  async function drawChart() {
+    const recent = days.slice(-CHART_DAYS);
+    try {
+      const reports = await Promise.all(recent.map((d) => api.get(`/v1/fees/days/${seg(d.day)}/report`)));
+      const series = recent.map((d, i) => ({day: String(d.day), perKind: settledPerKind(reports[i])}));
+      const shown = KINDS.filter((k) => series.some((s) => s.perKind[k] > 0));
+      const kinds = shown.length ? shown : KINDS;
+      mount(chartBox, h("h2", {}, "Settled per day and fee kind"), stackedBars(series, kinds, {onPick: (day) => choose(day)}), legend(kinds));
+    } catch (err) {
+      mount(chartBox, h("h2", {}, "Settled per day and fee kind"), h("p", {class: "error"}, h("code", {}, err.code ?? "error"), " ", err.message));
+    }
+  }
+
   async function choose(day) {
     chosen = day;
     history.replaceState(null, "", `#fees/${day}`);
@@ -92,7 +86,7 @@ export async function render(el, {notify}) {
   }
 
   drawList();
-  if (chosen) await choose(chosen);
+  await Promise.all([drawChart(), chosen ? choose(chosen) : null]);
   return null;
 }
 
@@ -138,9 +132,10 @@ function stageProgress(module, status) {
 }
 
 async function showDay(box, day, notify, onChange) {
-  const status = await api.get(`/v1/fees/days/${seg(day)}`);
+  const answer = await api.get(`/v1/fees/days/${seg(day)}`);
+  const status = answer.status ?? answer;
+  const runs = answer.runs ?? [];
   const states = stageStates(status);
-  const runs = status.runs ?? [];
   const lastRun = (module) => runs.find((r) => r.module === module);
 
   const stageCards = MODULES.map((module) => {
@@ -153,7 +148,7 @@ async function showDay(box, day, notify, onChange) {
       h(
         "div",
         {class: "meta"},
-        run ? [`last run: `, pill(run.outcome), ` by ${run.trigger} · ${time(run.finished_at_ms ?? run.started_at_ms)}`] : "never run from here",
+        run ? [`last run: `, pill(run.outcome), ` by ${run.trigger} · ${time(run.finished_at_ms ?? run.started_at_ms)}`] : "not run yet",
       ),
       actionButton(
         `Run ${module}`,
@@ -162,8 +157,7 @@ async function showDay(box, day, notify, onChange) {
             const report = await api.post(`/v1/fees/days/${seg(day)}/${module}`);
             const counts = Object.entries(report?.counts ?? {}).map(([k, v]) => `${label(k)} ${v}`).join(", ");
             notify(`${module} ${day}: ${label(report?.outcome ?? "done")}${report?.detail ? ` (${report.detail})` : ""}${counts ? ` · ${counts}` : ""}`, {ok: true});
-            const fresh = await showDay(box, day, notify, onChange);
-            onChange(fresh);
+            onChange(await showDay(box, day, notify, onChange));
           } catch (err) {
             notify(err);
           }
@@ -173,40 +167,26 @@ async function showDay(box, day, notify, onChange) {
     );
   });
 
-  const kinds = status.per_kind ?? status.kinds ?? null;
-  const kindRows = Array.isArray(kinds)
-    ? kinds
-    : Object.entries(perKind(status.per_kind_krw)).map(([kind, amount]) => ({kind, ledger_krw: amount}));
-  const kindTable = table(
-    [
-      {label: "fee kind", cell: (r) => [h("span", {class: "swatch", style: `background:${kindColour(r.kind)}`}), label(r.kind)]},
-      {label: "recorded", class: "num", cell: (r) => won(r.recorded_krw)},
-      {label: "settled (ledger)", class: "num", cell: (r) => won(r.ledger_krw)},
-      {label: "bank", class: "num", cell: (r) => won(r.bank_krw)},
-    ],
-    kindRows,
-    {empty: "no amounts for this day"},
-  );
-
-  const blocked = status.blocked ?? [];
-  const reportBox = h("div", {id: "fee-report"}, h("p", {class: "muted"}, "Compare the ledger's posts with the bank's statement for this day."));
-  const reportButton = actionButton("Reconcile with the bank", async () => {
+  const kindsBox = h("div", {id: "fee-kinds"}, h("p", {class: "muted"}, "loading…"));
+  const reportBox = h("div", {id: "fee-report"}, h("p", {class: "muted"}, "loading…"));
+  const reconcile = async () => {
     try {
-      mount(reportBox, reportView(await api.get(`/v1/fees/days/${seg(day)}/report`)));
+      const report = await api.get(`/v1/fees/days/${seg(day)}/report`);
+      mount(kindsBox, kindTable(report.kinds ?? []));
+      mount(reportBox, reportView(report));
     } catch (err) {
-      notify(err);
+      const text = [h("code", {}, err.code ?? "error"), " ", err.message];
+      mount(kindsBox, h("p", {class: "error"}, text));
+      mount(reportBox, h("p", {class: "error"}, text));
     }
-  });
+  };
+  const reportButton = actionButton("Reconcile again", reconcile);
   reportButton.id = "fee-report-button";
 
+  const blocked = status.blocked ?? [];
   mount(
     box,
-    h(
-      "div",
-      {class: "spread"},
-      h("h2", {}, `Day ${day}`),
-      h("div", {class: "row", "data-testid": "day-state"}, "day state ", pill(status.state)),
-    ),
+    h("div", {class: "spread"}, h("h2", {}, `Day ${day}`), h("div", {class: "row", "data-testid": "day-state"}, "day state ", pill(status.state))),
     h(
       "div",
       {class: "cards"},
@@ -219,8 +199,8 @@ async function showDay(box, day, notify, onChange) {
     h(
       "div",
       {class: "two"},
-      h("div", {class: "card"}, h("h2", {}, "Amounts per kind"), kindTable),
-      h("div", {class: "card"}, h("div", {class: "spread"}, h("h2", {}, "Reconciliation"), reportButton), reportBox),
+      h("div", {class: "card"}, h("h2", {}, "Amounts per kind"), kindsBox),
+      h("div", {class: "card"}, h("div", {class: "spread"}, h("h2", {}, "Reconciliation with the bank"), reportButton), reportBox),
     ),
     blocked.length
       ? h(
@@ -239,7 +219,21 @@ async function showDay(box, day, notify, onChange) {
         )
       : null,
   );
+  await reconcile();
   return status;
+}
+
+function kindTable(lines) {
+  return table(
+    [
+      {label: "fee kind", cell: (r) => [h("span", {class: "swatch", style: `background:${kindColour(r.kind)}`}), label(r.kind)]},
+      {label: "recorded", class: "num", cell: (r) => won(r.recorded_krw)},
+      {label: "settled (ledger)", class: "num", cell: (r) => won(r.ledger_krw)},
+      {label: "at the bank", class: "num", cell: (r) => won(r.bank_krw)},
+    ],
+    lines,
+    {empty: "no amounts for this day"},
+  );
 }
 
 function statCard(caption, value) {
@@ -248,22 +242,23 @@ function statCard(caption, value) {
 
 function reportView(report) {
   const lines = report.kinds ?? [];
+  const off = lines.filter((l) => !l.agrees);
   return [
-    h("p", {}, "ledger and bank ", pill(report.agrees ? "ok" : "bad"), report.agrees ? " agree" : " disagree"),
+    h("p", {"data-testid": "report-verdict"}, pill(report.agrees ? "ok" : "bad"), report.agrees ? " the ledger and the bank statement agree" : " the ledger and the bank statement disagree"),
     table(
       [
-        {label: "kind", cell: (l) => label(l.kind)},
-        {label: "ledger", class: "num", cell: (l) => won(l.ledger_krw)},
-        {label: "bank", class: "num", cell: (l) => won(l.bank_krw)},
-        {label: "", cell: (l) => pill(l.agrees ? "ok" : "bad")},
+        {label: "", cell: (r) => r.what},
+        {label: "ledger", class: "num", cell: (r) => won(r.ledger)},
+        {label: "bank", class: "num", cell: (r) => won(r.bank)},
+        {label: "", cell: (r) => pill(num(r.ledger) === num(r.bank) ? "ok" : "bad")},
       ],
-      lines,
+      [
+        {what: "paid to settlement", ledger: report.ledger_paid_krw, bank: report.bank_paid_krw},
+        {what: "withdrawn to corporate", ledger: report.ledger_withdrawn_krw, bank: report.bank_withdrawn_krw},
+      ],
     ),
-    h(
-      "p",
-      {class: "muted"},
-      `paid: ledger ${won(report.ledger_paid_krw)} · bank ${won(report.bank_paid_krw)}; withdrawn: ledger ${won(report.ledger_withdrawn_krw)} · bank ${won(report.bank_withdrawn_krw)}`,
-    ),
+    off.length ? h("p", {class: "error"}, `kinds that disagree: ${off.map((l) => label(l.kind)).join(", ")}`) : null,
+    h("p", {class: "muted"}, `${(report.duplicates ?? []).length} duplicate bank ids · ${(report.unaccounted ?? []).length} unaccounted movements`),
     (report.duplicates ?? []).length ? h("p", {class: "error"}, `duplicates: ${report.duplicates.join(", ")}`) : null,
     (report.unaccounted ?? []).length ? h("p", {class: "error"}, `unaccounted: ${report.unaccounted.join(", ")}`) : null,
   ];
