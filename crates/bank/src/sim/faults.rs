@@ -26,6 +26,14 @@ pub struct FaultRates {
     pub frozen_account_ppm: u32,
     /// The holder's name is refused as changed.
     pub holder_name_changed_ppm: u32,
+    /// HTTP 429 before anything is committed, as from a bank-side throttle the
+    /// caller cannot see coming. Transient: drawn per attempt, like a 5xx.
+    pub rate_limited_ppm: u32,
+    /// The bank answers "maintenance" before anything is committed. Transient:
+    /// drawn per attempt (a short outage, not the configured daily window).
+    pub maintenance_ppm: u32,
+    /// The call takes `SimConfig::slow_extra_ms` longer than its drawn latency.
+    pub slow_ppm: u32,
 }
 
 pub const PPM_ALWAYS: u32 = 1_000_000;
@@ -38,6 +46,9 @@ pub struct Decision {
     pub frozen_account: bool,
     pub holder_name_changed: bool,
     pub timeout_after_commit: bool,
+    pub rate_limited: bool,
+    pub maintenance: bool,
+    pub slow: bool,
 }
 
 /// 64-bit FNV-1a: small, fixed and the same in every process.
@@ -78,6 +89,61 @@ impl Attempts {
     }
 }
 
+/// Counts of faults a simulator injected, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FaultsInjected {
+    pub timeout_after_commit: u64,
+    pub server_error_before_commit: u64,
+    pub frozen_account: u64,
+    pub holder_name_changed: u64,
+    pub rate_limited: u64,
+    pub maintenance: u64,
+    pub slow: u64,
+}
+
+impl FaultsInjected {
+    pub fn total(&self) -> u64 {
+        self.timeout_after_commit
+            + self.server_error_before_commit
+            + self.frozen_account
+            + self.holder_name_changed
+            + self.rate_limited
+            + self.maintenance
+            + self.slow
+    }
+}
+
+/// The live counters behind [`FaultsInjected`]; shared by a simulator's clones.
+#[derive(Debug, Default)]
+pub(crate) struct InjectedCounters {
+    pub timeout_after_commit: std::sync::atomic::AtomicU64,
+    pub server_error_before_commit: std::sync::atomic::AtomicU64,
+    pub frozen_account: std::sync::atomic::AtomicU64,
+    pub holder_name_changed: std::sync::atomic::AtomicU64,
+    pub rate_limited: std::sync::atomic::AtomicU64,
+    pub maintenance: std::sync::atomic::AtomicU64,
+    pub slow: std::sync::atomic::AtomicU64,
+}
+
+impl InjectedCounters {
+    pub fn count(&self, counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> FaultsInjected {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        FaultsInjected {
+            timeout_after_commit: get(&self.timeout_after_commit),
+            server_error_before_commit: get(&self.server_error_before_commit),
+            frozen_account: get(&self.frozen_account),
+            holder_name_changed: get(&self.holder_name_changed),
+            rate_limited: get(&self.rate_limited),
+            maintenance: get(&self.maintenance),
+            slow: get(&self.slow),
+        }
+    }
+}
+
 /// The decisions for the `attempt`-th call with `key` (0 for the first). Everything
 /// but the 5xx roll depends on the seed and key only; the 5xx roll of a retry
 /// (attempt > 0) is drawn afresh from seed, key and attempt.
@@ -97,12 +163,22 @@ pub fn decide(
     };
     let mut roll = |ppm: u32| rng.random_range(0..PPM_ALWAYS) < ppm;
     let first_server_error = roll(rates.server_error_before_commit_ppm);
+    let frozen_account = roll(rates.frozen_account_ppm);
+    let holder_name_changed = roll(rates.holder_name_changed_ppm);
+    let timeout_after_commit = roll(rates.timeout_after_commit_ppm);
+    // Drawn after the older faults, so adding these knobs changed no earlier draw.
+    let slow = roll(rates.slow_ppm);
+    let first_rate_limited = roll(rates.rate_limited_ppm);
+    let first_maintenance = roll(rates.maintenance_ppm);
     let decision = Decision {
         latency_ms,
         server_error_before_commit: first_server_error,
-        frozen_account: roll(rates.frozen_account_ppm),
-        holder_name_changed: roll(rates.holder_name_changed_ppm),
-        timeout_after_commit: roll(rates.timeout_after_commit_ppm),
+        frozen_account,
+        holder_name_changed,
+        timeout_after_commit,
+        rate_limited: first_rate_limited,
+        maintenance: first_maintenance,
+        slow,
     };
     if attempt == 0 {
         return decision;
@@ -110,9 +186,11 @@ pub fn decide(
     let mut retry_key = key.as_bytes().to_vec();
     retry_key.extend_from_slice(&attempt.to_le_bytes());
     let mut retry_rng = SmallRng::seed_from_u64(seed ^ fnv1a64(&retry_key).rotate_left(17));
+    let mut retry_roll = |ppm: u32| retry_rng.random_range(0..PPM_ALWAYS) < ppm;
     Decision {
-        server_error_before_commit: retry_rng.random_range(0..PPM_ALWAYS)
-            < rates.server_error_before_commit_ppm,
+        server_error_before_commit: retry_roll(rates.server_error_before_commit_ppm),
+        rate_limited: retry_roll(rates.rate_limited_ppm),
+        maintenance: retry_roll(rates.maintenance_ppm),
         ..decision
     }
 }
@@ -158,6 +236,7 @@ mod tests {
             server_error_before_commit_ppm: 300_000,
             frozen_account_ppm: 300_000,
             holder_name_changed_ppm: 300_000,
+            ..FaultRates::default()
         };
         let a = decide(7, "M202500001U000000001", 0, 2_000, 3_000, &rates);
         assert_eq!(

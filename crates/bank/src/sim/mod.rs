@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use store::{Store, StoreError};
 
 pub use db::Movement;
-pub use faults::{FaultRates, PPM_ALWAYS};
+pub use faults::{FaultRates, FaultsInjected, PPM_ALWAYS};
 pub use server::{
     AdminClient, ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
 };
@@ -84,6 +84,8 @@ pub struct SimConfig {
     /// How long the server holds the answer of a timeout-after-commit fault; longer
     /// than any client's timeout.
     pub timeout_hold_ms: u64,
+    /// Extra latency of a call the `slow_ppm` fault picked.
+    pub slow_extra_ms: u64,
     /// Largest request body the server reads.
     pub body_bytes_max: usize,
     /// Largest page of deposits or statement lines one call returns.
@@ -107,6 +109,7 @@ impl SimConfig {
             faults: FaultRates::default(),
             maintenance: None,
             timeout_hold_ms: 30_000,
+            slow_extra_ms: 250,
             body_bytes_max: 16 * 1024,
             page_max: 500,
         }
@@ -139,6 +142,8 @@ pub struct Simulator {
     call_counter: Arc<AtomicU64>,
     /// Counts calls per `bank_tran_id`, so a retried id draws a fresh 5xx roll.
     attempts: Arc<faults::Attempts>,
+    /// How many faults this simulator injected, for reliability reports.
+    injected: Arc<faults::InjectedCounters>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -179,11 +184,17 @@ impl Simulator {
             clock,
             call_counter: Arc::new(AtomicU64::new(0)),
             attempts: Arc::new(faults::Attempts::default()),
+            injected: Arc::new(faults::InjectedCounters::default()),
         })
     }
 
     pub fn config(&self) -> &SimConfig {
         &self.config
+    }
+
+    /// The faults injected so far by this simulator (and its clones).
+    pub fn faults_injected(&self) -> faults::FaultsInjected {
+        self.injected.snapshot()
     }
 
     fn decide(&self, key: &str, attempt: u32) -> faults::Decision {
@@ -253,11 +264,27 @@ impl Simulator {
             request.bank_tran_id.as_str(),
             self.attempts.next(request.bank_tran_id.as_str()),
         );
-        tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
+        let injected = &self.injected;
+        let mut latency_ms = decision.latency_ms;
+        if decision.slow {
+            injected.count(&injected.slow);
+            latency_ms = latency_ms.saturating_add(self.config.slow_extra_ms);
+        }
+        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
         if let Err(error) = self.check_maintenance() {
+            injected.count(&injected.maintenance);
             return TransferAnswer::Done(Err(error));
         }
+        if decision.maintenance {
+            injected.count(&injected.maintenance);
+            return TransferAnswer::Done(Err(BankError::Maintenance));
+        }
+        if decision.rate_limited {
+            injected.count(&injected.rate_limited);
+            return TransferAnswer::Done(Err(BankError::RateLimited));
+        }
         if decision.server_error_before_commit {
+            injected.count(&injected.server_error_before_commit);
             return TransferAnswer::Done(Err(BankError::Server {
                 status: 500,
                 message: "simulated failure before commit".into(),
@@ -266,8 +293,20 @@ impl Simulator {
         match self.commit_transfer(kind, request, &decision).await {
             Ok((stored, fresh)) => {
                 let result = stored.result();
+                if fresh {
+                    match &stored.failure {
+                        Some(BankError::AccountFrozen) if decision.frozen_account => {
+                            injected.count(&injected.frozen_account);
+                        }
+                        Some(BankError::HolderNameMismatch) if decision.holder_name_changed => {
+                            injected.count(&injected.holder_name_changed);
+                        }
+                        _ => {}
+                    }
+                }
                 match result {
                     Ok(receipt) if fresh && decision.timeout_after_commit => {
+                        injected.count(&injected.timeout_after_commit);
                         TransferAnswer::CommittedThenTimeout(receipt)
                     }
                     other => TransferAnswer::Done(other),

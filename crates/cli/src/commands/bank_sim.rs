@@ -55,6 +55,15 @@ pub struct BankSimArgs {
     /// Fault: the holder name is refused as changed (parts per million).
     #[arg(long, default_value_t = 0)]
     fault_holder_name_changed_ppm: u32,
+    /// Fault: HTTP 429 before commit, transient (parts per million).
+    #[arg(long, default_value_t = 0)]
+    fault_rate_limited_ppm: u32,
+    /// Fault: "maintenance" before commit, transient (parts per million).
+    #[arg(long, default_value_t = 0)]
+    fault_maintenance_ppm: u32,
+    /// Fault: the call is 250 ms slower than its drawn latency (parts per million).
+    #[arg(long, default_value_t = 0)]
+    fault_slow_ppm: u32,
 }
 
 fn database_url(args: &BankSimArgs) -> anyhow::Result<String> {
@@ -90,6 +99,9 @@ pub async fn run(args: BankSimArgs) -> anyhow::Result<()> {
         server_error_before_commit_ppm: args.fault_server_error_ppm,
         frozen_account_ppm: args.fault_frozen_account_ppm,
         holder_name_changed_ppm: args.fault_holder_name_changed_ppm,
+        rate_limited_ppm: args.fault_rate_limited_ppm,
+        maintenance_ppm: args.fault_maintenance_ppm,
+        slow_ppm: args.fault_slow_ppm,
     };
 
     let url = database_url(&args)?;

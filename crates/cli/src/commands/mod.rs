@@ -14,6 +14,7 @@ mod events;
 mod fees;
 mod ledger;
 mod payroll;
+mod torture;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +54,8 @@ pub enum Command {
     /// Salary settlement: poll virtual accounts, status, retry or roll back a deposit.
     #[command(subcommand)]
     Payroll(payroll::PayrollCommand),
+    /// Reliability suite: kill and restart a workload, fault matrix, deterministic simulation.
+    Torture(torture::TortureArgs),
 }
 
 /// Where a command keeps its data: `--database-url`, else `DATABASE_URL`, else the
@@ -83,6 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Channel(command) => channel::run(command).await,
         Command::Fees(command) => fees::run(command).await,
         Command::Payroll(command) => payroll::run(command).await,
+        Command::Torture(args) => torture::run(args).await,
     }
 }
 

@@ -1,0 +1,82 @@
+//! The run's own data: a temporary directory (SQLite stores, the simulator's
+//! file, a private nats-server's store) and, for PostgreSQL, a fresh schema whose
+//! URL carries its search path and an application name, so a child process finds
+//! the same schema and the harness can terminate exactly this run's backends.
+
+use std::path::PathBuf;
+
+use store::Store;
+
+use crate::TortureError;
+
+/// A database and a directory that exist for one run.
+pub struct Scratch {
+    /// What the children connect to.
+    pub url: String,
+    /// What the parent connects to: on PostgreSQL another application name, so
+    /// terminating the children's backends leaves the parent's alone.
+    pub parent_url: String,
+    pub dir: PathBuf,
+    /// PostgreSQL: (server URL, schema) to drop at the end.
+    schema: Option<(String, String)>,
+}
+
+impl Scratch {
+    /// `base_url` None or `sqlite…`: a SQLite file in a new directory;
+    /// `postgres://…`: a new schema on that server.
+    pub async fn create(base_url: Option<&str>, label: &str) -> Result<Scratch, TortureError> {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("settle-torture-{label}-{unique}"));
+        std::fs::create_dir_all(&dir)?;
+        match base_url {
+            Some(url) if url.starts_with("postgres") => {
+                let schema = format!("torture_{label}_{unique}");
+                let admin = Store::connect(url).await?;
+                admin.create_schema(&schema).await?;
+                admin.close().await;
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let base = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+                Ok(Scratch {
+                    url: format!("{base}&application_name={schema}"),
+                    parent_url: format!("{base}&application_name={schema}_p"),
+                    dir,
+                    schema: Some((url.to_owned(), schema)),
+                })
+            }
+            Some(url) if !url.starts_with("sqlite") => Err(TortureError::Invalid(format!(
+                "unsupported database URL {}",
+                store::redact(url)
+            ))),
+            _ => Ok(Scratch {
+                url: format!("sqlite://{}", dir.join("settle.db").display()),
+                parent_url: format!("sqlite://{}", dir.join("settle.db").display()),
+                dir,
+                schema: None,
+            }),
+        }
+    }
+
+    /// PostgreSQL: the application name of this run's connections.
+    pub fn application_name(&self) -> Option<&str> {
+        self.schema.as_ref().map(|(_, schema)| schema.as_str())
+    }
+
+    /// The server URL without this run's schema, for admin work.
+    pub fn server_url(&self) -> Option<&str> {
+        self.schema.as_ref().map(|(url, _)| url.as_str())
+    }
+
+    /// Removes the data; `keep` leaves it for inspection.
+    pub async fn finish(self, keep: bool) -> Result<(), TortureError> {
+        if keep {
+            return Ok(());
+        }
+        if let Some((url, schema)) = &self.schema {
+            let admin = Store::connect(url).await?;
+            admin.drop_schema(schema).await?;
+            admin.close().await;
+        }
+        std::fs::remove_dir_all(&self.dir)?;
+        Ok(())
+    }
+}
