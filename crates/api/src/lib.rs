@@ -7,18 +7,47 @@
 //! audit log; component `api`). It never reads another crate's tables: it calls the
 //! handles it was given, each optional so a process can run a subset of roles.
 
+pub mod auth;
 pub mod console;
+pub mod db;
+pub mod error;
+mod idempotency;
+mod limits;
+pub mod openapi;
+pub mod routes;
 mod state;
+pub mod telemetry;
 
 use std::future::Future;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
+pub use auth::{CreatedKey, Role};
+pub use error::ApiError;
 pub use state::{ApiConfig, AppState, Handles, Probe};
 
-/// The whole application: the API, the docs, health and the console.
+/// The whole application: the API, the docs, health and the console, behind the
+/// limits (body size, time) and the error-shape and metrics layers.
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(console::routes()).with_state(state)
+    let config = state.config().clone();
+    routes::router(&state)
+        .merge(console::routes())
+        .fallback(limits::no_route)
+        .layer(DefaultBodyLimit::max(config.body_bytes_max))
+        .layer(RequestBodyLimitLayer::new(config.body_bytes_max))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_millis(config.request_timeout_ms),
+        ))
+        .layer(middleware::from_fn(limits::json_errors))
+        .layer(middleware::from_fn(telemetry::record))
+        .with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then drains in-flight

@@ -10,8 +10,12 @@ use bank::routing::RoutingTable;
 use channel::Channel;
 use fees::Fees;
 use ledger::Ledger;
+use money::{Clock, SystemClock};
 use payroll::Payroll;
 use store::Store;
+
+use crate::auth::{Caller, Gate};
+use crate::error::ApiError;
 
 /// A readiness check of one dependency (NATS, the bank): `Err` says why it is not
 /// ready.
@@ -30,8 +34,12 @@ pub struct Handles {
     pub events: Option<Store>,
     /// The provider routing table (cohort percentage and per-user overrides).
     pub routing: Option<RoutingTable>,
-    /// The bank the process talks to, for readiness.
+    /// The bank the process talks to.
     pub bank: Option<Arc<dyn BankApi>>,
+    /// The bank statement fee reports reconcile against.
+    pub statement: Option<Arc<dyn fees::report::Statement>>,
+    /// The clock for audit and idempotency times (default: the system clock).
+    pub clock: Option<Arc<dyn Clock>>,
     /// Extra readiness checks by name (e.g. `nats`, `bank`).
     pub probes: Vec<(String, Probe)>,
 }
@@ -68,6 +76,9 @@ pub(crate) struct Inner {
     pub store: Store,
     pub handles: Handles,
     pub config: ApiConfig,
+    pub clock: Arc<dyn Clock>,
+    /// Known keys and per-key rate limits.
+    pub gate: Arc<Gate>,
 }
 
 impl AppState {
@@ -78,13 +89,97 @@ impl AppState {
         handles: Handles,
         config: ApiConfig,
     ) -> Result<AppState, store::StoreError> {
+        store
+            .migrate(crate::db::COMPONENT, crate::db::MIGRATIONS)
+            .await?;
+        crate::telemetry::prometheus();
+        let clock = handles
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(SystemClock));
+        let gate = Arc::new(Gate::new(config.key_requests_per_s_max));
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 handles,
                 config,
+                clock,
+                gate,
             }),
         })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now().unix_ms()
+    }
+
+    pub fn ledger(&self) -> Result<&Ledger, ApiError> {
+        self.inner
+            .handles
+            .ledger
+            .as_ref()
+            .ok_or_else(|| ApiError::role_disabled("the ledger"))
+    }
+
+    pub fn channel(&self) -> Result<&Channel, ApiError> {
+        self.inner
+            .handles
+            .channel
+            .as_ref()
+            .ok_or_else(|| ApiError::role_disabled("the channel"))
+    }
+
+    pub fn fees(&self) -> Result<&Fees, ApiError> {
+        self.inner
+            .handles
+            .fees
+            .as_ref()
+            .ok_or_else(|| ApiError::role_disabled("fee settlement"))
+    }
+
+    pub fn payroll(&self) -> Result<&Payroll, ApiError> {
+        self.inner
+            .handles
+            .payroll
+            .as_ref()
+            .ok_or_else(|| ApiError::role_disabled("payroll"))
+    }
+
+    pub fn events_store(&self) -> Result<&Store, ApiError> {
+        self.inner
+            .handles
+            .events
+            .as_ref()
+            .ok_or_else(|| ApiError::role_disabled("the event backbone"))
+    }
+
+    pub fn routing(&self) -> Result<&RoutingTable, ApiError> {
+        self.inner
+            .handles
+            .routing
+            .as_ref()
+            .ok_or_else(|| ApiError::role_disabled("provider routing"))
+    }
+
+    /// Appends an audit record for `caller`'s action (before the action runs, so
+    /// no action escapes the log).
+    pub async fn audit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        crate::db::append_audit(
+            &self.inner.store,
+            self.now_ms(),
+            &caller.key_id,
+            action,
+            target,
+            &details,
+        )
+        .await?;
+        Ok(())
     }
 
     pub fn config(&self) -> &ApiConfig {

@@ -12,8 +12,10 @@ mod demo_channel;
 mod demo_fees;
 mod events;
 mod fees;
+mod keys;
 mod ledger;
 mod payroll;
+mod serve;
 mod torture;
 
 #[derive(Parser, Debug)]
@@ -54,6 +56,11 @@ pub enum Command {
     /// Salary settlement: poll virtual accounts, status, retry or roll back a deposit.
     #[command(subcommand)]
     Payroll(payroll::PayrollCommand),
+    /// Run the HTTP API, the console and the background roles in one process.
+    Serve(serve::ServeArgs),
+    /// API keys: create one (shown once, stored hashed).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Reliability suite: kill and restart a workload, fault matrix, deterministic simulation.
     Torture(torture::TortureArgs),
 }
@@ -86,6 +93,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Channel(command) => channel::run(command).await,
         Command::Fees(command) => fees::run(command).await,
         Command::Payroll(command) => payroll::run(command).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Keys(command) => keys::run(command).await,
         Command::Torture(args) => torture::run(args).await,
     }
 }

@@ -1,0 +1,312 @@
+//! API keys and who is calling. A key is 256 random bits shown once at creation;
+//! only its SHA-256 is stored. Each key has a role — `ops` (settlement, dead
+//! letters, flags, keys, audit), `service` (ledger transfers and accounts) or
+//! `customer` (only the accounts it owns) — and its own rate limit.
+//!
+//! This module never logs or returns a key after creation, and never answers 403
+//! where a customer asks about someone else's resource: that is a 404, so a
+//! customer cannot learn which ids exist.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::db::{self, KeyRow};
+use crate::error::ApiError;
+
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Ops,
+    Service,
+    Customer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ops => "ops",
+            Role::Service => "service",
+            Role::Customer => "customer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "ops" => Some(Role::Ops),
+            "service" => Some(Role::Service),
+            "customer" => Some(Role::Customer),
+            _ => None,
+        }
+    }
+}
+
+/// The authenticated caller of a `/v1` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub key_id: String,
+    pub role: Role,
+    /// Set exactly for customer keys: the customer (channel user id, a UUID).
+    pub customer_id: Option<String>,
+}
+
+impl Caller {
+    /// Refuses with 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
+    /// May this caller see resources of `owner` (an account's customer, or `None`
+    /// for an account no customer owns)? Ops and service see everything.
+    pub fn may_see(&self, owner: Option<&str>) -> bool {
+        match self.role {
+            Role::Ops | Role::Service => true,
+            Role::Customer => owner.is_some() && owner == self.customer_id.as_deref(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Caller, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::new("unauthenticated", "an API key is required"))
+    }
+}
+
+/// A key as shown once to its creator.
+#[derive(Clone, Debug, Serialize)]
+pub struct CreatedKey {
+    pub key_id: String,
+    pub key: String,
+    pub role: Role,
+    pub customer_id: Option<String>,
+}
+
+/// Creates a key: 256 bits from the OS's random source (two v4 UUIDs' random
+/// bits plus more), stored as its SHA-256 only.
+pub async fn create_key(
+    store: &store::Store,
+    role: Role,
+    customer_id: Option<&str>,
+    created_by: &str,
+    now_ms: i64,
+) -> Result<CreatedKey, ApiError> {
+    let customer_id = match (role, customer_id) {
+        (Role::Customer, Some(customer)) => Some(parse_customer(customer)?),
+        (Role::Customer, None) => {
+            return Err(ApiError::invalid(
+                "customer_id_required",
+                "a customer key needs customer_id",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::invalid(
+                "customer_id_not_allowed",
+                "only customer keys carry a customer_id",
+            ));
+        }
+        (_, None) => None,
+    };
+    let id_bits = uuid::Uuid::new_v4().simple().to_string();
+    let key_id = format!("key_{}", &id_bits[..16]);
+    let secret: String = (0..3)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    let key = format!("settle_{}_{secret}", &id_bits[..16]);
+    db::insert_key(
+        store,
+        &KeyRow {
+            key_id: key_id.clone(),
+            key_hash: hash_key(&key),
+            role: role.as_str().to_owned(),
+            customer_id: customer_id.clone(),
+            created_at_ms: now_ms,
+            created_by: created_by.to_owned(),
+        },
+    )
+    .await?;
+    Ok(CreatedKey {
+        key_id,
+        key,
+        role,
+        customer_id,
+    })
+}
+
+/// A customer id is a channel user id: a UUID, in canonical hyphenated form.
+pub fn parse_customer(text: &str) -> Result<String, ApiError> {
+    channel::UserId::parse(text)
+        .map(|user| user.to_string())
+        .map_err(|error| ApiError::invalid("customer_id_invalid", format!("customer_id: {error}")))
+}
+
+pub fn hash_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Known keys by hash (keys are never changed, so a hit stays right) and each
+/// key's rate limiter.
+pub(crate) struct Gate {
+    known: Mutex<HashMap<String, Caller>>,
+    limiter:
+        RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>,
+}
+
+/// Keys remembered before the cache starts over.
+const KNOWN_KEYS_MAX: usize = 10_000;
+
+impl Gate {
+    pub(crate) fn new(requests_per_s_max: u32) -> Gate {
+        let per_s = NonZeroU32::new(requests_per_s_max.max(1)).unwrap_or(NonZeroU32::MIN);
+        Gate {
+            known: Mutex::new(HashMap::new()),
+            limiter: RateLimiter::keyed(Quota::per_second(per_s)),
+        }
+    }
+
+    async fn caller(&self, store: &store::Store, key: &str) -> Result<Option<Caller>, ApiError> {
+        let key_hash = hash_key(key);
+        if let Ok(known) = self.known.lock()
+            && let Some(caller) = known.get(&key_hash)
+        {
+            return Ok(Some(caller.clone()));
+        }
+        let Some(row) = db::key_by_hash(store, &key_hash).await? else {
+            return Ok(None);
+        };
+        let Some(role) = Role::parse(&row.role) else {
+            return Err(ApiError::internal(
+                "internal_error",
+                &format!("key {} has unknown role {:?}", row.key_id, row.role),
+            ));
+        };
+        let caller = Caller {
+            key_id: row.key_id,
+            role,
+            customer_id: row.customer_id,
+        };
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= KNOWN_KEYS_MAX {
+                known.clear();
+                self.limiter.retain_recent();
+            }
+            known.insert(key_hash, caller.clone());
+        }
+        Ok(Some(caller))
+    }
+
+    /// `Err(seconds)` when the key is over its rate.
+    fn admit(&self, key_id: &str) -> Result<(), u64> {
+        self.limiter
+            .check_key(&key_id.to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            })
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let key = key.trim();
+    (!key.is_empty() && key.len() <= 200).then_some(key)
+}
+
+/// Middleware on `/v1`: resolves the key into a [`Caller`] (401 without one) and
+/// applies the key's rate limit (429 with `Retry-After`).
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(key) = bearer(request.headers()) else {
+        return ApiError::new(
+            "unauthenticated",
+            "an API key is required: Authorization: Bearer <key>",
+        )
+        .into_response();
+    };
+    let gate: &Arc<Gate> = &state.inner.gate;
+    let caller = match gate.caller(&state.inner.store, key).await {
+        Ok(Some(caller)) => caller,
+        Ok(None) => {
+            return ApiError::new("unauthenticated", "unknown API key").into_response();
+        }
+        Err(error) => return error.into_response(),
+    };
+    if let Err(seconds) = gate.admit(&caller.key_id) {
+        metrics::counter!("api_rate_limited_total").increment(1);
+        let mut error = ApiError::new("rate_limited", "too many requests for this key");
+        error.retry_after_s = Some(seconds);
+        return error.into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_hash_is_hex_sha256() {
+        let hash = hash_key("abc");
+        assert_eq!(
+            hash,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn a_customer_sees_only_what_it_owns() {
+        let customer = Caller {
+            key_id: "k".into(),
+            role: Role::Customer,
+            customer_id: Some("c1".into()),
+        };
+        assert!(customer.may_see(Some("c1")));
+        assert!(!customer.may_see(Some("c2")));
+        assert!(!customer.may_see(None));
+        let service = Caller {
+            role: Role::Service,
+            customer_id: None,
+            ..customer
+        };
+        assert!(service.may_see(None));
+    }
+
+    #[test]
+    fn only_bearer_keys_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&headers), None);
+    }
+}

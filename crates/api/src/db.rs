@@ -1,0 +1,498 @@
+//! The api's own tables (component `api`) and every SQL statement that touches
+//! them: API keys (hashes only), account ownership, the channel transfers a
+//! customer made through the API, idempotency records and the append-only audit log.
+//!
+//! No other crate's table is read or written here. The SQL text is one per
+//! statement for both dialects (`$N` placeholders); only the DDL differs.
+
+use serde::Serialize;
+use store::{Migration, Store, on_pool};
+
+pub const COMPONENT: &str = "api";
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "keys, ownership, idempotency, audit",
+    sqlite: "
+CREATE TABLE api_keys (
+    key_id TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('ops', 'service', 'customer')),
+    customer_id TEXT,
+    created_at_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    CHECK ((role = 'customer') = (customer_id IS NOT NULL))
+);
+CREATE TABLE api_accounts (
+    account_id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX api_accounts_by_customer ON api_accounts (customer_id, account_id);
+CREATE TABLE api_channel_transfers (
+    transfer_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX api_channel_transfers_by_account
+    ON api_channel_transfers (account_id, created_at_ms);
+CREATE TABLE api_idempotency (
+    key_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'done')),
+    status INTEGER,
+    response TEXT,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (key_id, idempotency_key)
+);
+CREATE TABLE api_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE TRIGGER api_audit_no_update BEFORE UPDATE ON api_audit
+BEGIN SELECT RAISE(ABORT, 'api_audit is append-only'); END;
+CREATE TRIGGER api_audit_no_delete BEFORE DELETE ON api_audit
+BEGIN SELECT RAISE(ABORT, 'api_audit is append-only'); END;
+",
+    postgres: "
+CREATE TABLE api_keys (
+    key_id TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('ops', 'service', 'customer')),
+    customer_id TEXT,
+    created_at_ms BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    CHECK ((role = 'customer') = (customer_id IS NOT NULL))
+);
+CREATE TABLE api_accounts (
+    account_id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE INDEX api_accounts_by_customer ON api_accounts (customer_id, account_id);
+CREATE TABLE api_channel_transfers (
+    transfer_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE INDEX api_channel_transfers_by_account
+    ON api_channel_transfers (account_id, created_at_ms);
+CREATE TABLE api_idempotency (
+    key_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'done')),
+    status BIGINT,
+    response TEXT,
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (key_id, idempotency_key)
+);
+CREATE TABLE api_audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at_ms BIGINT NOT NULL,
+    key_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE FUNCTION api_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'api_audit is append-only'; END $$;
+CREATE TRIGGER api_audit_no_change BEFORE UPDATE OR DELETE ON api_audit
+FOR EACH ROW EXECUTE FUNCTION api_audit_append_only();
+",
+}];
+
+/// A stored API key (its hash, never the key).
+#[derive(Clone, Debug)]
+pub struct KeyRow {
+    pub key_id: String,
+    pub key_hash: String,
+    pub role: String,
+    pub customer_id: Option<String>,
+    pub created_at_ms: i64,
+    pub created_by: String,
+}
+
+pub async fn insert_key(store: &Store, key: &KeyRow) -> Result<(), sqlx::Error> {
+    on_pool!(
+        store,
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, key_hash, role, customer_id, created_at_ms, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(&key.key_id)
+        .bind(&key.key_hash)
+        .bind(&key.role)
+        .bind(&key.customer_id)
+        .bind(key.created_at_ms)
+        .bind(&key.created_by),
+        execute
+    )?;
+    Ok(())
+}
+
+type KeyTuple = (String, String, String, Option<String>, i64, String);
+
+pub async fn key_by_hash(store: &Store, key_hash: &str) -> Result<Option<KeyRow>, sqlx::Error> {
+    let row: Option<KeyTuple> = on_pool!(
+        store,
+        sqlx::query_as::<_, KeyTuple>(
+            "SELECT key_id, key_hash, role, customer_id, created_at_ms, created_by
+             FROM api_keys WHERE key_hash = $1"
+        )
+        .bind(key_hash),
+        fetch_optional
+    )?;
+    Ok(row.map(
+        |(key_id, key_hash, role, customer_id, created_at_ms, created_by)| KeyRow {
+            key_id,
+            key_hash,
+            role,
+            customer_id,
+            created_at_ms,
+            created_by,
+        },
+    ))
+}
+
+/// One audit record.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at_ms: i64,
+    pub key_id: String,
+    pub action: String,
+    pub target: String,
+    pub details: serde_json::Value,
+}
+
+pub async fn append_audit(
+    store: &Store,
+    at_ms: i64,
+    key_id: &str,
+    action: &str,
+    target: &str,
+    details: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    on_pool!(
+        store,
+        sqlx::query(
+            "INSERT INTO api_audit (at_ms, key_id, action, target, details)
+             VALUES ($1, $2, $3, $4, $5)"
+        )
+        .bind(at_ms)
+        .bind(key_id)
+        .bind(action)
+        .bind(target)
+        .bind(details.to_string()),
+        execute
+    )?;
+    Ok(())
+}
+
+type AuditTuple = (i64, i64, String, String, String, String);
+
+/// Audit records with id below `before_id`, newest first.
+pub async fn audit_page(
+    store: &Store,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    let rows: Vec<AuditTuple> = on_pool!(
+        store,
+        sqlx::query_as::<_, AuditTuple>(
+            "SELECT id, at_ms, key_id, action, target, details FROM api_audit
+             WHERE id < $1 ORDER BY id DESC LIMIT $2"
+        )
+        .bind(before_id)
+        .bind(limit),
+        fetch_all
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, at_ms, key_id, action, target, details)| AuditRow {
+            id,
+            at_ms,
+            key_id,
+            action,
+            target,
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        })
+        .collect())
+}
+
+/// The customer an account belongs to, if any.
+pub async fn owner_of(store: &Store, account_id: &str) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = on_pool!(
+        store,
+        sqlx::query_as::<_, (String,)>(
+            "SELECT customer_id FROM api_accounts WHERE account_id = $1"
+        )
+        .bind(account_id),
+        fetch_optional
+    )?;
+    Ok(row.map(|(customer,)| customer))
+}
+
+/// Records that `account_id` belongs to `customer_id`; an account already owned
+/// keeps its owner, which is returned.
+pub async fn claim_account(
+    store: &Store,
+    account_id: &str,
+    customer_id: &str,
+    now_ms: i64,
+) -> Result<String, sqlx::Error> {
+    on_pool!(
+        store,
+        sqlx::query(
+            "INSERT INTO api_accounts (account_id, customer_id, created_at_ms)
+             VALUES ($1, $2, $3) ON CONFLICT (account_id) DO NOTHING"
+        )
+        .bind(account_id)
+        .bind(customer_id)
+        .bind(now_ms),
+        execute
+    )?;
+    Ok(owner_of(store, account_id)
+        .await?
+        .unwrap_or_else(|| customer_id.to_owned()))
+}
+
+pub async fn accounts_of(
+    store: &Store,
+    customer_id: &str,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = on_pool!(
+        store,
+        sqlx::query_as::<_, (String,)>(
+            "SELECT account_id FROM api_accounts WHERE customer_id = $1
+             ORDER BY account_id LIMIT $2"
+        )
+        .bind(customer_id)
+        .bind(limit),
+        fetch_all
+    )?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+pub async fn record_channel_transfer(
+    store: &Store,
+    transfer_id: &str,
+    account_id: &str,
+    customer_id: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    on_pool!(
+        store,
+        sqlx::query(
+            "INSERT INTO api_channel_transfers (transfer_id, account_id, customer_id, created_at_ms)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (transfer_id) DO NOTHING"
+        )
+        .bind(transfer_id)
+        .bind(account_id)
+        .bind(customer_id)
+        .bind(now_ms),
+        execute
+    )?;
+    Ok(())
+}
+
+/// The customer a channel transfer made through the API belongs to.
+pub async fn channel_transfer_owner(
+    store: &Store,
+    transfer_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = on_pool!(
+        store,
+        sqlx::query_as::<_, (String,)>(
+            "SELECT customer_id FROM api_channel_transfers WHERE transfer_id = $1"
+        )
+        .bind(transfer_id),
+        fetch_optional
+    )?;
+    Ok(row.map(|(customer,)| customer))
+}
+
+/// The newest channel transfers from `account_id`, newest first.
+pub async fn channel_transfers_of(
+    store: &Store,
+    account_id: &str,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = on_pool!(
+        store,
+        sqlx::query_as::<_, (String,)>(
+            "SELECT transfer_id FROM api_channel_transfers WHERE account_id = $1
+             ORDER BY created_at_ms DESC LIMIT $2"
+        )
+        .bind(account_id)
+        .bind(limit),
+        fetch_all
+    )?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// What an idempotency claim found.
+#[derive(Debug)]
+pub enum Claim {
+    /// This request holds the key now.
+    Claimed,
+    Existing {
+        request_hash: String,
+        running: bool,
+        status: Option<i64>,
+        response: Option<String>,
+        created_at_ms: i64,
+    },
+}
+
+type IdempotencyTuple = (String, String, Option<i64>, Option<String>, i64);
+
+pub async fn claim_idempotency(
+    store: &Store,
+    key_id: &str,
+    idempotency_key: &str,
+    request_hash: &str,
+    now_ms: i64,
+) -> Result<Claim, sqlx::Error> {
+    let inserted = on_pool!(
+        store,
+        sqlx::query(
+            "INSERT INTO api_idempotency (key_id, idempotency_key, request_hash, state, created_at_ms)
+             VALUES ($1, $2, $3, 'running', $4) ON CONFLICT (key_id, idempotency_key) DO NOTHING"
+        )
+        .bind(key_id)
+        .bind(idempotency_key)
+        .bind(request_hash)
+        .bind(now_ms),
+        execute
+    )?;
+    if inserted == 1 {
+        return Ok(Claim::Claimed);
+    }
+    let row: Option<IdempotencyTuple> = on_pool!(
+        store,
+        sqlx::query_as::<_, IdempotencyTuple>(
+            "SELECT request_hash, state, status, response, created_at_ms FROM api_idempotency
+             WHERE key_id = $1 AND idempotency_key = $2"
+        )
+        .bind(key_id)
+        .bind(idempotency_key),
+        fetch_optional
+    )?;
+    match row {
+        Some((request_hash, state, status, response, created_at_ms)) => Ok(Claim::Existing {
+            request_hash,
+            running: state == "running",
+            status,
+            response,
+            created_at_ms,
+        }),
+        // Released between our insert and our read: the caller may claim again.
+        None => Ok(Claim::Existing {
+            request_hash: request_hash.to_owned(),
+            running: true,
+            status: None,
+            response: None,
+            created_at_ms: now_ms,
+        }),
+    }
+}
+
+/// Takes over a running claim abandoned since `created_at_ms` (a crashed process);
+/// true if this caller won it.
+pub async fn take_over_idempotency(
+    store: &Store,
+    key_id: &str,
+    idempotency_key: &str,
+    created_at_ms: i64,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let moved = on_pool!(
+        store,
+        sqlx::query(
+            "UPDATE api_idempotency SET created_at_ms = $1
+             WHERE key_id = $2 AND idempotency_key = $3 AND state = 'running'
+               AND created_at_ms = $4"
+        )
+        .bind(now_ms)
+        .bind(key_id)
+        .bind(idempotency_key)
+        .bind(created_at_ms),
+        execute
+    )?;
+    Ok(moved == 1)
+}
+
+pub async fn finish_idempotency(
+    store: &Store,
+    key_id: &str,
+    idempotency_key: &str,
+    status: u16,
+    response: &str,
+) -> Result<(), sqlx::Error> {
+    on_pool!(
+        store,
+        sqlx::query(
+            "UPDATE api_idempotency SET state = 'done', status = $1, response = $2
+             WHERE key_id = $3 AND idempotency_key = $4"
+        )
+        .bind(i64::from(status))
+        .bind(response)
+        .bind(key_id)
+        .bind(idempotency_key),
+        execute
+    )?;
+    Ok(())
+}
+
+/// Forgets a claim whose request did not succeed, so a retry runs afresh and a
+/// refused request leaves no row behind.
+pub async fn release_idempotency(
+    store: &Store,
+    key_id: &str,
+    idempotency_key: &str,
+) -> Result<(), sqlx::Error> {
+    on_pool!(
+        store,
+        sqlx::query(
+            "DELETE FROM api_idempotency
+             WHERE key_id = $1 AND idempotency_key = $2 AND state = 'running'"
+        )
+        .bind(key_id)
+        .bind(idempotency_key),
+        execute
+    )?;
+    Ok(())
+}
+
+/// Rows in each api table, for tests that check nothing was written.
+pub async fn row_counts(store: &Store) -> Result<Vec<(&'static str, i64)>, sqlx::Error> {
+    let mut counts = Vec::new();
+    for table in [
+        "api_keys",
+        "api_accounts",
+        "api_channel_transfers",
+        "api_idempotency",
+        "api_audit",
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let (count,): (i64,) = on_pool!(store, sqlx::query_as::<_, (i64,)>(&sql), fetch_one)?;
+        counts.push((table, count));
+    }
+    Ok(counts)
+}
+
+/// One round trip, for readiness.
+pub async fn ping(store: &Store) -> Result<(), sqlx::Error> {
+    let _: (i64,) = on_pool!(store, sqlx::query_as::<_, (i64,)>("SELECT 1"), fetch_one)?;
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! Accounts, balances and the history read model. A customer reaches only the
+//! accounts it owns (ownership is the api's `api_accounts` table); any other id
+//! is 404 whether or not it exists.
+
+use axum::response::Response;
+use ledger::{Account, AccountFlags, CreateAccountResult, NewAccount};
+use money::AccountId;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
+use crate::auth::{Caller, Role, parse_customer};
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccountBody {
+    id: String,
+    #[serde(default)]
+    code: Option<u16>,
+    #[serde(default)]
+    flags: Option<AccountFlags>,
+    #[serde(default)]
+    user_data: Option<u64>,
+    #[serde(default)]
+    customer_id: Option<String>,
+}
+
+/// An account as the API shows it.
+#[derive(Serialize)]
+pub struct AccountView {
+    id: AccountId,
+    code: u16,
+    flags: AccountFlags,
+    user_data: u64,
+    customer_id: Option<String>,
+    debits_posted_krw: i64,
+    credits_posted_krw: i64,
+    debits_pending_krw: i64,
+    credits_pending_krw: i64,
+    /// Posted credits minus posted debits.
+    balance_krw: Option<i64>,
+    /// What can still be spent: the balance minus pending debits.
+    available_krw: Option<i64>,
+    seq: i64,
+    created_at_ms: i64,
+}
+
+impl AccountView {
+    fn new(account: &Account, customer_id: Option<String>) -> AccountView {
+        AccountView {
+            id: account.id,
+            code: account.code,
+            flags: account.flags,
+            user_data: account.user_data,
+            customer_id,
+            debits_posted_krw: account.debits_posted.get(),
+            credits_posted_krw: account.credits_posted.get(),
+            debits_pending_krw: account.debits_pending.get(),
+            credits_pending_krw: account.credits_pending.get(),
+            balance_krw: account.credit_balance().map(|k| k.get()),
+            available_krw: account.available_credit_balance().map(|k| k.get()),
+            seq: account.seq,
+            created_at_ms: account.created_at.unix_ms(),
+        }
+    }
+}
+
+pub fn parse_account(text: &str) -> Result<AccountId, ApiError> {
+    AccountId::parse(text)
+        .map_err(|error| ApiError::new("invalid_path", format!("account id: {error}")))
+}
+
+/// The account `text` names, if this caller may see it (else 404, never 403), with
+/// its owner.
+pub async fn visible(
+    state: &AppState,
+    caller: &Caller,
+    text: &str,
+) -> Result<(AccountId, Option<String>), ApiError> {
+    let id = match parse_account(text) {
+        Ok(id) => id,
+        // A customer learns nothing from the shape of an id either.
+        Err(_) if caller.role == Role::Customer => return Err(ApiError::not_found("account")),
+        Err(error) => return Err(error),
+    };
+    let owner = db::owner_of(state.store(), &id.to_string()).await?;
+    if !caller.may_see(owner.as_deref()) {
+        return Err(ApiError::not_found("account"));
+    }
+    Ok((id, owner))
+}
+
+pub async fn create(
+    state: Shared,
+    caller: Caller,
+    Json(body): Json<NewAccountBody>,
+) -> Result<Response, ApiError> {
+    let ledger = state.ledger()?;
+    let id = AccountId::parse(&body.id)
+        .map_err(|error| ApiError::invalid(error.code(), format!("id: {error}")))?;
+    let customer = body
+        .customer_id
+        .as_deref()
+        .map(parse_customer)
+        .transpose()?;
+    let new = NewAccount::new(id, body.code.unwrap_or(1), body.flags.unwrap_or_default())
+        .map_err(|error| ApiError::invalid(error.code(), error.to_string()))?
+        .with_user_data(body.user_data.unwrap_or(0));
+    if let Some(customer) = &customer
+        && let Some(owner) = db::owner_of(state.store(), &id.to_string()).await?
+        && &owner != customer
+    {
+        return Err(ApiError::reason(
+            "conflict",
+            "account_owned_by_another_customer",
+            "the account belongs to another customer",
+        ));
+    }
+    if caller.role == Role::Ops {
+        state
+            .audit(
+                &caller,
+                "accounts.create",
+                &id.to_string(),
+                json!({ "customer_id": customer }),
+            )
+            .await?;
+    }
+    let result = ledger
+        .create_accounts(&[new])
+        .await?
+        .pop()
+        .unwrap_or(CreateAccountResult::ExistsWithDifferentFields);
+    let status = match result {
+        CreateAccountResult::Ok => 201,
+        CreateAccountResult::Exists => 200,
+        CreateAccountResult::ExistsWithDifferentFields => {
+            return Err(ApiError::reason(
+                "conflict",
+                result.code(),
+                "the account id exists with different fields",
+            ));
+        }
+    };
+    let owner = match &customer {
+        Some(customer) => {
+            let owner =
+                db::claim_account(state.store(), &id.to_string(), customer, state.now_ms()).await?;
+            if &owner != customer {
+                return Err(ApiError::reason(
+                    "conflict",
+                    "account_owned_by_another_customer",
+                    "the account belongs to another customer",
+                ));
+            }
+            Some(owner)
+        }
+        None => db::owner_of(state.store(), &id.to_string()).await?,
+    };
+    let account = lookup(&state, id).await?;
+    let mut view = serde_json::to_value(AccountView::new(&account, owner))
+        .map_err(|e| ApiError::internal("internal_error", &e))?;
+    view["result"] = json!(result.code());
+    Ok(answer(status, view))
+}
+
+async fn lookup(state: &AppState, id: AccountId) -> Result<Account, ApiError> {
+    state
+        .ledger()?
+        .lookup_accounts(&[id])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("account"))
+}
+
+pub async fn get(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (id, owner) = visible(&state, &caller, &id).await?;
+    let account = lookup(&state, id).await?;
+    Ok(answer(200, AccountView::new(&account, owner)))
+}
+
+pub async fn balance(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (id, _) = visible(&state, &caller, &id).await?;
+    let account = lookup(&state, id).await?;
+    Ok(answer(
+        200,
+        json!({
+            "account_id": account.id,
+            "debits_posted_krw": account.debits_posted.get(),
+            "credits_posted_krw": account.credits_posted.get(),
+            "debits_pending_krw": account.debits_pending.get(),
+            "credits_pending_krw": account.credits_pending.get(),
+            "balance_krw": account.credit_balance().map(|k| k.get()),
+            "available_krw": account.available_credit_balance().map(|k| k.get()),
+            "seq": account.seq,
+        }),
+    ))
+}
+
+pub async fn of_customer(
+    state: Shared,
+    caller: Caller,
+    Path(customer): Path<String>,
+) -> Result<Response, ApiError> {
+    let customer = match parse_customer(&customer) {
+        Ok(customer) => customer,
+        Err(_) if caller.role == Role::Customer => return Err(ApiError::not_found("customer")),
+        Err(_) => return Err(ApiError::new("invalid_path", "customer_id is not a UUID")),
+    };
+    if !caller.may_see(Some(&customer)) {
+        return Err(ApiError::not_found("customer"));
+    }
+    let limit = i64::try_from(state.config().page_items_max).unwrap_or(100);
+    let ids = db::accounts_of(state.store(), &customer, limit).await?;
+    let ids: Vec<AccountId> = ids
+        .iter()
+        .filter_map(|id| AccountId::parse(id).ok())
+        .collect();
+    let mut accounts = state.ledger()?.lookup_accounts(&ids).await?;
+    accounts.sort_by_key(|a| a.id.as_u128());
+    let items: Vec<AccountView> = accounts
+        .iter()
+        .map(|a| AccountView::new(a, Some(customer.clone())))
+        .collect();
+    Ok(answer(200, json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    before_seq: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// One history line: the account's balances after the entry and what changed.
+#[derive(Serialize)]
+struct HistoryItem {
+    seq: i64,
+    transfer_id: String,
+    /// Change of the posted balance (credits minus debits): + in, − out.
+    amount_krw: i64,
+    /// Change of the pending amounts (holds placed or released).
+    pending_krw: i64,
+    direction: &'static str,
+    balance_after_krw: i64,
+    debits_pending_krw: i64,
+    credits_pending_krw: i64,
+    at_ms: i64,
+}
+
+fn posted(entry: &ledger::Entry) -> i64 {
+    entry
+        .credits_posted
+        .get()
+        .saturating_sub(entry.debits_posted.get())
+}
+
+fn pending_of(entry: &ledger::Entry) -> i64 {
+    entry
+        .credits_pending
+        .get()
+        .saturating_sub(entry.debits_pending.get())
+}
+
+pub async fn history(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let (id, _) = visible(&state, &caller, &id).await?;
+    let limit = page_limit(query.limit, 20, &state)?;
+    if query.before_seq.is_some_and(|s| s < 1) {
+        return Err(ApiError::new(
+            "invalid_query",
+            "before_seq must be at least 1",
+        ));
+    }
+    let channel = state.channel()?;
+    let limit_items = usize::try_from(limit).unwrap_or(20);
+    let page = channel
+        .history()
+        .history(id, query.before_seq, limit_items)
+        .await?;
+    // The change of the oldest entry needs the one before it.
+    let older = match page.entries.last() {
+        Some(last) if last.seq > 1 => channel
+            .history()
+            .history(id, Some(last.seq), 1)
+            .await?
+            .entries
+            .into_iter()
+            .next(),
+        _ => None,
+    };
+    let mut items = Vec::with_capacity(page.entries.len());
+    for (index, entry) in page.entries.iter().enumerate() {
+        let before = page.entries.get(index + 1).or(older.as_ref());
+        let (posted_before, pending_before) = before.map_or((0, 0), |b| (posted(b), pending_of(b)));
+        let amount_krw = posted(entry).saturating_sub(posted_before);
+        let pending_krw = pending_of(entry).saturating_sub(pending_before);
+        items.push(HistoryItem {
+            seq: entry.seq,
+            transfer_id: entry.transfer_id.to_string(),
+            amount_krw,
+            pending_krw,
+            direction: match amount_krw {
+                a if a > 0 => "in",
+                a if a < 0 => "out",
+                _ => "hold",
+            },
+            balance_after_krw: posted(entry),
+            debits_pending_krw: entry.debits_pending.get(),
+            credits_pending_krw: entry.credits_pending.get(),
+            at_ms: entry.created_at.unix_ms(),
+        });
+    }
+    Ok(answer(
+        200,
+        json!({
+            "account_id": id,
+            "items": items,
+            "next_before_seq": page.next_before_seq,
+            "synced": page.synced,
+            "stale": page.stale,
+        }),
+    ))
+}
+
+pub async fn sync(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(Empty {}): Json<Empty>,
+) -> Result<Response, ApiError> {
+    let (id, _) = visible(&state, &caller, &id).await?;
+    let report = state.channel()?.history().sync(id).await?;
+    Ok(answer(
+        200,
+        json!({
+            "account_id": id,
+            "synced": report.applied,
+            "last_seq": report.last_seq_after,
+            "last_seq_before": report.last_seq_before,
+        }),
+    ))
+}
+
+pub async fn pending(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (id, _) = visible(&state, &caller, &id).await?;
+    let channel = state.channel()?;
+    let limit = i64::try_from(state.config().page_items_max).unwrap_or(100);
+    let ids = db::channel_transfers_of(state.store(), &id.to_string(), limit).await?;
+    let mut items = Vec::new();
+    for transfer_id in ids {
+        let Ok(transfer_id) = money::TransferId::parse(&transfer_id) else {
+            continue;
+        };
+        if let Some(transfer) = channel.transfers().get(transfer_id).await?
+            && transfer.state.is_in_flight()
+        {
+            items.push(super::transfers::ChannelTransferView::from(&transfer));
+        }
+    }
+    Ok(answer(200, json!({ "account_id": id, "items": items })))
+}

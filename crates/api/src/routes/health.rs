@@ -1,0 +1,73 @@
+//! Health, readiness, metrics and the API's own description. None needs a key.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::{Shared, answer};
+use crate::error::ApiError;
+
+pub async fn healthz() -> Response {
+    answer(200, json!({ "status": "ok" }))
+}
+
+/// Every store the process uses, NATS when configured and the bank must answer.
+pub async fn readyz(state: Shared) -> Response {
+    let mut checks = Map::new();
+    let mut ready = true;
+    let mut note = |name: &str, outcome: Result<(), String>| {
+        ready &= outcome.is_ok();
+        checks.insert(
+            name.to_owned(),
+            Value::String(outcome.err().unwrap_or_else(|| "ok".to_owned())),
+        );
+    };
+    note("store", ping(state.store()).await);
+    let handles = state.handles();
+    if let Some(ledger) = &handles.ledger {
+        note("ledger_store", ping(ledger.store()).await);
+    }
+    if let Some(events) = &handles.events {
+        note("events_store", ping(events).await);
+    }
+    if let Some(payroll) = &handles.payroll {
+        note("payroll_store", ping(payroll.store()).await);
+    }
+    for (name, probe) in &handles.probes {
+        let outcome = match tokio::time::timeout(std::time::Duration::from_secs(2), probe()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err("no answer within 2 s".to_owned()),
+        };
+        note(name, outcome);
+    }
+    if ready {
+        answer(200, json!({ "ready": true, "checks": checks }))
+    } else {
+        ApiError::new("unavailable", "a dependency is not ready")
+            .with_details(json!({ "ready": false, "checks": checks }))
+            .into_response()
+    }
+}
+
+async fn ping(store: &store::Store) -> Result<(), String> {
+    crate::db::ping(store)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+pub async fn metrics() -> Response {
+    let mut response = crate::telemetry::render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
+pub async fn openapi() -> Response {
+    answer(200, crate::openapi::document())
+}
+
+pub async fn docs() -> Html<&'static str> {
+    Html(crate::openapi::DOCS_PAGE)
+}

@@ -1,0 +1,178 @@
+//! Operators' settlement endpoints: fee days (status, module runs, the
+//! reconciliation report) and the salary pipeline (status, deposits, retry,
+//! rollback, alerts). Every action is written to the audit log before it runs.
+
+use axum::response::Response;
+use fees::{BusinessDay, Module, Trigger};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// How long a deposit may sit untouched before the status calls it stuck.
+const STUCK_AFTER_MS: i64 = 15 * 60 * 1_000;
+
+fn parse_day(text: &str) -> Result<BusinessDay, ApiError> {
+    BusinessDay::parse(text).map_err(|error| ApiError::new("invalid_path", error.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn days(state: Shared, Query(query): Query<LimitQuery>) -> Result<Response, ApiError> {
+    let fees = state.fees()?;
+    let limit = usize::try_from(page_limit(query.limit, 30, &state)?).unwrap_or(30);
+    let days = fees.days(true).await?;
+    let mut items = Vec::new();
+    for day in days.into_iter().rev().take(limit) {
+        if let Some(status) = fees.status(day).await? {
+            items.push(status);
+        }
+    }
+    Ok(answer(200, json!({ "items": items })))
+}
+
+pub async fn day(state: Shared, Path(day): Path<String>) -> Result<Response, ApiError> {
+    let day = parse_day(&day)?;
+    let fees = state.fees()?;
+    let status = fees
+        .status(day)
+        .await?
+        .ok_or_else(|| ApiError::not_found("recorded fee day"))?;
+    let runs = fees.runs(day, 50).await?;
+    Ok(answer(200, json!({ "status": status, "runs": runs })))
+}
+
+pub async fn run_module(
+    state: Shared,
+    caller: Caller,
+    Path((day, module)): Path<(String, String)>,
+    Json(Empty {}): Json<Empty>,
+) -> Result<Response, ApiError> {
+    let day = parse_day(&day)?;
+    let module = Module::ALL
+        .into_iter()
+        .find(|m| m.name() == module)
+        .ok_or_else(|| {
+            ApiError::new(
+                "invalid_path",
+                "module must be record, pay, verify or withdraw",
+            )
+        })?;
+    let fees = state.fees()?;
+    state
+        .audit(
+            &caller,
+            &format!("fees.{}", module.name()),
+            &day.to_string(),
+            json!({}),
+        )
+        .await?;
+    let report = match module {
+        Module::Record => fees.record(day, Trigger::Operator).await?,
+        Module::Pay => fees.pay(day, Trigger::Operator).await?,
+        Module::Verify => fees.verify(day, Trigger::Operator).await?,
+        Module::Withdraw => fees.withdraw(day, Trigger::Operator).await?,
+    };
+    Ok(answer(200, report))
+}
+
+pub async fn report(state: Shared, Path(day): Path<String>) -> Result<Response, ApiError> {
+    let day = parse_day(&day)?;
+    let fees = state.fees()?;
+    let statement = state
+        .handles()
+        .statement
+        .clone()
+        .ok_or_else(|| ApiError::role_disabled("a bank statement source"))?;
+    let report = fees.report(day, statement.as_ref()).await?;
+    Ok(answer(200, report))
+}
+
+pub async fn payroll_status(state: Shared) -> Result<Response, ApiError> {
+    let status = state.payroll()?.status(STUCK_AFTER_MS).await?;
+    let alerts = status.alerts.len();
+    Ok(answer(
+        200,
+        json!({
+            "users": status.users,
+            "per_state": status.per_state.iter().map(|(s, n)| json!({"state": s, "count": n})).collect::<Vec<_>>(),
+            "stuck": status.stuck,
+            "alerts_count": alerts,
+            "alerts": status.alerts.iter().take(20).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepositsQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn deposits(
+    state: Shared,
+    Query(query): Query<DepositsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = usize::try_from(page_limit(query.limit, 50, &state)?).unwrap_or(50);
+    let wanted = match query.state.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(payroll::DepositState::parse(text).ok_or_else(|| {
+            ApiError::new("invalid_query", format!("unknown deposit state {text:?}"))
+        })?),
+    };
+    let deposits = state.payroll()?.deposits().await?;
+    let items: Vec<_> = deposits
+        .into_iter()
+        .rev()
+        .filter(|d| wanted.is_none_or(|w| d.state == w))
+        .take(limit)
+        .collect();
+    Ok(answer(200, json!({ "items": items })))
+}
+
+pub async fn retry(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(Empty {}): Json<Empty>,
+) -> Result<Response, ApiError> {
+    let payroll = state.payroll()?;
+    payroll.deposit(&id).await?;
+    state
+        .audit(&caller, "payroll.retry", &id, json!({}))
+        .await?;
+    Ok(answer(200, payroll.retry(&id).await?))
+}
+
+pub async fn rollback(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(Empty {}): Json<Empty>,
+) -> Result<Response, ApiError> {
+    let payroll = state.payroll()?;
+    payroll.deposit(&id).await?;
+    state
+        .audit(&caller, "payroll.rollback", &id, json!({}))
+        .await?;
+    Ok(answer(200, payroll.rollback(&id).await?))
+}
+
+pub async fn alerts(state: Shared) -> Result<Response, ApiError> {
+    let alerts = state.payroll()?.alerts().await?;
+    let items: Vec<_> = alerts
+        .into_iter()
+        .take(state.config().page_items_max)
+        .collect();
+    Ok(answer(200, json!({ "items": items })))
+}

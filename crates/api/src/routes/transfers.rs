@@ -1,0 +1,240 @@
+//! Ledger transfers and holds (for services) and channel transfers (for customers,
+//! and services acting for them). The transfer id is client-chosen and is the
+//! ledger's own idempotency key; `Idempotency-Key` adds replay of the HTTP answer.
+
+use axum::response::Response;
+use channel::{ChannelTransfer, NewTransfer, UserId};
+use ledger::{TransferInput, TransferOutcome, TransferResult};
+use money::{AccountId, Krw, TransferId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::accounts::visible;
+use super::{Json, Path, Shared, answer};
+use crate::auth::{Caller, Role};
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Submits one parsed ledger transfer and maps its result: `ok` 201, `exists` 200,
+/// a taken id 409, any other result 422 `refused` with the result as the reason.
+async fn submit(state: &AppState, input: TransferInput) -> Result<Response, ApiError> {
+    let ledger = state.ledger()?;
+    let request = input
+        .parse(ledger.clock().now())
+        .map_err(|error| ApiError::invalid(error.code(), error.to_string()))?;
+    let result = ledger.transfer(request).await?;
+    let body = json!({ "id": input.id, "result": result.code() });
+    match result {
+        TransferResult::Ok => Ok(answer(201, body)),
+        TransferResult::Exists => Ok(answer(200, body)),
+        TransferResult::ExistsWithDifferentFields => Err(ApiError::reason(
+            "conflict",
+            result.code(),
+            "the transfer id is taken by a request with other fields",
+        )),
+        refused => Err(ApiError::reason(
+            "refused",
+            refused.code(),
+            format!("the ledger refused the transfer: {}", refused.code()),
+        )
+        .with_details(json!({ "reason": refused.code(), "id": input.id }))),
+    }
+}
+
+pub async fn transfer(
+    state: Shared,
+    Json(input): Json<TransferInput>,
+) -> Result<Response, ApiError> {
+    submit(&state, input).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    id: String,
+    debit_account_id: String,
+    credit_account_id: String,
+    amount_krw: i64,
+    #[serde(default)]
+    timeout_ms: Option<i64>,
+    #[serde(default)]
+    code: Option<u16>,
+    #[serde(default)]
+    user_data: Option<u64>,
+}
+
+pub async fn hold(state: Shared, Json(body): Json<HoldBody>) -> Result<Response, ApiError> {
+    submit(
+        &state,
+        TransferInput {
+            id: body.id,
+            kind: Some("pending".into()),
+            debit_account_id: Some(body.debit_account_id),
+            credit_account_id: Some(body.credit_account_id),
+            amount: Some(body.amount_krw),
+            timeout_ms: body.timeout_ms,
+            code: body.code,
+            user_data: body.user_data,
+            ..TransferInput::default()
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostBody {
+    /// The post transfer's own id.
+    id: String,
+    /// Omitted: the full held amount.
+    #[serde(default)]
+    amount_krw: Option<i64>,
+}
+
+pub async fn post_hold(
+    state: Shared,
+    Path(pending_id): Path<String>,
+    Json(body): Json<PostBody>,
+) -> Result<Response, ApiError> {
+    submit(
+        &state,
+        TransferInput {
+            id: body.id,
+            kind: Some("post".into()),
+            pending_id: Some(pending_id),
+            amount: body.amount_krw,
+            ..TransferInput::default()
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoidBody {
+    id: String,
+}
+
+pub async fn void_hold(
+    state: Shared,
+    Path(pending_id): Path<String>,
+    Json(body): Json<VoidBody>,
+) -> Result<Response, ApiError> {
+    submit(
+        &state,
+        TransferInput {
+            id: body.id,
+            kind: Some("void".into()),
+            pending_id: Some(pending_id),
+            ..TransferInput::default()
+        },
+    )
+    .await
+}
+
+pub async fn outcome(state: Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = TransferId::parse(&id)
+        .map_err(|error| ApiError::new("invalid_path", format!("transfer id: {error}")))?;
+    let outcome: TransferOutcome = state.ledger()?.outcome(id).await?;
+    Ok(answer(200, outcome))
+}
+
+/// A channel transfer as the API shows it.
+#[derive(Serialize)]
+pub struct ChannelTransferView {
+    id: TransferId,
+    customer_id: String,
+    from_account_id: AccountId,
+    to_account_id: AccountId,
+    amount_krw: i64,
+    state: &'static str,
+    result_code: Option<String>,
+    requested_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+impl From<&ChannelTransfer> for ChannelTransferView {
+    fn from(t: &ChannelTransfer) -> ChannelTransferView {
+        ChannelTransferView {
+            id: t.id,
+            customer_id: t.user.to_string(),
+            from_account_id: t.debit,
+            to_account_id: t.credit,
+            amount_krw: t.amount.get(),
+            state: t.state.name(),
+            result_code: t.result_code.clone(),
+            requested_at_ms: t.requested_at.unix_ms(),
+            updated_at_ms: t.updated_at.unix_ms(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelTransferBody {
+    id: String,
+    from_account_id: String,
+    to_account_id: String,
+    amount_krw: i64,
+}
+
+pub async fn channel_transfer(
+    state: Shared,
+    caller: Caller,
+    Json(body): Json<ChannelTransferBody>,
+) -> Result<Response, ApiError> {
+    let id = TransferId::parse(&body.id)
+        .map_err(|error| ApiError::invalid(error.code(), format!("id: {error}")))?;
+    let to = AccountId::parse(&body.to_account_id)
+        .map_err(|error| ApiError::invalid(error.code(), format!("to_account_id: {error}")))?;
+    let amount = Krw::positive(body.amount_krw)
+        .map_err(|error| ApiError::invalid(error.code(), format!("amount_krw: {error}")))?;
+    let (from, owner) = visible(&state, &caller, &body.from_account_id).await?;
+    let Some(owner) = owner else {
+        return Err(ApiError::invalid(
+            "account_has_no_customer",
+            "the from account belongs to no customer",
+        ));
+    };
+    let user =
+        UserId::parse(&owner).map_err(|error| ApiError::internal("internal_error", &error))?;
+    let new = NewTransfer::new(id, user, from, to, amount)
+        .map_err(|error| ApiError::invalid(error.code(), error.to_string()))?;
+    let channel = state.channel()?;
+    let transfer = channel.transfers().submit(new).await?;
+    db::record_channel_transfer(
+        state.store(),
+        &id.to_string(),
+        &from.to_string(),
+        &owner,
+        state.now_ms(),
+    )
+    .await?;
+    Ok(answer(201, ChannelTransferView::from(&transfer)))
+}
+
+pub async fn channel_transfer_get(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = match TransferId::parse(&id) {
+        Ok(id) => id,
+        Err(_) if caller.role == Role::Customer => return Err(ApiError::not_found("transfer")),
+        Err(error) => {
+            return Err(ApiError::new(
+                "invalid_path",
+                format!("transfer id: {error}"),
+            ));
+        }
+    };
+    let transfer = state
+        .channel()?
+        .transfers()
+        .get(id)
+        .await?
+        .filter(|t| caller.may_see(Some(&t.user.to_string())))
+        .ok_or_else(|| ApiError::not_found("transfer"))?;
+    Ok(answer(200, ChannelTransferView::from(&transfer)))
+}
