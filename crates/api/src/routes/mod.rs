@@ -681,6 +681,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
         if std::str::from_utf8(text).is_err() {
             return Err(ApiError::new("invalid_json", "the body is not UTF-8"));
         }
+        // serde would also read a struct from a positional array (`["ops"]`); a
+        // body is an object with named fields, nothing else.
+        if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::new(
+                "invalid_json",
+                "the body must be a JSON object",
+            ));
+        }
         serde_json::from_slice(text).map(Json).map_err(|error| {
             ApiError::new("invalid_json", format!("the body does not fit: {error}"))
                 .with_details(serde_json::json!({ "line": error.line(), "column": error.column() }))
