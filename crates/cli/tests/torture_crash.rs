@@ -2,7 +2,8 @@
 //! child `settle` process that is SIGKILLed (or dies at a fail point) 20 times at
 //! seeded random moments and restarted, under bank or core faults at 10 % and
 //! 30 %, on SQLite and on PostgreSQL with the run's connections terminated
-//! mid-run; then every invariant of DESIGN.md is checked. The long version is
+//! mid-run, and (relay) a private nats-server killed and restarted under the
+//! relay; then every invariant of DESIGN.md is checked. The long version is
 //! `settle torture --cycles 200` (docs/reliability.md).
 
 use torture::Workload;
@@ -40,6 +41,21 @@ async fn postgres_url() -> Option<String> {
         }
         Err(error) => panic!("PostgreSQL at {url} is unreachable in CI: {error}"),
     }
+}
+
+/// Whether a private nats-server can be started (always in CI).
+fn nats_server_available() -> bool {
+    let binary = torture::nats_server::binary();
+    if binary.exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing in CI",
+        binary.display()
+    );
+    eprintln!("skipping: no {}", binary.display());
+    false
 }
 
 async fn torture(plan: Plan) -> Summary {
@@ -116,4 +132,36 @@ async fn channel_transfers_killed_twenty_times_with_30_percent_lost_answers_and_
     plan.pg_drop_pct = 25;
     let summary = torture(plan).await;
     assert!(summary.core_faults_injected > 0, "{summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaying_to_a_restarted_nats_with_the_relay_killed_twenty_times_delivers_every_event_once()
+{
+    if !nats_server_available() {
+        return;
+    }
+    let mut plan = plan(Workload::Relay, 20_261_129, 0);
+    plan.nats_restart_pct = 30;
+    let summary = torture(plan).await;
+    assert!(summary.nats_restarts > 0, "{summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaying_on_postgres_with_dropped_connections_and_a_restarted_nats_delivers_every_event_once()
+ {
+    if !nats_server_available() {
+        return;
+    }
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let mut plan = plan(Workload::Relay, 20_261_130, 0);
+    plan.database_url = Some(url);
+    plan.pg_drop_pct = 25;
+    plan.nats_restart_pct = 25;
+    let summary = torture(plan).await;
+    assert!(
+        summary.nats_restarts + summary.pg_backends_terminated > 0,
+        "{summary:?}"
+    );
 }

@@ -20,7 +20,7 @@ use bank::types::{
 };
 use bank::{BankApi, BankError};
 
-use crate::{TortureError, Workload, channel_workload, fees_workload};
+use crate::{TortureError, Workload, channel_workload, fees_workload, relay_workload};
 
 /// Exit status of a child that stopped at a fail point.
 pub const FAILPOINT_EXIT_CODE: i32 = 86;
@@ -38,7 +38,9 @@ pub struct ChildArgs {
     /// Die right after the n-th money-moving call reached the bank (or the core),
     /// before its answer is recorded.
     pub failpoint_after_calls: Option<u64>,
-    /// Channel: transfers in the whole run.
+    /// Relay: the private NATS server.
+    pub nats_url: Option<String>,
+    /// Channel and relay: transfers in the whole run.
     pub items: u64,
     /// Channel: share of core calls that misbehave, in percent.
     pub fault_rate_pct: u32,
@@ -101,6 +103,7 @@ pub async fn run(args: ChildArgs) -> Result<(), TortureError> {
             fees_workload::run_child(&args, bank, &mut out).await
         }
         Workload::Channel => channel_workload::run_child(&args, &mut out).await,
+        Workload::Relay => relay_workload::run_child(&args, &mut out).await,
     }
 }
 

@@ -27,6 +27,8 @@ use crate::check::{Check, Checks};
 use crate::child::FAILPOINT_EXIT_CODE;
 use crate::faults::{self, FaultKind};
 use crate::fees_workload::FeesParent;
+use crate::nats_server::PrivateNats;
+use crate::relay_workload::RelayParent;
 use crate::scratch::Scratch;
 use crate::{TortureError, Workload};
 
@@ -40,6 +42,9 @@ const FINAL_TIMEOUT_MS: u64 = 600_000;
 const FINAL_ATTEMPTS_MAX: u32 = 3;
 /// Channel transfers per cycle of the plan (plus a fixed tail).
 const CHANNEL_ITEMS_PER_CYCLE: u64 = 40;
+/// Relay transfers per cycle of the plan: a child writes and relays a few
+/// hundred a second.
+const RELAY_ITEMS_PER_CYCLE: u64 = 250;
 
 /// Everything a run needs; the same plan and seed replay the same decisions.
 #[derive(Clone, Debug)]
@@ -60,6 +65,8 @@ pub struct Plan {
     pub failpoint_pct: u32,
     /// PostgreSQL: terminate the run's backends in this share of cycles.
     pub pg_drop_pct: u32,
+    /// Relay: SIGKILL and restart the private nats-server in this share of cycles.
+    pub nats_restart_pct: u32,
     /// Keep the stores (always kept when an invariant broke).
     pub keep: bool,
 }
@@ -78,6 +85,7 @@ impl Plan {
             kill_ms_max: 1_500,
             failpoint_pct: 25,
             pg_drop_pct: 0,
+            nats_restart_pct: 0,
             keep: false,
         }
     }
@@ -94,7 +102,11 @@ impl Plan {
                 "kill_ms_min must not exceed kill_ms_max".into(),
             ));
         }
-        if self.failpoint_pct > 100 || self.pg_drop_pct > 100 || self.fault_rate_pct > 100 {
+        if self.failpoint_pct > 100
+            || self.pg_drop_pct > 100
+            || self.nats_restart_pct > 100
+            || self.fault_rate_pct > 100
+        {
             return Err(TortureError::Invalid("percentages are 0..=100".into()));
         }
         Ok(())
@@ -127,6 +139,8 @@ pub struct Summary {
     /// Channel: core calls that misbehaved (lost answers, delays, stragglers).
     pub core_faults_injected: u64,
     pub pg_backends_terminated: u64,
+    /// Relay: restarts of the private nats-server while a child worked.
+    pub nats_restarts: u64,
     /// Fee days or channel transfers the run settled.
     pub work_items: u64,
     pub checks: Vec<Check>,
@@ -144,6 +158,7 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 enum Parent {
     Fees(FeesParent),
     Channel(ChannelParent),
+    Relay(RelayParent),
 }
 
 /// How one child ended.
@@ -159,6 +174,17 @@ enum Ending {
 struct Counters {
     operations: u64,
     core_faults: u64,
+    pg_backends_terminated: u64,
+}
+
+/// What may disturb a child while it works, besides its kill.
+struct Disturbances<'a> {
+    scratch: &'a Scratch,
+    nats: Option<&'a mut PrivateNats>,
+    /// After `ready`: terminate the run's PostgreSQL backends.
+    drop_backends_after: Option<Duration>,
+    /// After `ready`: restart the private nats-server.
+    restart_nats_after: Option<Duration>,
 }
 
 /// Runs a whole torture plan and checks the invariants.
@@ -203,13 +229,24 @@ async fn run_in(
         let _ = stopped.await;
     }));
 
-    let items = plan.cycles * CHANNEL_ITEMS_PER_CYCLE + 200;
+    let items = match plan.workload {
+        Workload::Relay => plan.cycles * RELAY_ITEMS_PER_CYCLE + 500,
+        _ => plan.cycles * CHANNEL_ITEMS_PER_CYCLE + 200,
+    };
+    let mut nats = match plan.workload {
+        Workload::Relay => Some(PrivateNats::start(&scratch.dir.join("nats")).await?),
+        _ => None,
+    };
+    let nats_url = nats.as_ref().map(|n| n.url()).unwrap_or_default();
     let mut parent = match plan.workload {
         Workload::Fees => {
             Parent::Fees(FeesParent::open(&scratch.parent_url, sim.clone(), plan.seed).await?)
         }
         Workload::Channel => {
             Parent::Channel(ChannelParent::open(&scratch.parent_url, plan.seed, items).await?)
+        }
+        Workload::Relay => {
+            Parent::Relay(RelayParent::open(&scratch.parent_url, plan.seed, items).await?)
         }
     };
     let child_log = scratch.dir.join("children.log");
@@ -222,6 +259,7 @@ async fn run_in(
             .args(["--seed", &plan.seed.to_string()])
             .args(["--cycle", &cycle.to_string()])
             .args(["--items", &items.to_string()])
+            .args(["--nats-url", &nats_url])
             .args(["--fault-rate-pct", &plan.fault_rate_pct.to_string()]);
         if let Some(calls) = failpoint_after_calls {
             command.args(["--failpoint-after-calls", &calls.to_string()]);
@@ -249,6 +287,7 @@ async fn run_in(
         faults_injected: FaultsInjected::default(),
         core_faults_injected: 0,
         pg_backends_terminated: 0,
+        nats_restarts: 0,
         work_items: 0,
         checks: Vec::new(),
         violations: 0,
@@ -259,6 +298,7 @@ async fn run_in(
     let mut counters = Counters {
         operations: 0,
         core_faults: 0,
+        pg_backends_terminated: 0,
     };
     let mut child_failures = Vec::new();
     for cycle in 0..plan.cycles {
@@ -271,15 +311,21 @@ async fn run_in(
         let drop_at_ms = (scratch.application_name().is_some()
             && rng.random_range(0..100) < plan.pg_drop_pct)
             .then(|| rng.random_range(0..=kill_after_ms));
+        let restart_at_ms = (nats.is_some() && rng.random_range(0..100) < plan.nats_restart_pct)
+            .then(|| rng.random_range(0..=kill_after_ms));
         let mut command = spawn(cycle, failpoint);
+        let disturbances = Disturbances {
+            scratch,
+            nats: nats.as_mut(),
+            drop_backends_after: drop_at_ms.map(Duration::from_millis),
+            restart_nats_after: restart_at_ms.map(Duration::from_millis),
+        };
         let ending = drive(
             &mut command,
             &child_log,
             Some(Duration::from_millis(kill_after_ms)),
-            drop_at_ms.map(Duration::from_millis),
-            scratch,
+            disturbances,
             &mut counters,
-            &mut summary.pg_backends_terminated,
         )
         .await?;
         match ending {
@@ -306,17 +352,13 @@ async fn run_in(
     let mut last_failure = String::new();
     for attempt in 0..FINAL_ATTEMPTS_MAX {
         let mut command = spawn(plan.cycles + u64::from(attempt), None);
-        match drive(
-            &mut command,
-            &child_log,
-            None,
-            None,
+        let disturbances = Disturbances {
             scratch,
-            &mut counters,
-            &mut summary.pg_backends_terminated,
-        )
-        .await?
-        {
+            nats: None,
+            drop_backends_after: None,
+            restart_nats_after: None,
+        };
+        match drive(&mut command, &child_log, None, disturbances, &mut counters).await? {
             Ending::Done => {
                 finished = true;
                 break;
@@ -330,6 +372,8 @@ async fn run_in(
     }
     summary.operations = counters.operations;
     summary.core_faults_injected = counters.core_faults;
+    summary.pg_backends_terminated = counters.pg_backends_terminated;
+    summary.nats_restarts = nats.as_ref().map(|n| n.restarts).unwrap_or(0);
     let mut checks = Checks::default();
     checks.add(
         "the last child finishes the work without a kill",
@@ -356,6 +400,13 @@ async fn run_in(
             checks.extend(channel.check().await?);
             summary.work_items = items;
         }
+        Parent::Relay(relay) => {
+            checks.extend(relay.check().await?);
+            summary.work_items = items;
+        }
+    }
+    if let Some(nats) = nats {
+        nats.stop().await;
     }
     summary.faults_injected = sim.faults_injected();
     summary.violations = checks.violations();
@@ -384,6 +435,9 @@ pub fn replay_command(plan: &Plan) -> String {
     if plan.fault_rate_pct > 0 {
         line.push_str(&format!(" --fault-rate-pct {}", plan.fault_rate_pct));
     }
+    if plan.nats_restart_pct > 0 {
+        line.push_str(&format!(" --nats-restart-pct {}", plan.nats_restart_pct));
+    }
     if plan
         .database_url
         .as_deref()
@@ -403,10 +457,8 @@ async fn drive(
     command: &mut tokio::process::Command,
     child_log: &std::path::Path,
     kill_after: Option<Duration>,
-    drop_backends_at: Option<Duration>,
-    scratch: &Scratch,
+    mut disturbances: Disturbances<'_>,
     counters: &mut Counters,
-    terminated: &mut u64,
 ) -> Result<Ending, TortureError> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -427,6 +479,7 @@ async fn drive(
     let ready_by = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
     let mut kill_at = far;
     let mut drop_at = far;
+    let mut restart_at = far;
     let mut give_up_at = ready_by;
     let mut saw_done = false;
     let mut saw_failpoint = false;
@@ -440,8 +493,11 @@ async fn drive(
                     if let Some(after) = kill_after {
                         kill_at = now + after;
                     }
-                    if let Some(at) = drop_backends_at {
+                    if let Some(at) = disturbances.drop_backends_after {
                         drop_at = now + at;
+                    }
+                    if let Some(at) = disturbances.restart_nats_after {
+                        restart_at = now + at;
                     }
                     give_up_at = now + Duration::from_millis(FINAL_TIMEOUT_MS);
                 } else if line.starts_with("op ") {
@@ -461,7 +517,14 @@ async fn drive(
             }
             () = tokio::time::sleep_until(drop_at.into()) => {
                 drop_at = far;
-                *terminated += terminate_backends(scratch).await?;
+                counters.pg_backends_terminated +=
+                    terminate_backends(disturbances.scratch).await?;
+            }
+            () = tokio::time::sleep_until(restart_at.into()) => {
+                restart_at = far;
+                if let Some(nats) = disturbances.nats.as_mut() {
+                    nats.restart().await?;
+                }
             }
             () = tokio::time::sleep_until(give_up_at.into()) => {
                 child.start_kill()?;

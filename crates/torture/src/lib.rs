@@ -24,6 +24,8 @@ mod error;
 pub mod faults;
 mod fees_workload;
 pub mod harness;
+pub mod nats_server;
+mod relay_workload;
 mod scratch;
 pub mod simulation;
 
@@ -41,15 +43,19 @@ pub enum Workload {
     /// Channel transfers through a core that loses answers, settled by the
     /// reconciler after the late window.
     Channel,
+    /// Ledger transfers' outbox rows relayed to a private NATS JetStream (which
+    /// the parent restarts) and consumed by a durable worker per partition.
+    Relay,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 2] = [Workload::Fees, Workload::Channel];
+    pub const ALL: [Workload; 3] = [Workload::Fees, Workload::Channel, Workload::Relay];
 
     pub fn name(self) -> &'static str {
         match self {
             Workload::Fees => "fees",
             Workload::Channel => "channel",
+            Workload::Relay => "relay",
         }
     }
 
@@ -58,7 +64,9 @@ impl Workload {
             .into_iter()
             .find(|w| w.name() == text)
             .ok_or_else(|| {
-                TortureError::Invalid(format!("unknown workload {text:?}; one of: fees, channel"))
+                TortureError::Invalid(format!(
+                    "unknown workload {text:?}; one of: fees, channel, relay"
+                ))
             })
     }
 }

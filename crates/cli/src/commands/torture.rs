@@ -37,7 +37,7 @@ enum TortureCommand {
 
 #[derive(Args, Debug, Clone)]
 struct RunArgs {
-    /// fees or channel.
+    /// fees, channel or relay.
     #[arg(long, default_value = "fees")]
     workload: String,
     /// Kill-and-restart cycles before the last, unkilled child finishes the work.
@@ -64,6 +64,9 @@ struct RunArgs {
     /// PostgreSQL: share of cycles in which the run's backends are terminated.
     #[arg(long, default_value_t = 0)]
     pg_drop_pct: u32,
+    /// Relay: share of cycles in which the private nats-server is killed and restarted.
+    #[arg(long, default_value_t = 0)]
+    nats_restart_pct: u32,
     /// Keep the stores and child logs.
     #[arg(long)]
     keep: bool,
@@ -115,6 +118,8 @@ struct ChildArgs {
     items: u64,
     #[arg(long, default_value_t = 0)]
     fault_rate_pct: u32,
+    #[arg(long)]
+    nats_url: Option<String>,
 }
 
 fn invalid(error: TortureError) -> anyhow::Error {
@@ -156,6 +161,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     plan.kill_ms_max = args.kill_ms_max.max(plan.kill_ms_min);
     plan.failpoint_pct = args.failpoint_pct;
     plan.pg_drop_pct = args.pg_drop_pct;
+    plan.nats_restart_pct = args.nats_restart_pct;
     plan.keep = args.keep;
     Ok(plan)
 }
@@ -265,6 +271,7 @@ async fn run_child(args: ChildArgs) -> anyhow::Result<()> {
         failpoint_after_calls: args.failpoint_after_calls,
         items: args.items,
         fault_rate_pct: args.fault_rate_pct,
+        nats_url: args.nats_url.filter(|url| !url.is_empty()),
     })
     .await?;
     Ok(())
