@@ -7,7 +7,7 @@
 //! never let a key's seq advance by more than one, and never commit an effect
 //! without its completion record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use money::{Clock, Timestamp};
@@ -23,6 +23,12 @@ pub type HandleError = Box<dyn std::error::Error + Send + Sync>;
 /// kinds once per key in seq order and records completion in `tx`; effects written
 /// through `tx` therefore happen exactly once.
 pub trait Consumer: Send + Sync + 'static {
+    /// Whether [`Consumer::prepare`] does anything. When it does, the backbone
+    /// prepares and handles at most one event of the consumer's kinds per key per
+    /// transaction, so such an event is prepared only after the key's earlier
+    /// events committed.
+    const PREPARES: bool = false;
+
     /// The durable name under which progress and dead letters are kept.
     fn name(&self) -> &str;
 
@@ -38,6 +44,17 @@ pub trait Consumer: Send + Sync + 'static {
         event: &Event,
         tx: &mut Tx,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// Slow work for one event outside any transaction — a bank call that must not
+    /// hold a database lock while it waits — called (only when
+    /// [`Consumer::PREPARES`]) before every attempt to `handle` an event of the
+    /// consumer's kinds. It may run for an event that then turns out finished, or
+    /// run again after a crash, so it must be idempotent and leave recording its
+    /// result to `handle`. An error counts as a failed attempt, like one from
+    /// `handle`. Default: nothing.
+    fn prepare(&self, _event: &Event) -> impl Future<Output = Result<(), HandleError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// What delivering one event came to.
@@ -198,15 +215,88 @@ async fn deliver_in_tx<C: Consumer>(
     }
 }
 
-/// Delivers events of distinct keys in one transaction: one commit for the whole
-/// batch, one outcome per event in input order. A backbone failure turns every
-/// unfinished outcome into [`Outcome::Transient`].
+/// Delivers a batch, one outcome per event in input order. Without a `prepare`
+/// step the whole batch is one transaction. With one, the batch goes in rounds —
+/// the first event of the consumer's kinds of every key, then the second, … —
+/// each round prepared concurrently outside any transaction and then handled in
+/// one transaction; a key whose event did not finish takes no further part.
 pub(crate) async fn deliver_batch<C: Consumer>(
     store: &Store,
     consumer: &C,
     events: &[Event],
     clock: &dyn Clock,
 ) -> Vec<Outcome> {
+    if !C::PREPARES {
+        return deliver_in_one_tx(store, consumer, events, clock).await;
+    }
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+    // A key's n-th event of the consumer's kinds opens its round n; events of
+    // other kinds (nothing to prepare) ride along in the round before them.
+    let mut round_of: Vec<usize> = Vec::with_capacity(events.len());
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for event in events {
+        let count = seen.entry(event.key.as_str()).or_insert(0);
+        if consumer.kinds().iter().any(|kind| *kind == event.kind) {
+            *count += 1;
+        }
+        round_of.push(count.saturating_sub(1));
+    }
+    let rounds = seen.values().copied().max().unwrap_or(0).max(1);
+    let mut stopped: HashSet<&str> = HashSet::new();
+    for round in 0..rounds {
+        let members: Vec<usize> = (0..events.len())
+            .filter(|&i| round_of[i] == round && !stopped.contains(events[i].key.as_str()))
+            .collect();
+        let prepared = futures_util::future::join_all(members.iter().map(|&i| async move {
+            let event = &events[i];
+            if consumer.kinds().iter().any(|kind| *kind == event.kind) {
+                consumer.prepare(event).await
+            } else {
+                Ok(())
+            }
+        }))
+        .await;
+        let mut ready: Vec<usize> = Vec::with_capacity(members.len());
+        for (i, result) in members.into_iter().zip(prepared) {
+            match result {
+                Ok(()) => ready.push(i),
+                Err(error) => {
+                    outcomes[i] = Some(Outcome::Failed(error.to_string()));
+                    stopped.insert(events[i].key.as_str());
+                }
+            }
+        }
+        let batch: Vec<Event> = ready.iter().map(|&i| events[i].clone()).collect();
+        let delivered = deliver_in_one_tx(store, consumer, &batch, clock).await;
+        for (i, outcome) in ready.into_iter().zip(delivered) {
+            if !outcome.is_finished() {
+                stopped.insert(events[i].key.as_str());
+            }
+            outcomes[i] = Some(outcome);
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| {
+                Outcome::Transient("an earlier event of its key did not finish".into())
+            })
+        })
+        .collect()
+}
+
+/// Delivers events of distinct keys in one transaction: one commit for the whole
+/// batch, one outcome per event in input order. A backbone failure turns every
+/// unfinished outcome into [`Outcome::Transient`].
+async fn deliver_in_one_tx<C: Consumer>(
+    store: &Store,
+    consumer: &C,
+    events: &[Event],
+    clock: &dyn Clock,
+) -> Vec<Outcome> {
+    if events.is_empty() {
+        return Vec::new();
+    }
     let transient = |error: EventsError| -> Vec<Outcome> {
         let message = error.to_string();
         events

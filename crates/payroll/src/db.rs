@@ -190,6 +190,16 @@ pub(crate) async fn user_tx(tx: &mut Tx, user_id: &str) -> Result<Option<UserRow
     Ok(row.map(user_from))
 }
 
+pub(crate) async fn user(store: &Store, user_id: &str) -> Result<Option<UserRow>, PayrollError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM payroll_users WHERE user_id = $1");
+    let row: Option<UserTuple> = on_pool!(
+        store,
+        sqlx::query_as::<_, UserTuple>(&sql).bind(user_id),
+        fetch_optional
+    )?;
+    Ok(row.map(user_from))
+}
+
 /// Users after `after` (by id), at most `limit`.
 pub(crate) async fn users_page(
     store: &Store,
@@ -546,6 +556,37 @@ pub(crate) async fn deposit_of_event(
     Ok(row.map(|r| r.0))
 }
 
+/// The deposit an event is about, read outside any transaction.
+pub(crate) async fn deposit_of_event_pool(
+    store: &Store,
+    event_id: &str,
+) -> Result<Option<String>, PayrollError> {
+    let row: Option<(String,)> = on_pool!(
+        store,
+        sqlx::query_as::<_, (String,)>(
+            "SELECT deposit_id FROM payroll_event_deposits WHERE event_id = $1"
+        )
+        .bind(event_id),
+        fetch_optional
+    )?;
+    Ok(row.map(|r| r.0))
+}
+
+pub(crate) async fn paid_chunks_pool(
+    store: &Store,
+    deposit_id: &str,
+) -> Result<Vec<(i64, i64)>, PayrollError> {
+    let rows: Vec<(i64, i64)> = on_pool!(
+        store,
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT chunk, amount_krw FROM payroll_payout_chunks WHERE deposit_id = $1 ORDER BY chunk"
+        )
+        .bind(deposit_id),
+        fetch_all
+    )?;
+    Ok(rows)
+}
+
 pub(crate) async fn paid_chunks(
     tx: &mut Tx,
     deposit_id: &str,
@@ -572,7 +613,7 @@ pub(crate) async fn insert_chunk(
         tx,
         sqlx::query(
             "INSERT INTO payroll_payout_chunks (deposit_id, chunk, bank_tran_id, amount_krw)
-             VALUES ($1, $2, $3, $4)"
+             VALUES ($1, $2, $3, $4) ON CONFLICT (deposit_id, chunk) DO NOTHING"
         )
         .bind(deposit_id)
         .bind(chunk)
@@ -699,6 +740,20 @@ pub(crate) async fn alert_of_event(
     Ok(row.map(alert_from))
 }
 
+/// Same as [`alert_of_event`], read outside any transaction.
+pub(crate) async fn alert_of_event_pool(
+    store: &Store,
+    event_id: &str,
+) -> Result<Option<AlertRow>, PayrollError> {
+    let sql = format!("SELECT {ALERT_COLUMNS} FROM payroll_alerts WHERE event_id = $1");
+    let row: Option<AlertTuple> = on_pool!(
+        store,
+        sqlx::query_as::<_, AlertTuple>(&sql).bind(event_id),
+        fetch_optional
+    )?;
+    Ok(row.map(alert_from))
+}
+
 pub(crate) async fn alert_delivered(
     tx: &mut Tx,
     event_id: &str,
@@ -798,6 +853,26 @@ pub(crate) async fn earlier_waiting(
 ) -> Result<Vec<(String, Option<String>)>, PayrollError> {
     let rows: Vec<(String, Option<String>)> = on_tx!(
         tx,
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT deposit_id, waiting_stage FROM payroll_deposits
+             WHERE user_id = $1 AND bank_cursor < $2 AND state = 'waiting'
+             ORDER BY bank_cursor LIMIT 64"
+        )
+        .bind(user_id)
+        .bind(bank_cursor),
+        fetch_all
+    )?;
+    Ok(rows)
+}
+
+/// Same as [`earlier_waiting`], read outside any transaction.
+pub(crate) async fn earlier_waiting_pool(
+    store: &Store,
+    user_id: &str,
+    bank_cursor: i64,
+) -> Result<Vec<(String, Option<String>)>, PayrollError> {
+    let rows: Vec<(String, Option<String>)> = on_pool!(
+        store,
         sqlx::query_as::<_, (String, Option<String>)>(
             "SELECT deposit_id, waiting_stage FROM payroll_deposits
              WHERE user_id = $1 AND bank_cursor < $2 AND state = 'waiting'

@@ -47,6 +47,13 @@ pub enum PayrollError {
     OutcomeUnknown { bank_tran_id: String },
     #[error("alert webhook: {0}")]
     Webhook(String),
+    /// The stage's work outside its transaction is not at hand; the next attempt
+    /// does it again (asking the bank before paying anything).
+    #[error("stage {stage} of deposit {deposit} is not prepared; retrying")]
+    NotPrepared {
+        deposit: String,
+        stage: &'static str,
+    },
 }
 
 impl PayrollError {
@@ -69,6 +76,7 @@ impl PayrollError {
             PayrollError::InvalidConfig(_) => "payroll_config_invalid",
             PayrollError::OutcomeUnknown { .. } => "bank_outcome_unknown",
             PayrollError::Webhook(_) => "webhook_failed",
+            PayrollError::NotPrepared { .. } => "stage_not_prepared",
         }
     }
 }

@@ -21,8 +21,10 @@ mod db;
 mod error;
 mod payout;
 pub mod poller;
+mod prepared;
 mod stages;
 pub mod state;
+mod workers;
 
 use std::sync::Arc;
 
@@ -38,6 +40,7 @@ pub use db::AlertRow;
 pub use error::PayrollError;
 pub use stages::StageConsumer;
 pub use state::{DepositState, Stage};
+pub use workers::{Workers, WorkersConfig};
 
 /// Rows one status or listing call returns at most.
 pub const LIST_ROWS_MAX: i64 = 10_000;

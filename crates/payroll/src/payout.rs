@@ -1,7 +1,8 @@
 //! Paying the remainder of a deposit out to the user's own bank account, in chunks
 //! under the bank's per-call limit. Each chunk's `bank_tran_id` is derived from
-//! (deposit, attempt, chunk); a chunk the bank confirmed is recorded in the stage's
-//! transaction and never sent again.
+//! (deposit, attempt, chunk). The calls happen outside any transaction (the
+//! stage's prepare step); a chunk the bank confirmed is then recorded in the
+//! stage's transaction and never sent again.
 //!
 //! The unknown-outcome discipline: this module asks the transfer result inquiry
 //! before it sends a chunk (a crash may have left it sent), and after any answer
@@ -12,16 +13,12 @@ use bank::providers::{BankingProvider, ProviderName};
 use bank::types::{TransferInquiry, TransferOutcome, TransferRequest};
 use bank::{AccountNumber, BankError, BankTranId, DepositId, HolderName, TranDate};
 use money::{Krw, Timestamp};
-use store::Tx;
 
+use crate::books::{self, Movement};
 use crate::config::{ATTEMPTS_MAX, CHUNKS_PER_ATTEMPT, FailureKind};
-use crate::db::{self, DepositRow, UserRow};
+use crate::db::{self, DepositRow};
+use crate::prepared::{PaidChunk, Prepared};
 use crate::{Payroll, PayrollError};
-
-pub(crate) enum PayoutOutcome {
-    Paid,
-    Refused { kind: FailureKind, message: String },
-}
 
 enum Chunk {
     Paid,
@@ -76,17 +73,22 @@ pub(crate) fn tran_id(
     Ok(BankTranId::from_sequence(institution_code, value)?)
 }
 
-/// Pays out what is left of `deposit.payout_krw`.
-pub(crate) async fn pay(
+/// The payout stage's bank work, outside any transaction: pays every chunk of the
+/// deposit's current attempt that is not recorded yet, stopping at the first
+/// refusal, and once every chunk is paid books the payout in the ledger. The
+/// stage's transaction records what this returns.
+pub(crate) async fn prepare(
     payroll: &Payroll,
-    tx: &mut Tx,
     deposit: &DepositRow,
-    user: &UserRow,
-) -> Result<PayoutOutcome, PayrollError> {
+) -> Result<Prepared, PayrollError> {
     let config = &payroll.inner.config;
+    let store = payroll.store();
+    let user = db::user(store, &deposit.user_id)
+        .await?
+        .ok_or_else(|| PayrollError::UnknownUser(deposit.user_id.clone()))?;
     let amount = Krw::new(deposit.payout_krw);
     let plan = chunks(amount, config.payout_chunk_max_krw);
-    let paid = db::paid_chunks(tx, &deposit.deposit_id).await?;
+    let recorded = db::paid_chunks_pool(store, &deposit.deposit_id).await?;
     let provider_name = deposit
         .provider
         .as_deref()
@@ -99,12 +101,13 @@ pub(crate) async fn pay(
     let tran_date = TranDate::from_kst(Timestamp::from_unix_ms(deposit.attempt_at_ms));
     let to_account = AccountNumber::new(&user.payout_account)?;
     let holder_name = HolderName::new(&user.payout_holder)?;
+    let mut paid = Vec::new();
     for (index, chunk_amount) in plan.iter().enumerate() {
         let chunk = i64::try_from(index).unwrap_or(i64::MAX);
-        if let Some((_, recorded)) = paid.iter().find(|(c, _)| *c == chunk) {
-            if *recorded != chunk_amount.get() {
+        if let Some((_, amount_krw)) = recorded.iter().find(|(c, _)| *c == chunk) {
+            if *amount_krw != chunk_amount.get() {
                 return Err(PayrollError::Corrupt(format!(
-                    "chunk {chunk} of {} was paid as {recorded}, planned {chunk_amount}",
+                    "chunk {chunk} of {} was paid as {amount_krw}, planned {chunk_amount}",
                     deposit.deposit_id
                 )));
             }
@@ -125,24 +128,42 @@ pub(crate) async fn pay(
         };
         match settle_chunk(provider.as_ref(), &request).await? {
             Chunk::Paid => {
-                db::insert_chunk(
-                    tx,
-                    &deposit.deposit_id,
-                    chunk,
-                    request.bank_tran_id.as_str(),
-                    chunk_amount.get(),
-                )
-                .await?;
                 metrics::counter!("payroll_payout_chunks_total", "outcome" => "paid").increment(1);
+                paid.push(PaidChunk {
+                    chunk,
+                    bank_tran_id: request.bank_tran_id.to_string(),
+                    amount_krw: chunk_amount.get(),
+                });
             }
             Chunk::Refused { kind, message } => {
                 metrics::counter!("payroll_payout_chunks_total", "outcome" => kind.as_str())
                     .increment(1);
-                return Ok(PayoutOutcome::Refused { kind, message });
+                return Ok(Prepared::Payout {
+                    attempt: deposit.attempt,
+                    paid,
+                    refused: Some((kind, message)),
+                });
             }
         }
     }
-    Ok(PayoutOutcome::Paid)
+    // Every chunk is at the user's bank: the ledger follows.
+    books::apply(
+        &payroll.inner.ledger,
+        &deposit.deposit_id,
+        "payout",
+        Movement::Move {
+            debit: books::wallet(&deposit.user_id)?,
+            credit: books::payout()?,
+            amount,
+        },
+        payroll.now(),
+    )
+    .await?;
+    Ok(Prepared::Payout {
+        attempt: deposit.attempt,
+        paid,
+        refused: None,
+    })
 }
 
 /// Asks first, sends only what the bank has never seen, asks again on an unknown.

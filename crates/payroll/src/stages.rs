@@ -1,16 +1,20 @@
 //! The stage consumers. Each stage is one consumer on the event backbone, keyed by
-//! user: it loads the deposit its event names, checks the deposit is ready for this
-//! stage, does the work, records the result and appends the next stage's event —
-//! all in the transaction the backbone hands it, so the effect and the completion
-//! record commit together.
+//! user. First, outside any transaction, the stage's slow work ([`crate::prepared`]:
+//! provider and bank calls, ledger transfers); then, in the transaction the
+//! backbone hands it, it loads the deposit its event names, checks the deposit is
+//! ready for this stage, records the result and appends the next stage's event, so
+//! the state change and the completion record commit together. No bank call ever
+//! happens while that transaction (SQLite's write lock, PostgreSQL's row locks)
+//! is open.
 //!
-//! Side effects outside that transaction (ledger transfers, bank payouts) carry ids
-//! derived from (deposit, purpose), so a stage that runs again after a crash repeats
-//! nothing. A stage never acts on a deposit that is not in its ready state.
+//! Side effects outside the transaction carry ids derived from (deposit, purpose),
+//! so a stage that runs again after a crash repeats nothing. A stage never acts on
+//! a deposit that is not in its ready state.
 
-use bank::providers::ProviderName;
+use std::sync::Mutex;
+
+use bank::DepositId;
 use bank::routing::SettlementStart;
-use bank::{DepositId, UserId};
 use events::{Consumer, Event, HandleError};
 use money::Krw;
 use store::Tx;
@@ -18,7 +22,8 @@ use store::Tx;
 use crate::books::{self, Movement};
 use crate::config::{FailureKind, OnFailure};
 use crate::db::{self, AlertRow, DepositRow};
-use crate::payout::{self, PayoutOutcome};
+use crate::payout;
+use crate::prepared::{self, Prepared, PreparedCache};
 use crate::state::{DepositState, KIND_ALERT, Stage, Step};
 use crate::{Payroll, PayrollError};
 
@@ -28,6 +33,8 @@ pub struct StageConsumer {
     payroll: Payroll,
     name: String,
     kinds: [&'static str; 1],
+    /// What `prepare` did, for the transaction that records it.
+    prepared: Mutex<PreparedCache>,
 }
 
 impl StageConsumer {
@@ -37,6 +44,7 @@ impl StageConsumer {
             payroll,
             name: format!("payroll.{}", stage.as_str()),
             kinds: [stage.trigger_kind()],
+            prepared: Mutex::default(),
         }
     }
 
@@ -46,6 +54,8 @@ impl StageConsumer {
 }
 
 impl Consumer for StageConsumer {
+    const PREPARES: bool = true;
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -54,9 +64,30 @@ impl Consumer for StageConsumer {
         &self.kinds
     }
 
+    async fn prepare(&self, event: &Event) -> Result<(), HandleError> {
+        let done = self
+            .payroll
+            .prepare_stage(self.stage, event)
+            .await
+            .map_err(|error| {
+                tracing::warn!(stage = self.stage.as_str(), key = %event.key, seq = event.seq, code = error.code(), %error, "stage work failed; the backbone retries it");
+                Box::new(error) as HandleError
+            })?;
+        self.prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .put(prepared::event_key(event), done);
+        Ok(())
+    }
+
     async fn handle(&self, event: &Event, tx: &mut Tx) -> Result<(), HandleError> {
+        let done = self
+            .prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&prepared::event_key(event));
         self.payroll
-            .run_stage(self.stage, event, tx)
+            .run_stage(self.stage, event, tx, done)
             .await
             .map_err(|error| {
                 tracing::warn!(stage = self.stage.as_str(), key = %event.key, seq = event.seq, code = error.code(), %error, "stage failed; the backbone retries it");
@@ -72,7 +103,7 @@ enum Worked {
 }
 
 /// Orders states by how far a deposit got, for compensation.
-fn progress(state: DepositState) -> u8 {
+pub(crate) fn progress(state: DepositState) -> u8 {
     match state {
         DepositState::Detected => 0,
         DepositState::Computed => 1,
@@ -91,6 +122,7 @@ impl Payroll {
         stage: Stage,
         event: &Event,
         tx: &mut Tx,
+        done: Option<Prepared>,
     ) -> Result<(), PayrollError> {
         let event_id = event.id.as_uuid().hyphenated().to_string();
         let deposit_id = db::deposit_of_event(tx, &event_id)
@@ -144,10 +176,10 @@ impl Payroll {
         }
         db::log_stage(tx, &deposit_id, &deposit.user_id, stage, now_ms).await?;
         let worked = match stage {
-            Stage::Compute => self.compute(tx, &deposit).await?,
-            Stage::Repay => self.repay(tx, &deposit).await?,
-            Stage::Suspend => self.suspend(tx, &deposit).await?,
-            Stage::Payout => self.pay_out(tx, &deposit).await?,
+            Stage::Compute => self.compute(tx, &deposit, done).await?,
+            Stage::Repay => self.repay(tx, &deposit, done).await?,
+            Stage::Suspend => self.suspend(&deposit, done).await?,
+            Stage::Payout => self.pay_out(tx, &deposit, done).await?,
             Stage::Complete => Worked::Done,
         };
         match worked {
@@ -183,17 +215,32 @@ impl Payroll {
         Ok(())
     }
 
-    async fn compute(&self, tx: &mut Tx, deposit: &DepositRow) -> Result<Worked, PayrollError> {
-        let user_id = UserId::parse(&deposit.user_id)?;
-        let bank_deposit = DepositId::new(&deposit.deposit_id)?;
-        let facade = &self.inner.facade;
-        // A deposit keeps the provider it started with (a retry of compute included).
-        let provider_name = match deposit.provider.as_deref() {
-            Some(name) => ProviderName::parse(name)
-                .ok_or_else(|| PayrollError::Corrupt(format!("provider {name:?}")))?,
-            None => facade.routing().provider_for(user_id).await?,
+    /// Claims the deposit for the provider `prepare` asked and records the split.
+    async fn compute(
+        &self,
+        tx: &mut Tx,
+        deposit: &DepositRow,
+        done: Option<Prepared>,
+    ) -> Result<Worked, PayrollError> {
+        let Some(Prepared::Compute {
+            provider: provider_name,
+            repayment,
+            suspended,
+        }) = done
+        else {
+            return Err(not_prepared(deposit, Stage::Compute));
         };
-        match facade
+        if deposit
+            .provider
+            .as_deref()
+            .is_some_and(|name| name != provider_name.as_str())
+        {
+            return Err(not_prepared(deposit, Stage::Compute));
+        }
+        let bank_deposit = DepositId::new(&deposit.deposit_id)?;
+        match self
+            .inner
+            .facade
             .routing()
             .start_settlement_in(tx, &bank_deposit, provider_name)
             .await?
@@ -209,42 +256,15 @@ impl Payroll {
             }
         }
         db::set_split(tx, &deposit.deposit_id, provider_name.as_str(), 0, 0, 0).await?;
-        let provider = facade.provider(provider_name);
-        let repayment = provider.repayment_amount(user_id, &bank_deposit).await?;
-        let suspended = provider.suspend_amount(user_id, &bank_deposit).await?;
         let user = db::user_tx(tx, &deposit.user_id)
             .await?
             .ok_or_else(|| PayrollError::UnknownUser(deposit.user_id.clone()))?;
-        let amount = Krw::new(deposit.amount_krw);
-        let Some((repay, suspend, pay)) =
-            split(amount, repayment, suspended, user.suspend_percent)?
-        else {
-            return Ok(Worked::Failed {
-                kind: FailureKind::BadAmounts,
-                message: format!(
-                    "the provider's split (repay {repayment}, suspend {suspended}) does not fit a deposit of {amount}"
-                ),
-            });
-        };
-        let chunks = payout::chunk_count(pay, self.inner.config.payout_chunk_max_krw);
-        if chunks > u64::from(self.inner.config.payout_chunks_max) {
-            return Ok(Worked::Failed {
-                kind: FailureKind::BadAmounts,
-                message: format!("a payout of {pay} needs {chunks} chunks, over payout_chunks_max"),
-            });
-        }
-        books::apply(
-            &self.inner.ledger,
-            &deposit.deposit_id,
-            "deposit",
-            Movement::Move {
-                debit: books::virtual_accounts()?,
-                credit: books::wallet(&deposit.user_id)?,
-                amount,
-            },
-            self.now(),
-        )
-        .await?;
+        // `prepare` moved the deposit into the wallet exactly when this fits.
+        let (repay, suspend, pay) =
+            match self.split_for(deposit, repayment, suspended, user.suspend_percent)? {
+                Ok(split) => split,
+                Err((kind, message)) => return Ok(Worked::Failed { kind, message }),
+            };
         db::set_split(
             tx,
             &deposit.deposit_id,
@@ -257,61 +277,93 @@ impl Payroll {
         Ok(Worked::Done)
     }
 
-    async fn repay(&self, tx: &mut Tx, deposit: &DepositRow) -> Result<Worked, PayrollError> {
-        books::apply(
-            &self.inner.ledger,
-            &deposit.deposit_id,
-            "repay",
-            Movement::Move {
-                debit: books::wallet(&deposit.user_id)?,
-                credit: books::lender()?,
-                amount: Krw::new(deposit.repayment_krw),
-            },
-            self.now(),
-        )
-        .await?;
+    /// The deposit's split into (repay, suspend, pay out), or the business failure
+    /// it is when the provider's amounts do not fit or the payout needs too many
+    /// chunks.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn split_for(
+        &self,
+        deposit: &DepositRow,
+        repayment: Krw,
+        suspended: Krw,
+        suspend_percent: i64,
+    ) -> Result<Result<(Krw, Krw, Krw), (FailureKind, String)>, PayrollError> {
+        let amount = Krw::new(deposit.amount_krw);
+        let Some((repay, suspend, pay)) = split(amount, repayment, suspended, suspend_percent)?
+        else {
+            return Ok(Err((
+                FailureKind::BadAmounts,
+                format!(
+                    "the provider's split (repay {repayment}, suspend {suspended}) does not fit a deposit of {amount}"
+                ),
+            )));
+        };
+        let chunks = payout::chunk_count(pay, self.inner.config.payout_chunk_max_krw);
+        if chunks > u64::from(self.inner.config.payout_chunks_max) {
+            return Ok(Err((
+                FailureKind::BadAmounts,
+                format!("a payout of {pay} needs {chunks} chunks, over payout_chunks_max"),
+            )));
+        }
+        Ok(Ok((repay, suspend, pay)))
+    }
+
+    async fn repay(
+        &self,
+        tx: &mut Tx,
+        deposit: &DepositRow,
+        done: Option<Prepared>,
+    ) -> Result<Worked, PayrollError> {
+        if done != Some(Prepared::Booked) {
+            // The hand-off was lost: a ledger call (never a bank call) is safe here.
+            self.book(deposit, Stage::Repay).await?;
+        }
         db::reduce_advance(tx, &deposit.user_id, deposit.repayment_krw).await?;
         Ok(Worked::Done)
     }
 
-    async fn suspend(&self, _tx: &mut Tx, deposit: &DepositRow) -> Result<Worked, PayrollError> {
-        books::apply(
-            &self.inner.ledger,
-            &deposit.deposit_id,
-            "suspend",
-            Movement::Hold {
-                debit: books::wallet(&deposit.user_id)?,
-                credit: books::suspense()?,
-                amount: Krw::new(deposit.suspend_krw),
-            },
-            self.now(),
-        )
-        .await?;
+    async fn suspend(
+        &self,
+        deposit: &DepositRow,
+        done: Option<Prepared>,
+    ) -> Result<Worked, PayrollError> {
+        if done != Some(Prepared::Booked) {
+            self.book(deposit, Stage::Suspend).await?;
+        }
         Ok(Worked::Done)
     }
 
-    async fn pay_out(&self, tx: &mut Tx, deposit: &DepositRow) -> Result<Worked, PayrollError> {
-        let user = db::user_tx(tx, &deposit.user_id)
-            .await?
-            .ok_or_else(|| PayrollError::UnknownUser(deposit.user_id.clone()))?;
-        match payout::pay(self, tx, deposit, &user).await? {
-            PayoutOutcome::Paid => {}
-            PayoutOutcome::Refused { kind, message } => {
-                return Ok(Worked::Failed { kind, message });
-            }
+    /// Records the chunks `prepare` had paid; a refusal is a business failure.
+    async fn pay_out(
+        &self,
+        tx: &mut Tx,
+        deposit: &DepositRow,
+        done: Option<Prepared>,
+    ) -> Result<Worked, PayrollError> {
+        let Some(Prepared::Payout {
+            attempt,
+            paid,
+            refused,
+        }) = done
+        else {
+            return Err(not_prepared(deposit, Stage::Payout));
+        };
+        if attempt != deposit.attempt {
+            return Err(not_prepared(deposit, Stage::Payout));
         }
-        books::apply(
-            &self.inner.ledger,
-            &deposit.deposit_id,
-            "payout",
-            Movement::Move {
-                debit: books::wallet(&deposit.user_id)?,
-                credit: books::payout()?,
-                amount: Krw::new(deposit.payout_krw),
-            },
-            self.now(),
-        )
-        .await?;
+        for chunk in &paid {
+            db::insert_chunk(
+                tx,
+                &deposit.deposit_id,
+                chunk.chunk,
+                &chunk.bank_tran_id,
+                chunk.amount_krw,
+            )
+            .await?;
+        }
+        if let Some((kind, message)) = refused {
+            return Ok(Worked::Failed { kind, message });
+        }
         Ok(Worked::Done)
     }
 
@@ -418,8 +470,11 @@ impl Payroll {
         Ok(())
     }
 
-    /// Compensates every stage `reached` implies, newest first, and marks the
-    /// deposit `rolled_back`. `deposit.state` is where it stands now.
+    /// Compensates, newest first, every ledger transfer of the deposit's stages
+    /// that the ledger has applied (a stage's transfer may be applied outside its
+    /// transaction before the stage committed), and marks the deposit
+    /// `rolled_back`. `deposit.state` is where it stands now; `reached` is how far
+    /// its stages committed (the advance is restored only for a committed repay).
     pub(crate) async fn roll_back_in(
         &self,
         tx: &mut Tx,
@@ -445,12 +500,37 @@ impl Payroll {
         let ledger = &self.inner.ledger;
         let now = self.now();
         let wallet = books::wallet(&deposit.user_id)?;
-        let reached = progress(reached);
-        if reached >= progress(DepositState::Suspended) && deposit.suspend_krw > 0 {
-            let hold = books::transfer_id(id, "suspend")?;
-            books::apply(ledger, id, "undo-suspend", Movement::Void { hold }, now).await?;
+        let ids = [
+            books::transfer_id(id, "deposit")?,
+            books::transfer_id(id, "repay")?,
+            books::transfer_id(id, "suspend")?,
+            books::transfer_id(id, "payout")?,
+        ];
+        let applied = ledger.lookup_transfers(&ids).await?;
+        let amount_of = |which: usize| {
+            applied
+                .iter()
+                .find(|t| t.id == ids[which])
+                .map(|t| t.amount)
+        };
+        if amount_of(3).is_some() {
+            return Err(PayrollError::NotWaiting {
+                deposit: id.clone(),
+                state: "paid_out",
+                action: "rollback",
+            });
         }
-        if reached >= progress(DepositState::Repaid) {
+        if amount_of(2).is_some() {
+            books::apply(
+                ledger,
+                id,
+                "undo-suspend",
+                Movement::Void { hold: ids[2] },
+                now,
+            )
+            .await?;
+        }
+        if let Some(amount) = amount_of(1) {
             books::apply(
                 ledger,
                 id,
@@ -458,14 +538,16 @@ impl Payroll {
                 Movement::Move {
                     debit: books::lender()?,
                     credit: wallet,
-                    amount: Krw::new(deposit.repayment_krw),
+                    amount,
                 },
                 now,
             )
             .await?;
+        }
+        if progress(reached) >= progress(DepositState::Repaid) {
             db::restore_advance(tx, &deposit.user_id, deposit.repayment_krw).await?;
         }
-        if reached >= progress(DepositState::Computed) {
+        if let Some(amount) = amount_of(0) {
             books::apply(
                 ledger,
                 id,
@@ -473,7 +555,7 @@ impl Payroll {
                 Movement::Move {
                     debit: wallet,
                     credit: books::virtual_accounts()?,
-                    amount: Krw::new(deposit.amount_krw),
+                    amount,
                 },
                 now,
             )
@@ -499,16 +581,8 @@ impl Payroll {
         deposit: &DepositRow,
         stage: Stage,
     ) -> Result<Option<String>, PayrollError> {
-        let here = progress(stage.ready_state());
-        for (id, waiting_stage) in
-            db::earlier_waiting(tx, &deposit.user_id, deposit.bank_cursor).await?
-        {
-            let at = waiting_stage.as_deref().and_then(Stage::parse);
-            if at.is_none_or(|at| progress(at.ready_state()) <= here) {
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
+        let earlier = db::earlier_waiting(tx, &deposit.user_id, deposit.bank_cursor).await?;
+        Ok(prepared::blocking(earlier, stage))
     }
 
     /// Sends every deposit queued behind `deposit` back to the stage it waits at.
@@ -535,6 +609,15 @@ impl Payroll {
             }
         }
         Ok(())
+    }
+}
+
+/// The stage's outside work is not at hand (or is stale): the backbone retries,
+/// and the retry prepares again.
+fn not_prepared(deposit: &DepositRow, stage: Stage) -> PayrollError {
+    PayrollError::NotPrepared {
+        deposit: deposit.deposit_id.clone(),
+        stage: stage.as_str(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `settle payroll …`: operator access to the salary pipeline — one poll round with a
-//! progress bar, the status (counts per state, stuck deposits, alerts), and retry or
-//! rollback of a deposit waiting for an operator. Output is one JSON document on
+//! progress bar, the workers (poller on a schedule plus the stage and alert
+//! consumers, until Ctrl-C or until idle), the status (counts per state, stuck
+//! deposits, alerts), and retry or rollback of a deposit waiting for an operator. Output is one JSON document on
 //! stdout. The work is in the `payroll` crate; this module only parses arguments
 //! and wires stores, the bank connection and the ledger.
 
@@ -12,7 +13,7 @@ use bank::routing::RoutingTable;
 use bank::{AccountNumber, HolderName, Transport, TransportConfig};
 use clap::{Args, Subcommand};
 use money::{Clock, SystemClock};
-use payroll::{Payroll, PayrollConfig};
+use payroll::{Payroll, PayrollConfig, Workers, WorkersConfig};
 
 use super::{CliError, DatabaseArgs};
 use crate::progress;
@@ -21,6 +22,9 @@ use crate::progress;
 pub enum PayrollCommand {
     /// Poll every virtual account's balance once (throttled) and detect deposits.
     Poll(PollArgs),
+    /// Run the workers: a poll round on a schedule and every stage and alert
+    /// consumer, until Ctrl-C (or, with --until-idle, until nothing is left).
+    Work(WorkArgs),
     /// Deposits per state, stuck deposits and alerts.
     Status(StatusArgs),
     /// Run the stage a waiting deposit stopped at again (after fixing the cause).
@@ -64,6 +68,25 @@ pub struct PollArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Run one poll round, then the stages until every deposit is completed,
+    /// rolled back or waiting for an operator, and exit.
+    #[arg(long)]
+    until_idle: bool,
+    /// Time from the start of one poll round to the next (0: never poll).
+    #[arg(long, default_value_t = 60_000)]
+    poll_every_ms: u64,
+    /// Balance requests started per second, at most.
+    #[arg(long, default_value_t = 200)]
+    rps: u32,
+    /// Balance requests in flight, at most.
+    #[arg(long, default_value_t = 16)]
+    concurrent: usize,
+}
+
+#[derive(Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
     connection: Connection,
@@ -83,6 +106,7 @@ pub struct DepositArgs {
 pub async fn run(command: PayrollCommand) -> anyhow::Result<()> {
     match command {
         PayrollCommand::Poll(args) => poll(args).await,
+        PayrollCommand::Work(args) => work(args).await,
         PayrollCommand::Status(args) => {
             let payroll = open(&args.connection, |_| {}).await?;
             let status = payroll.status(args.stuck_after_ms).await?;
@@ -129,6 +153,39 @@ async fn poll(args: PollArgs) -> anyhow::Result<()> {
         .await;
     bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&report?)?);
+    Ok(())
+}
+
+async fn work(args: WorkArgs) -> anyhow::Result<()> {
+    let (rps, concurrent) = (args.rps, args.concurrent);
+    let payroll = open(&args.connection, |config| {
+        config.poll_requests_per_s_max = rps;
+        config.poll_concurrent_max = concurrent;
+    })
+    .await?;
+    let mut config = WorkersConfig::for_backend(payroll.store().backend());
+    config.poll_every_ms = (args.poll_every_ms > 0).then_some(args.poll_every_ms);
+    let mut workers = Workers::new(payroll.clone(), config).await?;
+    if args.until_idle {
+        let round = workers.poll_round().await?;
+        workers.run_until_idle().await?;
+        let status = payroll.status(i64::MAX).await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "poll": round,
+                "per_state": status.per_state,
+                "alerts": status.alerts.len(),
+            }))?
+        );
+        return Ok(());
+    }
+    tracing::info!("payroll workers running; Ctrl-C stops them");
+    workers
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }
 

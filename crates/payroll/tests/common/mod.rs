@@ -67,14 +67,12 @@ pub struct System {
     pub clock: Arc<dyn Clock>,
 }
 
-pub fn dispatcher_config() -> DispatcherConfig {
+/// The workers' dispatcher configuration, with short polls and fast retries.
+pub fn dispatcher_config(backend: store::Backend) -> DispatcherConfig {
     DispatcherConfig {
-        concurrency_max: 4,
-        batch_events_max: 64,
-        key_events_per_batch_max: 8,
         poll_interval_ms: 5,
         retry: RetryPolicy::fast_for_tests(1_000),
-        ..DispatcherConfig::default()
+        ..payroll::WorkersConfig::for_backend(backend).dispatcher
     }
 }
 
@@ -154,7 +152,7 @@ impl System {
         let alerts = Dispatcher::new(
             db.store.clone(),
             Arc::new(payroll.alert_consumer()),
-            dispatcher_config(),
+            dispatcher_config(db.store.backend()),
             clock.clone(),
             Wake::new(),
         )
@@ -221,7 +219,7 @@ impl System {
                 Dispatcher::new(
                     self.db.store.clone(),
                     Arc::new(consumer),
-                    dispatcher_config(),
+                    dispatcher_config(self.db.store.backend()),
                     self.clock.clone(),
                     Wake::new(),
                 )
@@ -304,13 +302,17 @@ impl System {
         deposit.deposit_id.to_string()
     }
 
-    /// One step of every dispatcher; `Done` if any did something.
+    /// One step of every dispatcher, all at once (as `payroll::Workers` runs
+    /// them); `Done` if any did something.
     pub async fn step(&mut self) -> Step {
-        let mut worked = false;
-        for dispatcher in &mut self.dispatchers {
-            worked |= dispatcher.run_once().await.unwrap() == Step::Done;
+        let (stages, alerts) = tokio::join!(
+            futures_util::future::join_all(self.dispatchers.iter_mut().map(|d| d.run_once())),
+            self.alerts.run_once()
+        );
+        let mut worked = alerts.unwrap() == Step::Done;
+        for step in stages {
+            worked |= step.unwrap() == Step::Done;
         }
-        worked |= self.alerts.run_once().await.unwrap() == Step::Done;
         if worked { Step::Done } else { Step::Idle }
     }
 

@@ -1,0 +1,264 @@
+//! The part of a stage that happens outside any transaction: the provider's
+//! amounts, bank payouts, webhook posts and ledger transfers. The backbone calls a
+//! stage consumer's `prepare` before every attempt to handle an event; what it did
+//! is handed to the stage's transaction (which records it and appends the next
+//! event) through a bounded in-memory [`PreparedCache`] keyed by event id.
+//!
+//! Everything here may run twice or be cut off at any point: ledger transfer ids
+//! and `bank_tran_id`s are derived from (deposit, purpose), a payout chunk is
+//! asked about before it is sent, and a lost hand-off only means the next attempt
+//! prepares again (asking the bank, not paying twice). This module never writes
+//! payroll's tables and acts only on a deposit in the stage's ready state that no
+//! earlier salary of the same user holds back.
+
+use std::collections::{HashMap, VecDeque};
+
+use bank::providers::ProviderName;
+use bank::{DepositId, UserId};
+use events::Event;
+use money::Krw;
+
+use crate::books::{self, Movement};
+use crate::config::FailureKind;
+use crate::db::{self, DepositRow};
+use crate::state::Stage;
+use crate::{Payroll, PayrollError, payout};
+
+/// Prepared results held at once; the oldest are forgotten beyond it (their
+/// stages then prepare again).
+pub(crate) const PREPARED_MAX: usize = 16_384;
+
+/// A chunk the bank confirmed, to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PaidChunk {
+    pub chunk: i64,
+    pub bank_tran_id: String,
+    pub amount_krw: i64,
+}
+
+/// What a stage did outside its transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Prepared {
+    /// The deposit was not ready for this stage, or waits behind an earlier
+    /// salary: nothing was done.
+    Nothing,
+    /// The provider's amounts, asked of `provider`; when they fit the deposit,
+    /// the deposit was moved into the user's wallet.
+    Compute {
+        provider: ProviderName,
+        repayment: Krw,
+        suspended: Krw,
+    },
+    /// The stage's ledger transfer is applied.
+    Booked,
+    /// The chunks of `attempt` the bank paid now, and the refusal that stopped
+    /// the payout, if any; without one, every chunk is paid and booked.
+    Payout {
+        attempt: i64,
+        paid: Vec<PaidChunk>,
+        refused: Option<(FailureKind, String)>,
+    },
+}
+
+/// Prepared results by event id, oldest forgotten first beyond [`PREPARED_MAX`].
+#[derive(Default)]
+pub(crate) struct PreparedCache {
+    entries: HashMap<String, Prepared>,
+    order: VecDeque<String>,
+}
+
+impl PreparedCache {
+    pub(crate) fn put(&mut self, event_id: String, prepared: Prepared) {
+        if self.entries.insert(event_id.clone(), prepared).is_none() {
+            self.order.push_back(event_id);
+        }
+        while self.order.len() > PREPARED_MAX {
+            if let Some(oldest) = self.order.pop_front() {
+                self.entries.remove(&oldest);
+            }
+        }
+    }
+
+    /// The result stays until the event is prepared again or forgotten: a batch
+    /// that rolls back hands it to the next try of the same transaction.
+    pub(crate) fn get(&self, event_id: &str) -> Option<Prepared> {
+        self.entries.get(event_id).cloned()
+    }
+}
+
+/// The first of `earlier` (a user's earlier waiting deposits with the stage each
+/// waits at) that holds a deposit back from `stage`: one parked at that stage or
+/// before it.
+pub(crate) fn blocking(earlier: Vec<(String, Option<String>)>, stage: Stage) -> Option<String> {
+    let here = crate::stages::progress(stage.ready_state());
+    earlier.into_iter().find_map(|(id, waiting_stage)| {
+        let at = waiting_stage.as_deref().and_then(Stage::parse);
+        at.is_none_or(|at| crate::stages::progress(at.ready_state()) <= here)
+            .then_some(id)
+    })
+}
+
+pub(crate) fn event_key(event: &Event) -> String {
+    event.id.as_uuid().hyphenated().to_string()
+}
+
+impl Payroll {
+    /// Does `stage`'s outside work for the deposit `event` names.
+    #[tracing::instrument(skip_all, fields(stage = stage.as_str(), key = %event.key, seq = event.seq))]
+    pub(crate) async fn prepare_stage(
+        &self,
+        stage: Stage,
+        event: &Event,
+    ) -> Result<Prepared, PayrollError> {
+        let store = self.store();
+        let event_id = event_key(event);
+        let deposit_id = db::deposit_of_event_pool(store, &event_id)
+            .await?
+            .ok_or_else(|| PayrollError::Corrupt(format!("event {event_id} names no deposit")))?;
+        let deposit = db::deposit(store, &deposit_id)
+            .await?
+            .ok_or_else(|| PayrollError::UnknownDeposit(deposit_id.clone()))?;
+        if deposit.state != stage.ready_state() {
+            return Ok(Prepared::Nothing);
+        }
+        let earlier =
+            db::earlier_waiting_pool(store, &deposit.user_id, deposit.bank_cursor).await?;
+        if blocking(earlier, stage).is_some() {
+            return Ok(Prepared::Nothing);
+        }
+        match stage {
+            Stage::Compute => self.prepare_compute(&deposit).await,
+            Stage::Repay => {
+                self.book(&deposit, Stage::Repay).await?;
+                Ok(Prepared::Booked)
+            }
+            Stage::Suspend => {
+                self.book(&deposit, Stage::Suspend).await?;
+                Ok(Prepared::Booked)
+            }
+            Stage::Payout => payout::prepare(self, &deposit).await,
+            Stage::Complete => Ok(Prepared::Nothing),
+        }
+    }
+
+    async fn prepare_compute(&self, deposit: &DepositRow) -> Result<Prepared, PayrollError> {
+        let user_id = UserId::parse(&deposit.user_id)?;
+        let bank_deposit = DepositId::new(&deposit.deposit_id)?;
+        let facade = &self.inner.facade;
+        // A deposit keeps the provider it started with (a retry of compute included);
+        // a new one starts with the provider routing names now.
+        let provider_name = match deposit.provider.as_deref() {
+            Some(name) => ProviderName::parse(name)
+                .ok_or_else(|| PayrollError::Corrupt(format!("provider {name:?}")))?,
+            None => facade.routing().provider_for(user_id).await?,
+        };
+        let provider = facade.provider(provider_name);
+        let repayment = provider.repayment_amount(user_id, &bank_deposit).await?;
+        let suspended = provider.suspend_amount(user_id, &bank_deposit).await?;
+        let user = db::user(self.store(), &deposit.user_id)
+            .await?
+            .ok_or_else(|| PayrollError::UnknownUser(deposit.user_id.clone()))?;
+        if self
+            .split_for(deposit, repayment, suspended, user.suspend_percent)?
+            .is_ok()
+        {
+            books::apply(
+                &self.inner.ledger,
+                &deposit.deposit_id,
+                "deposit",
+                Movement::Move {
+                    debit: books::virtual_accounts()?,
+                    credit: books::wallet(&deposit.user_id)?,
+                    amount: Krw::new(deposit.amount_krw),
+                },
+                self.now(),
+            )
+            .await?;
+        }
+        Ok(Prepared::Compute {
+            provider: provider_name,
+            repayment,
+            suspended,
+        })
+    }
+
+    /// Applies the ledger transfer of the repay or suspend stage (idempotent).
+    pub(crate) async fn book(
+        &self,
+        deposit: &DepositRow,
+        stage: Stage,
+    ) -> Result<(), PayrollError> {
+        let wallet = books::wallet(&deposit.user_id)?;
+        let (purpose, movement) = match stage {
+            Stage::Repay => (
+                "repay",
+                Movement::Move {
+                    debit: wallet,
+                    credit: books::lender()?,
+                    amount: Krw::new(deposit.repayment_krw),
+                },
+            ),
+            Stage::Suspend => (
+                "suspend",
+                Movement::Hold {
+                    debit: wallet,
+                    credit: books::suspense()?,
+                    amount: Krw::new(deposit.suspend_krw),
+                },
+            ),
+            Stage::Compute | Stage::Payout | Stage::Complete => {
+                return Err(PayrollError::Corrupt(format!(
+                    "stage {} books nothing on its own",
+                    stage.as_str()
+                )));
+            }
+        };
+        books::apply(
+            &self.inner.ledger,
+            &deposit.deposit_id,
+            purpose,
+            movement,
+            self.now(),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_forgets_the_oldest_beyond_its_bound_and_keeps_a_result_for_a_second_try() {
+        let mut cache = PreparedCache::default();
+        for n in 0..PREPARED_MAX + 10 {
+            cache.put(format!("e{n}"), Prepared::Booked);
+        }
+        assert_eq!(cache.entries.len(), PREPARED_MAX);
+        assert_eq!(cache.get("e0"), None);
+        let last = format!("e{}", PREPARED_MAX + 9);
+        assert_eq!(cache.get(&last), Some(Prepared::Booked));
+        assert_eq!(cache.get(&last), Some(Prepared::Booked), "still there");
+        cache.put(last.clone(), Prepared::Nothing);
+        assert_eq!(cache.get(&last), Some(Prepared::Nothing));
+        assert_eq!(
+            cache.order.len(),
+            PREPARED_MAX,
+            "a re-prepare is not a new entry"
+        );
+    }
+
+    #[test]
+    fn an_earlier_salary_parked_at_or_before_a_stage_blocks_it() {
+        let parked_at_payout = vec![("D1".to_owned(), Some("payout".to_owned()))];
+        assert_eq!(blocking(parked_at_payout.clone(), Stage::Repay), None);
+        assert_eq!(
+            blocking(parked_at_payout, Stage::Payout),
+            Some("D1".to_owned())
+        );
+        assert_eq!(
+            blocking(vec![("D2".to_owned(), None)], Stage::Compute),
+            Some("D2".to_owned())
+        );
+    }
+}
