@@ -162,6 +162,18 @@ pub async fn connect(config: &NatsConfig) -> Result<Context, EventsError> {
     Ok(js)
 }
 
+/// The durable consumer of `consumer` on `partition`. JetStream names may not
+/// contain `.`, `*`, `>` or whitespace (a name with a dot never gets an answer from
+/// the API), so every character outside `[A-Za-z0-9_-]` becomes `_`:
+/// `payroll.alerts` → `payroll_alerts-p0`.
+pub fn durable_name(consumer: &str, partition: u32) -> String {
+    let name: String = consumer
+        .chars()
+        .map(|c| if subject_char(c) { c } else { '_' })
+        .collect();
+    format!("{name}-p{partition}")
+}
+
 /// The advisory lock key of one relay partition of one stream.
 fn relay_lock_key(config: &NatsConfig, partition: u32) -> i64 {
     0x5e77_0000_0000_0000_i64 ^ (key_hash(&config.stream) << 16) ^ i64::from(partition)
@@ -337,7 +349,7 @@ impl<C: Consumer> Worker<C> {
         clock: Arc<dyn Clock>,
     ) -> Result<Worker<C>, EventsError> {
         config.validate()?;
-        let durable = format!("{}-p{partition}", consumer.name());
+        let durable = durable_name(consumer.name(), partition);
         let stream = js
             .get_stream(config.stream.as_str())
             .await
@@ -693,4 +705,17 @@ pub async fn run_all<C: Consumer>(
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_names_are_valid_jetstream_names() {
+        assert_eq!(durable_name("payroll.alerts", 0), "payroll_alerts-p0");
+        assert_eq!(durable_name("channel.history", 3), "channel_history-p3");
+        assert_eq!(durable_name("bench-probe_1", 7), "bench-probe_1-p7");
+        assert_eq!(durable_name("a b*c>", 1), "a_b_c_-p1");
+    }
 }
