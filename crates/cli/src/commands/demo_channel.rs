@@ -15,34 +15,46 @@ use channel::faults::{Fault, FaultyCore};
 use channel::{
     Channel, ChannelConfig, CoreClient, InProcessCore, NewTransfer, TransferState, UserId,
 };
-use events::{Dispatcher, DispatcherConfig, Step, Wake};
 use ledger::{Ledger, LedgerConfig};
-use money::{AccountId, Clock, Krw, SystemClock, TransferId};
+use money::{AccountId, Clock, Krw, TransferId};
 use rand::{Rng, SeedableRng};
 use store::Store;
 
+use super::demo_events::{Backbone, Transport, quick_retry, wait_until};
+use super::demo_report::{Check, Part};
 use crate::progress;
 use crate::scratch::ScratchDb;
 
 const LATE_WINDOW_MS: i64 = 3_000;
 const LATE_MARGIN_MS: i64 = 1_000;
-/// Dispatcher steps before the demo calls the read model stuck.
-const DISPATCH_STEPS_MAX: usize = 1_000_000;
+/// The longest the demo waits for the read model to catch up with the core.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Accounts whose read model is compared entry by entry with the core.
 const COMPARED_ACCOUNTS: usize = 50;
 
-pub struct ChannelOutcome {
-    pub checks: Vec<(String, bool)>,
+pub struct ChannelParams<'a> {
+    pub core_store: &'a Store,
+    /// Where the channel's own tables go (None: a scratch SQLite file).
+    pub database_url: Option<&'a str>,
+    pub transport: &'a Transport,
+    pub customers: &'a [AccountId],
+    pub transfers: usize,
+    pub seed: u64,
 }
 
 pub async fn run(
-    core_store: &Store,
-    customers: &[AccountId],
-    transfers: usize,
-    seed: u64,
-) -> anyhow::Result<ChannelOutcome> {
+    params: ChannelParams<'_>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Part, Vec<Check>)> {
+    let ChannelParams {
+        core_store,
+        database_url,
+        transport,
+        customers,
+        transfers,
+        seed,
+    } = params;
     let phase = Instant::now();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let core_ledger = Ledger::open(
         core_store.clone(),
         clock.clone(),
@@ -54,7 +66,7 @@ pub async fn run(
     .await?;
     let inner: Arc<dyn CoreClient> = Arc::new(InProcessCore::new(core_ledger.clone()));
     let faulty = Arc::new(FaultyCore::new(inner));
-    let channel_db = ScratchDb::create(None, "demo-channel").await?;
+    let channel_db = ScratchDb::create(database_url, "demo_channel").await?;
     let config = ChannelConfig {
         late_window_ms: LATE_WINDOW_MS,
         late_margin_ms: LATE_MARGIN_MS,
@@ -134,31 +146,45 @@ pub async fn run(
         let in_core = core_ledger.lookup_transfers(&[*id]).await?.len() == 1;
         agree &= (transfer.state == TransferState::Succeeded) == in_core;
     }
-    println!(
+    super::demo_report::note(&format!(
         "  channel: {} transfers ({lost_after} answers lost after commit, {lost_before} before; \
          {in_progress} refused while the user had one in flight), {unknown_before} unknown → \
          reconciler settled {} at once and {} after the late window",
         ids.len(),
         first.succeeded + first.failed,
         second.succeeded + second.failed,
-    );
+    ));
 
     // The history read model, fed by the ledger's entry events.
     let history = channel.history();
-    let mut dispatcher = Dispatcher::new(
-        core_store.clone(),
-        Arc::new(history.consumer()),
-        DispatcherConfig::default(),
-        clock.clone(),
-        Wake::new(),
+    let mut backbone = Backbone::start(transport, core_store, clock.clone(), "core").await?;
+    backbone
+        .spawn(Arc::new(history.consumer()), quick_retry(20))
+        .await?;
+    let compared: Vec<AccountId> = customers.iter().take(COMPARED_ACCOUNTS).copied().collect();
+    let bar = progress::bar(compared.len() as u64, "history read model");
+    wait_until(
+        "the history read model catches up",
+        CATCH_UP_TIMEOUT,
+        || async {
+            let accounts = core_ledger.lookup_accounts(&compared).await?;
+            let mut caught_up = 0;
+            for account in &accounts {
+                let page = history.history(account.id, None, 1).await?;
+                if page.entries.first().map(|e| e.seq) == Some(account.seq) {
+                    caught_up += 1;
+                }
+            }
+            bar.set_position(caught_up);
+            Ok(caught_up as usize == compared.len())
+        },
     )
     .await?;
-    let mut steps = 0;
-    while dispatcher.run_once().await? == Step::Done && steps < DISPATCH_STEPS_MAX {
-        steps += 1;
-    }
+    backbone.stop().await?;
+    bar.finish_and_clear();
     let mut history_matches = true;
-    for account in customers.iter().take(COMPARED_ACCOUNTS) {
+    let mut entries_compared = 0usize;
+    for account in &compared {
         let core = core_ledger.entries(*account, 1, usize::MAX).await?;
         let mut shown = Vec::new();
         let mut before = None;
@@ -177,30 +203,54 @@ pub async fn run(
             .pop()
             .map(|a| a.seq)
             .unwrap_or(0);
+        entries_compared += shown.len();
         history_matches &= shown == core && shown.len() as i64 == account_seq;
     }
-    println!(
-        "  history read model fed by {steps} dispatcher steps; {COMPARED_ACCOUNTS} accounts compared \
-         with the core in {:.2}s",
+    let succeeded = count_in(&channel, &ids, TransferState::Succeeded).await?;
+    let failed = count_in(&channel, &ids, TransferState::Failed).await?;
+    super::demo_report::note(&format!(
+        "  history read model caught up; {COMPARED_ACCOUNTS} accounts compared with the core in {:.2}s",
         phase.elapsed().as_secs_f64()
-    );
+    ));
+    let group = "channel (DESIGN: a failed transfer never appears in the core; none left unknown)";
     let checks = vec![
-        (
-            "after the reconciler no channel transfer is left unknown past the late window".to_owned(),
+        Check::new(
+            group,
+            "after the reconciler no channel transfer is left unknown past the late window",
             unknown_after == 0,
+            format!("{unknown_after} still requested, sent or unknown"),
         ),
-        (
-            "a channel transfer succeeded exactly when the core applied it; failed ones never appear".to_owned(),
+        Check::new(
+            group,
+            "a channel transfer succeeded exactly when the core applied it; failed ones never appear",
             agree,
+            "the channel's state and the core's lookup disagree for some transfer",
         ),
-        (
-            "the history read model equals the core's entries".to_owned(),
+        Check::new(
+            group,
+            "the history read model equals the core's entries",
             history_matches,
+            format!("{entries_compared} entries of {COMPARED_ACCOUNTS} accounts compared"),
         ),
     ];
+    let part = Part::new("channel transfers", phase.elapsed().as_secs_f64())
+        .count("transfers accepted by the channel", ids.len())
+        .count("refused while the user had one in flight", in_progress)
+        .count("unknown after the core lost the answer", unknown_before)
+        .count(
+            "settled by the reconciler at once",
+            first.succeeded + first.failed,
+        )
+        .count(
+            "settled by the reconciler after the late window",
+            second.succeeded + second.failed,
+        )
+        .count("succeeded", succeeded)
+        .count("failed (never in the core)", failed)
+        .count("history entries compared with the core", entries_compared);
     drop(channel);
     channel_db.finish(false).await?;
-    Ok(ChannelOutcome { checks })
+    Ok((part, checks))
 }
 
 async fn count_in(

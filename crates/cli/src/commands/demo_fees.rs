@@ -1,44 +1,45 @@
 //! The demo's fee-settlement phase: one business day of accruals on `loans`
 //! loans, settled by the four modules — first by concurrent callers in shuffled
 //! order, then by the scheduler until the day is withdrawn — through an
-//! in-process bank simulator, and reconciled against the simulator's statement.
+//! the demo's bank, and reconciled against the bank's statement.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use bank::sim::{Profile, SimConfig, Simulator};
 use fees::{BusinessDay, DayState, Fees, Module, Outcome, Trigger};
 use ledger::Ledger;
-use money::{Clock, SystemClock};
+use money::Clock;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
+use super::demo_bank::DemoBank;
+use super::demo_report::{Check, Part, Reconciliation};
 use crate::progress;
-use crate::scratch::ScratchDb;
 
 /// Scheduler rounds the demo allows before it calls the day stuck.
 const SCHEDULER_ROUNDS_MAX: usize = 50;
 /// Callers per module in the concurrent round.
 const CONCURRENT_CALLERS: usize = 3;
 
-/// What the phase proved, as named checks.
+/// What the phase did and proved, read back from the fees tables, the ledger
+/// and the bank's statement.
 pub struct FeesOutcome {
-    pub checks: Vec<(String, bool)>,
+    pub part: Part,
+    pub checks: Vec<Check>,
+    pub reconciliation: Vec<Reconciliation>,
 }
 
-pub async fn run(ledger: &Ledger, loans: usize, seed: u64) -> anyhow::Result<FeesOutcome> {
+pub async fn run(
+    ledger: &Ledger,
+    bank: &DemoBank,
+    clock: Arc<dyn Clock>,
+    loans: usize,
+    seed: u64,
+) -> anyhow::Result<FeesOutcome> {
     let phase = Instant::now();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let bank_db = ScratchDb::create(None, "demo-banksim").await?;
-    let simulator = Simulator::open(
-        bank_db.store.clone(),
-        SimConfig::for_profile(Profile::Test, seed),
-        clock.clone(),
-    )
-    .await?;
     let fees = Fees::open(
         ledger.clone(),
-        Arc::new(simulator.clone()),
+        bank.api.clone(),
         clock.clone(),
         fees::bench::bench_config()?,
     )
@@ -47,13 +48,13 @@ pub async fn run(ledger: &Ledger, loans: usize, seed: u64) -> anyhow::Result<Fee
     let workload = fees::workload::generate(day, loans, seed)?;
     fees.register_loans(&workload.loans).await?;
     let accrued = fees.accrue(&workload.accruals).await?;
-    fees::workload::provision_bank(&simulator, fees.config(), &workload).await?;
+    fees::workload::provision_bank(bank.fees_admin(), fees.config(), &workload).await?;
     let total = workload.total()?;
-    println!(
+    super::demo_report::note(&format!(
         "  fees for {day}: {} accruals on {loans} loans, {total} in all ({} applied)",
         workload.accruals.len(),
         accrued.applied
-    );
+    ));
 
     // Every module called by several callers at once, in shuffled order: exactly
     // one caller may work; the others must answer busy, already_done or not_ready.
@@ -96,35 +97,108 @@ pub async fn run(ledger: &Ledger, loans: usize, seed: u64) -> anyhow::Result<Fee
     }
     bar.finish_and_clear();
     let status = fees.status(day).await?;
-    let report = fees.report(day, &simulator).await?;
+    let report = fees.report(day, bank.statement()).await?;
     let chunks: i64 = status
         .as_ref()
         .map(|s| s.chunks.values().sum())
         .unwrap_or(0);
-    println!(
+    super::demo_report::note(&format!(
         "  fees settled in {:.2}s: {chunks} payout chunks, {busy} concurrent callers told busy, \
          {rounds} scheduler rounds, paid {} / withdrawn {}",
         phase.elapsed().as_secs_f64(),
         report.ledger_paid_krw,
         report.ledger_withdrawn_krw
-    );
+    ));
+    let status = status.ok_or_else(|| anyhow::anyhow!("fee day {day} has no status"))?;
+    let group = "fee settlement (DESIGN: each item paid once, each day withdrawn at most once)";
     let checks = vec![
-        (
-            "the fee day is paid, verified and withdrawn once".to_owned(),
-            state == Some(DayState::Withdrawn),
+        Check::new(
+            group,
+            "the fee day is paid, verified and withdrawn",
+            state == Some(DayState::Withdrawn) && status.items_blocked == 0,
+            format!("{state:?}, {} items blocked", status.items_blocked),
         ),
-        (
-            "every fee item is paid to the settlement account exactly once (bank = ledger)"
-                .to_owned(),
-            report.agrees && report.duplicates.is_empty() && report.unaccounted.is_empty(),
+        Check::new(
+            group,
+            "every fee item is paid to the settlement account exactly once (bank = ledger, per kind)",
+            report.agrees
+                && report.kinds.iter().all(|k| k.agrees)
+                && report.unaccounted.is_empty()
+                && status.items_paid == status.items,
+            format!(
+                "{} of {} items paid; {} ids the bank moved that fees does not count",
+                status.items_paid,
+                status.items,
+                report.unaccounted.len()
+            ),
         ),
-        (
-            "the bank statement shows no duplicate bank_tran_id".to_owned(),
+        Check::new(
+            group,
+            "the day is withdrawn once: withdrawn = paid, on both sides",
+            report.bank_withdrawn_krw == report.ledger_withdrawn_krw
+                && report.ledger_withdrawn_krw == report.ledger_paid_krw
+                && status.withdrawn_krw == status.paid_krw,
+            format!(
+                "bank {} / ledger {} withdrawn of {} paid",
+                report.bank_withdrawn_krw, report.ledger_withdrawn_krw, report.ledger_paid_krw
+            ),
+        ),
+        Check::new(
+            group,
+            "the bank statement shows no bank_tran_id twice",
             report.duplicates.is_empty(),
+            format!("{} duplicates", report.duplicates.len()),
+        ),
+        Check::new(
+            group,
+            "modules called concurrently and out of order: extra callers were told busy",
+            busy > 0,
+            format!("{busy} callers told busy"),
         ),
     ];
+    let mut part = Part::new(
+        &format!("fee settlement for {day}"),
+        phase.elapsed().as_secs_f64(),
+    )
+    .count("loans", loans)
+    .count("settlement items", status.items)
+    .count("items paid", status.items_paid);
+    for (state, count) in &status.chunks {
+        part = part.count(&format!("bank chunks {state}"), *count);
+    }
+    part = part
+        .count("concurrent callers told busy", busy)
+        .count("scheduler rounds", rounds);
+    for line in &report.kinds {
+        part = part.amount(&format!("paid: {:?}", line.kind), line.ledger_krw.get());
+    }
+    part = part
+        .amount(
+            "paid to the settlement account",
+            report.ledger_paid_krw.get(),
+        )
+        .amount(
+            "withdrawn to the corporate account",
+            report.ledger_withdrawn_krw.get(),
+        );
+    let reconciliation = vec![
+        Reconciliation {
+            what: format!("fee payouts {day}"),
+            bank_krw: report.bank_paid_krw.get(),
+            ledger_krw: report.ledger_paid_krw.get(),
+            agrees: report.bank_paid_krw == report.ledger_paid_krw,
+        },
+        Reconciliation {
+            what: format!("fee withdrawal {day}"),
+            bank_krw: report.bank_withdrawn_krw.get(),
+            ledger_krw: report.ledger_withdrawn_krw.get(),
+            agrees: report.bank_withdrawn_krw == report.ledger_withdrawn_krw,
+        },
+    ];
     drop(fees);
-    drop(simulator);
-    bank_db.finish(false).await?;
-    Ok(FeesOutcome { checks })
+    Ok(FeesOutcome {
+        part,
+        checks,
+        reconciliation,
+    })
 }
