@@ -165,3 +165,22 @@ async fn relaying_on_postgres_with_dropped_connections_and_a_restarted_nats_deli
         "{summary:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salary_stages_killed_twenty_times_settle_each_deposit_once_with_each_stage_once() {
+    let summary = torture(plan(Workload::Payroll, 20_261_131, 0)).await;
+    assert!(summary.work_items >= CYCLES * 40, "{summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salary_stages_killed_twenty_times_on_postgres_with_dropped_connections_settle_each_deposit_once()
+ {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let mut plan = plan(Workload::Payroll, 20_261_132, 0);
+    plan.database_url = Some(url);
+    plan.pg_drop_pct = 25;
+    let summary = torture(plan).await;
+    assert!(summary.pg_backends_terminated > 0, "{summary:?}");
+}

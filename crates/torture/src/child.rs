@@ -20,7 +20,9 @@ use bank::types::{
 };
 use bank::{BankApi, BankError};
 
-use crate::{TortureError, Workload, channel_workload, fees_workload, relay_workload};
+use crate::{
+    TortureError, Workload, channel_workload, fees_workload, payroll_workload, relay_workload,
+};
 
 /// Exit status of a child that stopped at a fail point.
 pub const FAILPOINT_EXIT_CODE: i32 = 86;
@@ -104,6 +106,7 @@ pub async fn run(args: ChildArgs) -> Result<(), TortureError> {
         }
         Workload::Channel => channel_workload::run_child(&args, &mut out).await,
         Workload::Relay => relay_workload::run_child(&args, &mut out).await,
+        Workload::Payroll => payroll_workload::run_child(&args, &mut out).await,
     }
 }
 

@@ -28,6 +28,7 @@ use crate::child::FAILPOINT_EXIT_CODE;
 use crate::faults::{self, FaultKind};
 use crate::fees_workload::FeesParent;
 use crate::nats_server::PrivateNats;
+use crate::payroll_workload::PayrollParent;
 use crate::relay_workload::RelayParent;
 use crate::scratch::Scratch;
 use crate::{TortureError, Workload};
@@ -159,6 +160,7 @@ enum Parent {
     Fees(FeesParent),
     Channel(ChannelParent),
     Relay(RelayParent),
+    Payroll(PayrollParent),
 }
 
 /// How one child ended.
@@ -248,6 +250,9 @@ async fn run_in(
         Workload::Relay => {
             Parent::Relay(RelayParent::open(&scratch.parent_url, plan.seed, items).await?)
         }
+        Workload::Payroll => Parent::Payroll(
+            PayrollParent::open(&scratch.parent_url, &bank_url, sim.clone(), plan.seed).await?,
+        ),
     };
     let child_log = scratch.dir.join("children.log");
     let spawn = |cycle: u64, failpoint_after_calls: Option<u64>| {
@@ -302,12 +307,20 @@ async fn run_in(
     };
     let mut child_failures = Vec::new();
     for cycle in 0..plan.cycles {
-        if let Parent::Fees(fees) = &mut parent {
-            fees.before_cycle().await?;
+        match &mut parent {
+            Parent::Fees(fees) => fees.before_cycle().await?,
+            Parent::Payroll(payroll) => payroll.before_cycle().await?,
+            Parent::Channel(_) | Parent::Relay(_) => {}
         }
-        let failpoint =
-            (rng.random_range(0..100) < plan.failpoint_pct).then(|| rng.random_range(1..60));
-        let kill_after_ms = rng.random_range(plan.kill_ms_min..=plan.kill_ms_max);
+        let failpoint = (plan.workload.has_failpoint()
+            && rng.random_range(0..100) < plan.failpoint_pct)
+            .then(|| rng.random_range(1..60));
+        let mut kill_after_ms = rng.random_range(plan.kill_ms_min..=plan.kill_ms_max);
+        if failpoint.is_some() {
+            // The fail point ends this child; the kill only stops one that
+            // finished its work without reaching it.
+            kill_after_ms = kill_after_ms.saturating_mul(4);
+        }
         let drop_at_ms = (scratch.application_name().is_some()
             && rng.random_range(0..100) < plan.pg_drop_pct)
             .then(|| rng.random_range(0..=kill_after_ms));
@@ -403,6 +416,10 @@ async fn run_in(
         Parent::Relay(relay) => {
             checks.extend(relay.check().await?);
             summary.work_items = items;
+        }
+        Parent::Payroll(payroll) => {
+            checks.extend(payroll.check().await?);
+            summary.work_items = payroll.salaries();
         }
     }
     if let Some(nats) = nats {

@@ -25,6 +25,7 @@ pub mod faults;
 mod fees_workload;
 pub mod harness;
 pub mod nats_server;
+mod payroll_workload;
 mod relay_workload;
 mod scratch;
 pub mod simulation;
@@ -46,17 +47,31 @@ pub enum Workload {
     /// Ledger transfers' outbox rows relayed to a private NATS JetStream (which
     /// the parent restarts) and consumed by a durable worker per partition.
     Relay,
+    /// Salaries through the payroll stages (compute → repay → suspend → pay
+    /// out → complete), killed mid-stage.
+    Payroll,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 3] = [Workload::Fees, Workload::Channel, Workload::Relay];
+    pub const ALL: [Workload; 4] = [
+        Workload::Fees,
+        Workload::Channel,
+        Workload::Relay,
+        Workload::Payroll,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Workload::Fees => "fees",
             Workload::Channel => "channel",
             Workload::Relay => "relay",
+            Workload::Payroll => "payroll",
         }
+    }
+
+    /// Whether the child has a named fail point (else only timed kills).
+    pub fn has_failpoint(self) -> bool {
+        matches!(self, Workload::Fees | Workload::Channel)
     }
 
     pub fn parse(text: &str) -> Result<Workload, TortureError> {
@@ -65,7 +80,7 @@ impl Workload {
             .find(|w| w.name() == text)
             .ok_or_else(|| {
                 TortureError::Invalid(format!(
-                    "unknown workload {text:?}; one of: fees, channel, relay"
+                    "unknown workload {text:?}; one of: fees, channel, relay, payroll"
                 ))
             })
     }

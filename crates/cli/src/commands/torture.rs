@@ -37,7 +37,7 @@ enum TortureCommand {
 
 #[derive(Args, Debug, Clone)]
 struct RunArgs {
-    /// fees, channel or relay.
+    /// fees, channel, relay or payroll.
     #[arg(long, default_value = "fees")]
     workload: String,
     /// Kill-and-restart cycles before the last, unkilled child finishes the work.
