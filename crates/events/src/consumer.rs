@@ -219,7 +219,8 @@ async fn deliver_in_tx<C: Consumer>(
 /// step the whole batch is one transaction. With one, the batch goes in rounds —
 /// the first event of the consumer's kinds of every key, then the second, … —
 /// each round prepared concurrently outside any transaction and then handled in
-/// one transaction; a key whose event did not finish takes no further part.
+/// one transaction, its keys in key order; a key whose event did not finish
+/// takes no further part.
 pub(crate) async fn deliver_batch<C: Consumer>(
     store: &Store,
     consumer: &C,
@@ -244,9 +245,12 @@ pub(crate) async fn deliver_batch<C: Consumer>(
     let rounds = seen.values().copied().max().unwrap_or(0).max(1);
     let mut stopped: HashSet<&str> = HashSet::new();
     for round in 0..rounds {
-        let members: Vec<usize> = (0..events.len())
+        let mut members: Vec<usize> = (0..events.len())
             .filter(|&i| round_of[i] == round && !stopped.contains(events[i].key.as_str()))
             .collect();
+        // Key order (stable within a key): consumers whose rounds run at once then
+        // take per-key row locks in the same order and never deadlock on them.
+        members.sort_by(|&a, &b| events[a].key.cmp(&events[b].key));
         let prepared = futures_util::future::join_all(members.iter().map(|&i| async move {
             let event = &events[i];
             if consumer.kinds().iter().any(|kind| *kind == event.kind) {
