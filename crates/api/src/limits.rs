@@ -7,13 +7,29 @@
 //! CORS is off: no layer adds `Access-Control-Allow-*`, so browsers refuse
 //! cross-origin reads; the console is served from the same origin.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::AppState;
 use crate::error::ApiError;
+
+/// Middleware on `/v1`: a POST waits its turn for one of the write permits.
+pub(crate) async fn write_permit(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    match state.inner.writes.clone().acquire_owned().await {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::new("unavailable", "the server is shutting down").into_response(),
+    }
+}
 
 /// Middleware: rewrites a non-JSON error response into the API's error shape.
 pub(crate) async fn json_errors(request: Request, next: Next) -> Response {

@@ -52,6 +52,9 @@ pub struct ApiConfig {
     /// Requests per second one API key may make (burst the same).
     pub key_requests_per_s_max: u32,
     pub page_items_max: usize,
+    /// POSTs running at once; more wait in line (first come, first served). On
+    /// SQLite this keeps writers from starving each other in the busy handler.
+    pub writes_in_flight_max: usize,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +64,7 @@ impl Default for ApiConfig {
             request_timeout_ms: 10_000,
             key_requests_per_s_max: 100,
             page_items_max: 100,
+            writes_in_flight_max: 8,
         }
     }
 }
@@ -79,6 +83,8 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     /// Known keys and per-key rate limits.
     pub gate: Arc<Gate>,
+    /// Bounds the POSTs in flight (see `ApiConfig::writes_in_flight_max`).
+    pub writes: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -98,6 +104,9 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| Arc::new(SystemClock));
         let gate = Arc::new(Gate::new(config.key_requests_per_s_max));
+        let writes = Arc::new(tokio::sync::Semaphore::new(
+            config.writes_in_flight_max.max(1),
+        ));
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -105,6 +114,7 @@ impl AppState {
                 config,
                 clock,
                 gate,
+                writes,
             }),
         })
     }

@@ -360,7 +360,7 @@ async fn each_ops_action_is_in_the_audit_log_with_key_id_and_time(backend: Backe
         assert!(row["at_ms"].as_i64().unwrap() >= started_ms);
     }
     // The log is append-only in the database itself.
-    let tampered = match &app.db.store {
+    let tampered = match &app.api_db.store {
         store::Store::Sqlite(pool) => sqlx::query("DELETE FROM api_audit")
             .execute(pool)
             .await

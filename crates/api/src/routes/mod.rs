@@ -638,6 +638,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let v1 = v1
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
+            crate::limits::write_permit,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
             crate::idempotency::idempotent,
         ))
         .route_layer(middleware::from_fn_with_state(

@@ -36,6 +36,10 @@ pub struct TestApp {
     pub fees: fees::Fees,
     pub payroll: Payroll,
     pub db: TestDb,
+    /// The channel's own database, as in production (core and channel apart).
+    pub channel_db: TestDb,
+    /// The api's own tables (keys, ownership, idempotency, audit).
+    pub api_db: TestDb,
     pub payroll_db: TestDb,
     pub sim_db: TestDb,
     pub ops: String,
@@ -60,6 +64,8 @@ impl TestApp {
     pub async fn start_with(backend: Backend, config: ApiConfig) -> Option<TestApp> {
         let db = fresh(backend).await?;
         let payroll_db = fresh(backend).await?;
+        let channel_db = fresh(backend).await?;
+        let api_db = fresh(backend).await?;
         let sim_db = store::testing::sqlite().await;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ledger = Ledger::open(db.store.clone(), clock.clone(), LedgerConfig::default())
@@ -69,7 +75,7 @@ impl TestApp {
             ledger.clone(),
         ))));
         let channel = Channel::open(
-            db.store.clone(),
+            channel_db.store.clone(),
             core.clone(),
             clock.clone(),
             ChannelConfig::default(),
@@ -133,17 +139,17 @@ impl TestApp {
             clock: Some(clock),
             probes: Vec::new(),
         };
-        let state = AppState::new(db.store.clone(), handles, config)
+        let state = AppState::new(api_db.store.clone(), handles, config)
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(api::serve(listener, state.clone(), std::future::pending()));
-        let ops = api::auth::create_key(&db.store, Role::Ops, None, "test", 0)
+        let ops = api::auth::create_key(&api_db.store, Role::Ops, None, "test", 0)
             .await
             .unwrap()
             .key;
-        let service = api::auth::create_key(&db.store, Role::Service, None, "test", 0)
+        let service = api::auth::create_key(&api_db.store, Role::Service, None, "test", 0)
             .await
             .unwrap()
             .key;
@@ -161,6 +167,8 @@ impl TestApp {
             fees,
             payroll,
             db,
+            channel_db,
+            api_db,
             payroll_db,
             sim_db,
             ops,
@@ -178,10 +186,16 @@ impl TestApp {
     }
 
     pub async fn customer_key(&self, customer: &str) -> String {
-        api::auth::create_key(&self.db.store, Role::Customer, Some(customer), "test", 0)
-            .await
-            .unwrap()
-            .key
+        api::auth::create_key(
+            &self.api_db.store,
+            Role::Customer,
+            Some(customer),
+            "test",
+            0,
+        )
+        .await
+        .unwrap()
+        .key
     }
 
     /// Opens a customer's deposit account (never overdrawn) and funds it from the house.
@@ -264,7 +278,7 @@ impl TestApp {
 
     /// Rows of the api's tables and the ledger's totals: what "nothing written" compares.
     pub async fn footprint(&self) -> String {
-        let counts = api::db::row_counts(&self.db.store).await.unwrap();
+        let counts = api::db::row_counts(&self.api_db.store).await.unwrap();
         let totals = self.ledger.totals().await.unwrap();
         format!("{counts:?} {totals:?}")
     }

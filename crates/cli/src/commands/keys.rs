@@ -25,6 +25,10 @@ pub enum KeyRole {
 pub struct CreateArgs {
     #[command(flatten)]
     db: DatabaseArgs,
+    /// The API's database, as given to `settle serve` (default: derived from the
+    /// main one the same way).
+    #[arg(long, env = "SETTLE_API_DATABASE_URL")]
+    api_database_url: Option<String>,
     #[arg(long, value_enum)]
     role: KeyRole,
     /// The customer (a UUID) a customer key may act for.
@@ -39,7 +43,10 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<()> {
-    let url = args.db.url()?;
+    let url = match &args.api_database_url {
+        Some(url) => url.clone(),
+        None => super::serve::beside(&args.db.url()?, "api"),
+    };
     let store = store::Store::connect(&url)
         .await
         .with_context(|| format!("opening {}", store::redact(&url)))?;

@@ -52,6 +52,14 @@ pub struct ServeArgs {
     /// beside a SQLite file, since payroll needs a writer of its own).
     #[arg(long, env = "SETTLE_PAYROLL_DATABASE_URL")]
     payroll_database_url: Option<String>,
+    /// The API's tables: keys, ownership, idempotency, audit (default: the main
+    /// database on PostgreSQL; `<name>-api.db` beside a SQLite file, so API
+    /// bookkeeping never waits on the ledger's write lock).
+    #[arg(long, env = "SETTLE_API_DATABASE_URL")]
+    api_database_url: Option<String>,
+    /// The channel's database (transfers, history read model); derived the same way.
+    #[arg(long, env = "SETTLE_CHANNEL_DATABASE_URL")]
+    channel_database_url: Option<String>,
     /// Relay the outbox through NATS JetStream instead of in-process dispatchers.
     #[arg(long, env = "SETTLE_NATS_URL")]
     nats_url: Option<String>,
@@ -82,8 +90,10 @@ pub struct ServeArgs {
     payout_holder: String,
 }
 
-/// Stores derived from the main URL.
-fn payroll_url(main: &str) -> String {
+/// A component's database derived from the main URL: the same database on
+/// PostgreSQL, a file `<name>-<component>.db` beside a SQLite file (SQLite has one
+/// writer per file).
+pub fn beside(main: &str, component: &str) -> String {
     if let Some(path) = main
         .strip_prefix("sqlite://")
         .or_else(|| main.strip_prefix("sqlite:"))
@@ -95,7 +105,8 @@ fn payroll_url(main: &str) -> String {
             .unwrap_or("settle");
         return format!(
             "sqlite://{}",
-            path.with_file_name(format!("{stem}-payroll.db")).display()
+            path.with_file_name(format!("{stem}-{component}.db"))
+                .display()
         );
     }
     main.to_owned()
@@ -109,16 +120,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let payroll_url = args
         .payroll_database_url
         .clone()
-        .unwrap_or_else(|| payroll_url(&url));
+        .unwrap_or_else(|| beside(&url, "payroll"));
     let payroll_store = Store::connect(&payroll_url)
         .await
         .with_context(|| format!("opening payroll's {}", store::redact(&payroll_url)))?;
+    let api_url = args
+        .api_database_url
+        .clone()
+        .unwrap_or_else(|| beside(&url, "api"));
+    let api_store = Store::connect(&api_url)
+        .await
+        .with_context(|| format!("opening the API's {}", store::redact(&api_url)))?;
+    let channel_url = args
+        .channel_database_url
+        .clone()
+        .unwrap_or_else(|| beside(&url, "channel"));
+    let channel_store = Store::connect(&channel_url)
+        .await
+        .with_context(|| format!("opening the channel's {}", store::redact(&channel_url)))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ledger = Ledger::open(store.clone(), clock.clone(), LedgerConfig::default())
         .await
         .context("opening the ledger")?;
     let channel = Channel::open(
-        store.clone(),
+        channel_store.clone(),
         Arc::new(InProcessCore::new(ledger.clone())),
         clock.clone(),
         ChannelConfig::default(),
@@ -172,7 +197,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             clock: Some(clock.clone()),
             probes: probes(&args),
         };
-        let state = api::AppState::new(store.clone(), handles, api::ApiConfig::default()).await?;
+        let state =
+            api::AppState::new(api_store.clone(), handles, api::ApiConfig::default()).await?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -190,7 +216,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     if roles.contains(&Role::Dispatcher) {
-        let history = Arc::new(channel.history().consumer_sharing_core_store());
+        // The channel has a database of its own; the history consumer reads the
+        // core's outbox and writes there.
+        let history = Arc::new(channel.history().consumer());
         deliver(
             &mut tasks, &args, &store, "core", history, &clock, &shutdown,
         )
