@@ -77,7 +77,30 @@ async fn a_month_of_salaries_settles_once_each_while_half_the_users_migrate(
     }
     let report = system.poller.run_round().await.unwrap();
     assert_eq!(report.deposits_detected as usize, second_wave.len());
+    // While the pipeline runs, operators keep moving the cohort (all users to
+    // "next", back to half): deposits in flight keep their provider.
+    let flipping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flipper = {
+        let (routing, flipping) = (system.routing.clone(), flipping.clone());
+        tokio::spawn(async move {
+            let mut flips = 0u32;
+            while flipping.load(std::sync::atomic::Ordering::SeqCst) {
+                let percent = if flips % 2 == 0 { 100 } else { 50 };
+                routing
+                    .set_cohort_percent(percent, "ops:test")
+                    .await
+                    .unwrap();
+                flips += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            routing.set_cohort_percent(50, "ops:test").await.unwrap();
+            flips
+        })
+    };
     system.settle().await;
+    flipping.store(false, std::sync::atomic::Ordering::SeqCst);
+    let flips = flipper.await.unwrap();
+    eprintln!("cohort flipped {flips} times while settling");
     eprintln!("settled in {:?}", started.elapsed());
     let second_wave: std::collections::HashSet<String> = second_wave.into_iter().collect();
     let total = count + second_wave.len();
@@ -105,8 +128,11 @@ async fn a_month_of_salaries_settles_once_each_while_half_the_users_migrate(
         per_provider.get("legacy").copied().unwrap_or(0) > 0,
         "some stayed on legacy"
     );
-    let deposited: i64 = deposits.iter().map(|d| d.amount_krw).sum();
+    // Totals come from the bank's statement and the ledger, not from the
+    // generator: what the bank credited = what was settled, to the won.
+    let deposited = system.bank_salaries_krw().await;
     assert_eq!(deposited, expected_total);
+    system.assert_everything_settled_to_the_won().await;
     if count == 4_000 {
         assert!(
             (5_500_000_000..=5_700_000_000).contains(&deposited),

@@ -119,3 +119,26 @@ async fn a_salary_after_a_sweep_is_detected_though_the_balance_did_not_grow() {
         1_000_000
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_1000_accounts_at_200_per_s_takes_at_most_1_1_times_the_ideal_and_the_bank_refuses_none()
+ {
+    let report = payroll::bench::polling(&payroll::bench::PollingParams {
+        accounts: 1_000,
+        requests_per_s: 200,
+        concurrent_max: 16,
+    })
+    .await
+    .unwrap();
+    eprintln!("{report:?}");
+    assert_eq!(report.bank_requests, 1_000, "one balance call per account");
+    assert_eq!(
+        report.rejected_rate_total, 0,
+        "the simulator, enforcing the same cap, refused none"
+    );
+    assert!(
+        report.ratio >= 0.99,
+        "never faster than the cap: {report:?}"
+    );
+    assert!(report.ratio <= 1.1, "within 1.1 × ideal: {report:?}");
+}

@@ -416,6 +416,61 @@ impl System {
         out
     }
 
+    /// Every salary the bank credited to an enrolled user's virtual account, in
+    /// won, from the simulator's statement.
+    pub async fn bank_salaries_krw(&self) -> i64 {
+        let virtual_accounts: std::collections::HashSet<String> = self
+            .users
+            .iter()
+            .map(|(_, account, _)| account.to_string())
+            .collect();
+        let mut total = 0i64;
+        let mut since = 0;
+        loop {
+            let page = self.sim.statement(None, since).await.unwrap();
+            let Some(last) = page.last() else { break };
+            since = last.seq;
+            for movement in page {
+                if movement.kind == "salary" && virtual_accounts.contains(&movement.to_account) {
+                    total += movement.amount_krw.get();
+                }
+            }
+        }
+        total
+    }
+
+    /// Once every deposit is completed: what the bank credited to the virtual
+    /// accounts (its statement) = repaid + suspended + paid out as the ledger
+    /// holds them, to the won; the ledger moved exactly that out of `virtual`;
+    /// and the bank paid out exactly what the ledger booked.
+    pub async fn assert_everything_settled_to_the_won(&self) {
+        let deposited = self.bank_salaries_krw().await;
+        let ids = [
+            payroll::books::virtual_accounts().unwrap(),
+            payroll::books::lender().unwrap(),
+            payroll::books::suspense().unwrap(),
+            payroll::books::payout().unwrap(),
+        ];
+        let accounts = self.ledger.lookup_accounts(&ids).await.unwrap();
+        let find = |id: money::AccountId| *accounts.iter().find(|a| a.id == id).unwrap();
+        let virtuals = find(ids[0]);
+        let repaid = find(ids[1]).credits_posted.get() - find(ids[1]).debits_posted.get();
+        let suspended = find(ids[2]).credits_pending.get();
+        let paid_out = find(ids[3]).credits_posted.get();
+        assert_eq!(
+            virtuals.debits_posted.get() - virtuals.credits_posted.get(),
+            deposited,
+            "the ledger took in what the bank credited"
+        );
+        assert_eq!(
+            repaid + suspended + paid_out,
+            deposited,
+            "repaid {repaid} + suspended {suspended} + paid out {paid_out} = deposited {deposited}"
+        );
+        let bank_paid: i64 = self.bank_payouts().await.values().map(|(_, a)| a).sum();
+        assert_eq!(bank_paid, paid_out, "the bank paid what the ledger booked");
+    }
+
     /// Checks the books: ledger invariants; repaid + suspended + paid out =
     /// deposited over completed deposits, to the won; the bank paid exactly what the
     /// ledger booked, to each user's own account.
