@@ -85,7 +85,7 @@ async fn a_month_of_salaries_settles_once_each_while_half_the_users_migrate(
         tokio::spawn(async move {
             let mut flips = 0u32;
             while flipping.load(std::sync::atomic::Ordering::SeqCst) {
-                let percent = if flips % 2 == 0 { 100 } else { 50 };
+                let percent = if flips.is_multiple_of(2) { 100 } else { 50 };
                 routing
                     .set_cohort_percent(percent, "ops:test")
                     .await
