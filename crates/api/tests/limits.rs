@@ -116,3 +116,41 @@ async fn bodies_over_the_limit_are_413_and_cors_is_off() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_shown_once_and_stored_only_as_its_hash() {
+    let app = TestApp::start(Backend::Sqlite).await.unwrap();
+    let (status, created) = app
+        .post(&app.ops, "/v1/keys", json!({ "role": "service" }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.len() >= 64, "a short key: {key}");
+    let store::Store::Sqlite(pool) = &app.api_db.store else {
+        unreachable!()
+    };
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT key_id, key_hash, created_by FROM api_keys")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert!(
+        rows.iter()
+            .all(|(id, hash, by)| !key.contains(hash.as_str())
+                && hash != &key
+                && !id.contains(&key)
+                && !by.contains(&key))
+    );
+    assert!(
+        rows.iter()
+            .any(|(_, hash, _)| hash == &api::auth::hash_key(&key))
+    );
+    // The new key works; the listing of keys never shows one again.
+    let (status, me) = app.get(&key, "/v1/me").await;
+    assert_eq!((status, me["role"].as_str()), (200, Some("service")));
+    let (_, audit) = app.get(&app.ops, "/v1/audit").await;
+    assert!(
+        !audit.to_string().contains(&key),
+        "the audit log holds a key"
+    );
+}
