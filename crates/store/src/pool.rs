@@ -130,6 +130,7 @@ impl Store {
             let pool = PoolOptions::<Sqlite>::new()
                 .max_connections(options.connections_max)
                 .acquire_timeout(acquire_timeout)
+                .after_release(|conn, _| Box::pin(release_outside_transaction(conn)))
                 .connect_with(connect)
                 .await
                 .map_err(connect_error)?;
@@ -209,6 +210,26 @@ impl Store {
             Store::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// Whether a SQLite connection going back to the pool may stay there: only when
+/// no transaction is open on it. A `BEGIN IMMEDIATE` whose future is cancelled
+/// after SQLite ran it but before sqlx built the `Transaction` (a dropped HTTP
+/// handler, a lost `select!`, an aborted task) leaves the connection inside a
+/// transaction that nobody will end: it holds the file's write lock, and every
+/// later `begin` on it fails with "non-zero transaction depth". Such a
+/// connection is closed (which rolls it back) instead of pooled. The ping first
+/// lets the worker finish the rollback a dropped `Transaction` queued.
+async fn release_outside_transaction(
+    conn: &mut sqlx::SqliteConnection,
+) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("closing a pooled SQLite connection left inside a cancelled transaction");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// A URL fit for logs and error messages: the password, if any, is hidden.
