@@ -9,6 +9,7 @@
 // SETTLE_BROWSER_TIMEOUT_MS (whole run, default 45000).
 
 import {mkdirSync} from "node:fs";
+import {tmpdir} from "node:os";
 import {join} from "node:path";
 import {chromium} from "playwright-core";
 
@@ -47,9 +48,10 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
 });
 const pageErrors = [];
+let page = null;
 try {
   const context = await browser.newContext({viewport: {width: 1280, height: 860}, locale: "ko-KR", timezoneId: "Asia/Seoul"});
-  const page = await context.newPage();
+  page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
   page.on("pageerror", (err) => pageErrors.push(`page error: ${err.message}`));
   page.on("console", (msg) => {
@@ -103,7 +105,9 @@ try {
   await logIn(opsKey);
   await page.locator("#fee-stages .stage").first().waitFor();
   check((await page.locator("[data-testid=who]").textContent()).startsWith("ops"), "logged in as ops");
-  check((await page.locator("#fee-chart svg rect").count()) > 0, "the fee chart draws bars");
+  await page.locator("#fee-chart svg rect").first().waitFor();
+  const bars = await page.locator("#fee-chart svg g.bar").count();
+  check(bars >= 2, `the fee chart draws a bar per day (${bars})`);
   const modules = await page.locator("#fee-stages .stage").evaluateAll((cards) => cards.map((c) => [c.dataset.module, c.dataset.state]));
   const target = modules.find(([, state]) => state !== "done");
   check(Boolean(target), `a module is left to run (${JSON.stringify(modules)})`);
@@ -140,16 +144,23 @@ try {
   await page.waitForFunction((i) => !document.querySelector(`#dead-letters tbody tr[data-id="${CSS.escape(i)}"]`), id);
   check(true, `dead letter ${id} left the list after replay`);
 
-  // Provider flags.
+  // Provider flags: move the cohort to 30 % and see it.
   await page.click('nav a[data-page="flags"]');
   await page.locator("#cohort").waitFor();
+  await page.fill("#cohort-percent", "30");
+  await page.locator("#cohort button", {hasText: "Set cohort"}).click();
+  await page.waitForFunction(() => /^30% /.test(document.querySelector("#cohort .progress-label")?.textContent ?? ""));
+  check(true, "the cohort moved to 30%");
   await snap("providers.png");
 
   // The audit log shows what this run did.
   await page.click('nav a[data-page="audit"]');
-  await page.locator("#audit tbody tr").first().waitFor();
+  await page.locator("#audit tbody tr td code").first().waitFor();
   const actions = await page.locator("#audit tbody td code").allTextContents();
-  check(actions.some((a) => /fee/.test(a)) && actions.some((a) => /replay|dead/.test(a)), `the audit log records the fee run and the replay (${[...new Set(actions)].join(", ")})`);
+  check(
+    ["fees.", "replay", "providers.cohort"].every((what) => actions.some((a) => a.includes(what))),
+    `the audit log records the fee run, the replay and the cohort (${[...new Set(actions)].join(", ")})`,
+  );
   await snap("audit.png");
 
   check(pageErrors.length === 0, `no script errors in the page${pageErrors.length ? `: ${pageErrors.join("; ")}` : ""}`);
@@ -157,6 +168,14 @@ try {
 } catch (err) {
   console.error(err.stack ?? String(err));
   if (pageErrors.length) console.error(pageErrors.join("\n"));
+  if (page) {
+    // What the page showed when it failed: its text and a picture, outside the repo.
+    const shown = await page.evaluate(() => `${location.hash}\n${document.querySelector("#banner")?.innerText ?? ""}\n${document.querySelector("main")?.innerText ?? ""}`).catch(() => "");
+    console.error(`the page showed:\n${shown.slice(0, 1500)}`);
+    const picture = join(tmpdir(), "settle-console-failure.png");
+    await page.screenshot({path: picture, fullPage: true}).catch(() => {});
+    console.error(`screenshot of the failure: ${picture}`);
+  }
   await browser.close().catch(() => {});
   fail(err.message);
 }

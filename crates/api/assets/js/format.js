@@ -30,7 +30,7 @@ function trim(x) {
   return x.toFixed(x >= 10 ? 0 : 1).replace(/\.0$/, "");
 }
 
-const timeFormat = new Intl.DateTimeFormat("ko-KR", {
+const timeParts = new Intl.DateTimeFormat("en-CA", {
   timeZone: "Asia/Seoul",
   year: "numeric",
   month: "2-digit",
@@ -38,13 +38,14 @@ const timeFormat = new Intl.DateTimeFormat("ko-KR", {
   hour: "2-digit",
   minute: "2-digit",
   second: "2-digit",
-  hour12: false,
+  hourCycle: "h23",
 });
 
-/** Unix ms -> "2026. 11. 25. 09:57:01" (KST). */
+/** Unix ms -> "2026-11-25 09:57:01" in Korean time (KST). */
 export function time(ms) {
   if (ms === undefined || ms === null) return "—";
-  return timeFormat.format(new Date(Number(ms)));
+  const part = Object.fromEntries(timeParts.formatToParts(new Date(Number(ms))).map((p) => [p.type, p.value]));
+  return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute}:${part.second}`;
 }
 
 /** "platform_fee" -> "platform fee". */

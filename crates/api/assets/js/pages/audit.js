@@ -9,12 +9,20 @@ const PAGE_ROWS = 50;
 
 const COLUMNS = [
   {label: "#", class: "num muted", cell: (a) => a.id},
-  {label: "time (KST)", cell: (a) => time(a.at_ms)},
+  {label: "time (KST)", class: "nowrap", cell: (a) => time(a.at_ms)},
   {label: "key", cell: (a) => h("span", {class: "mono", title: a.key_id}, shortId(a.key_id))},
   {label: "action", cell: (a) => h("code", {}, a.action)},
   {label: "target", cell: (a) => h("span", {class: "mono"}, a.target ?? "—")},
-  {label: "details", cell: (a) => (a.details === null || a.details === undefined ? "" : h("span", {class: "mono muted"}, JSON.stringify(a.details)))},
+  {label: "details", cell: (a) => details(a.details)},
 ];
+
+/** Details as "key: value" pairs; nothing for an empty object. */
+function details(value) {
+  if (value === null || value === undefined) return "";
+  if (typeof value !== "object") return String(value);
+  const pairs = Object.entries(value).map(([k, v]) => `${k}: ${v === null ? "—" : typeof v === "object" ? JSON.stringify(v) : v}`);
+  return h("span", {class: "muted"}, pairs.join(" · "));
+}
 
 export async function render(el, {notify}) {
   const grid = table(COLUMNS, [], {empty: "no actions recorded yet"});

@@ -35,7 +35,7 @@ function entryView(item) {
 
 const HISTORY_COLUMNS = [
   {label: "#", class: "num muted", cell: (e) => e.seq},
-  {label: "time (KST)", cell: (e) => time(e.at)},
+  {label: "time (KST)", class: "nowrap", cell: (e) => time(e.at)},
   {label: "transfer", cell: (e) => h("span", {class: "mono", title: e.transferId}, shortId(e.transferId))},
   {
     label: "amount",
@@ -55,7 +55,7 @@ const PENDING_COLUMNS = [
   {label: "state", cell: (t) => pill(t.state)},
   {label: "to", cell: (t) => h("span", {class: "mono", title: t.to_account_id ?? t.credit}, shortId(t.to_account_id ?? t.credit))},
   {label: "amount", class: "num", cell: (t) => won(t.amount_krw ?? t.amount)},
-  {label: "requested (KST)", cell: (t) => time(t.requested_at_ms ?? t.requested_at)},
+  {label: "requested (KST)", class: "nowrap", cell: (t) => time(t.requested_at_ms ?? t.requested_at)},
 ];
 
 export async function render(el, {me, notify}) {

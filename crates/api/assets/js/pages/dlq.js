@@ -6,7 +6,8 @@ import {api, seg} from "../api.js";
 import {actionButton, h, mount, pill, table} from "../dom.js";
 import {time} from "../format.js";
 
-const LETTERS_SHOWN = 200;
+/** The API pages at most 100 items. */
+const LETTERS_SHOWN = 100;
 
 export async function render(el, {notify}) {
   const answer = await api.get(`/v1/events/dead-letters?state=parked&limit=${LETTERS_SHOWN}`);
@@ -31,7 +32,7 @@ export async function render(el, {notify}) {
       {class: "card", id: "dead-letters"},
       table(
         [
-          {label: "parked (KST)", cell: (d) => time(d.at_ms ?? d.dead_at_ms ?? d.dead_at)},
+          {label: "parked (KST)", class: "nowrap", cell: (d) => time(d.at_ms ?? d.dead_at_ms ?? d.dead_at)},
           {label: "consumer", cell: (d) => h("code", {}, d.consumer)},
           {label: "event", cell: (d) => [h("code", {}, d.kind ?? d.event?.kind), " ", h("span", {class: "mono muted"}, `${d.key ?? d.event?.key}#${d.seq ?? d.event?.seq ?? ""}`)]},
           {label: "attempts", class: "num", cell: (d) => d.attempts},

@@ -155,7 +155,10 @@ async function showDay(box, day, notify, onChange) {
         async () => {
           try {
             const report = await api.post(`/v1/fees/days/${seg(day)}/${module}`);
-            const counts = Object.entries(report?.counts ?? {}).map(([k, v]) => `${label(k)} ${v}`).join(", ");
+            const counts = Object.entries(report?.counts ?? {})
+              .filter(([, v]) => v !== 0)
+              .map(([k, v]) => (k.endsWith("_krw") ? `${label(k.slice(0, -4))} ${won(v)}` : `${label(k)} ${v}`))
+              .join(", ");
             notify(`${module} ${day}: ${label(report?.outcome ?? "done")}${report?.detail ? ` (${report.detail})` : ""}${counts ? ` · ${counts}` : ""}`, {ok: true});
             onChange(await showDay(box, day, notify, onChange));
           } catch (err) {

@@ -76,7 +76,7 @@ export async function render(el, {notify}) {
         [
           {label: "user", cell: (o) => h("span", {class: "mono"}, o.user)},
           {label: "provider", cell: (o) => o.provider},
-          {label: "set (KST)", cell: (o) => time(o.at_ms)},
+          {label: "set (KST)", class: "nowrap", cell: (o) => time(o.at_ms)},
           {label: "by", cell: (o) => h("span", {class: "mono"}, o.actor ?? "—")},
           {label: "", cell: (o) => actionButton("Follow cohort", () => pin(o.user, null), {kind: "small"})},
         ],
@@ -96,7 +96,7 @@ export async function render(el, {notify}) {
       table(
         [
           {label: "#", class: "num muted", cell: (c) => c.seq},
-          {label: "when (KST)", cell: (c) => time(c.at_ms)},
+          {label: "when (KST)", class: "nowrap", cell: (c) => time(c.at_ms)},
           {label: "what", cell: (c) => (String(c.subject).startsWith(USER_PREFIX) ? h("span", {class: "mono", title: c.subject}, `user ${shortId(c.subject.slice(USER_PREFIX.length))}`) : c.subject)},
           {label: "from → to", cell: (c) => `${c.old_value ?? "—"} → ${c.new_value ?? "—"}`},
           {label: "by", cell: (c) => h("span", {class: "mono"}, c.actor)},

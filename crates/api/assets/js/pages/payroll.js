@@ -18,13 +18,19 @@ function perState(raw) {
 }
 
 export async function render(el, {notify}) {
-  const [status, alertsAnswer] = await Promise.all([
+  const [status, alertsAnswer, waitingAnswer] = await Promise.all([
     api.get("/v1/payroll/status"),
     api.get("/v1/alerts").catch(() => null),
+    api.get("/v1/payroll/deposits?state=waiting&limit=100"),
   ]);
   const counts = perState(status.per_state ?? status.states ?? status.counts);
   const total = counts.reduce((s, [, c]) => s + c, 0);
-  const stuck = status.stuck ?? status.stuck_deposits ?? [];
+  // Deposits waiting for an operator, then any other deposit the status calls stuck
+  // (untouched for long), each once.
+  const stuck = [...(waitingAnswer.items ?? [])];
+  for (const deposit of status.stuck ?? []) {
+    if (!stuck.some((d) => d.deposit_id === deposit.deposit_id)) stuck.push(deposit);
+  }
   const alerts = alertsAnswer?.items ?? status.alerts ?? [];
 
   const refresh = async () => {
@@ -49,8 +55,8 @@ export async function render(el, {notify}) {
       {class: "cards"},
       stat("users enrolled", String(status.users ?? "—")),
       stat("deposits", String(total)),
-      stat("stuck or waiting", String(stuck.length)),
-      stat("alerts", String(alerts.length)),
+      stat("waiting or stuck", String(stuck.length)),
+      stat("alerts", String(status.alerts_count ?? alerts.length)),
     ),
     h(
       "div",
@@ -61,15 +67,15 @@ export async function render(el, {notify}) {
     h(
       "div",
       {class: "card", id: "payroll-stuck"},
-      h("h2", {}, "Stuck and waiting deposits"),
+      h("h2", {}, "Waiting for an operator, or stuck"),
       table(
         [
           {label: "deposit", cell: (d) => h("span", {class: "mono", title: d.deposit_id}, shortId(d.deposit_id))},
           {label: "user", cell: (d) => d.user_id},
           {label: "amount", class: "num", cell: (d) => won(d.amount_krw)},
           {label: "state", cell: (d) => pill(d.state)},
-          {label: "waiting at", cell: (d) => (d.waiting_stage ? `${label(d.waiting_stage)}: ${d.waiting_reason ?? ""}` : "—")},
-          {label: "detected (KST)", cell: (d) => time(d.detected_at_ms)},
+          {label: "waiting at", cell: (d) => (d.waiting_stage ? [label(d.waiting_stage), " ", pill(d.waiting_reason ?? "waiting")] : "—")},
+          {label: "detected (KST)", class: "nowrap", cell: (d) => time(d.detected_at_ms)},
           {
             label: "",
             cell: (d) => h("div", {class: "row"}, actionButton("Retry", act(d, "retry"), {kind: "small"}), actionButton("Roll back", act(d, "rollback"), {kind: "small danger"})),
@@ -85,7 +91,7 @@ export async function render(el, {notify}) {
       h("h2", {}, "Alerts"),
       table(
         [
-          {label: "raised (KST)", cell: (a) => time(a.created_at_ms ?? a.at_ms)},
+          {label: "raised (KST)", class: "nowrap", cell: (a) => time(a.created_at_ms ?? a.at_ms)},
           {label: "deposit", cell: (a) => h("span", {class: "mono", title: a.deposit_id}, shortId(a.deposit_id))},
           {label: "stage", cell: (a) => label(a.stage)},
           {label: "reason", cell: (a) => pill(a.reason)},
