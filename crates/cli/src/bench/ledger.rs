@@ -75,7 +75,8 @@ fn round(value: f64) -> f64 {
 
 /// Applies `count` transfers from `clients` concurrent callers on a fresh database
 /// and returns transfers per second. Checks the ledger's invariants afterwards.
-async fn measure(
+/// `naive`: the one-transaction-per-transfer baseline instead of the writer.
+pub async fn measure(
     params: &Params,
     scenario: Scenario,
     count: usize,

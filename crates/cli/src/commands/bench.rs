@@ -19,6 +19,19 @@ pub enum BenchCommand {
     Payout(super::fees::PayoutBenchArgs),
     /// Balance polling of virtual accounts under a requests/s cap against the ideal.
     Polling(super::payroll::PollingBenchArgs),
+    /// Every benchmark, with plots; rewrites docs/benchmarks.md (generated blocks
+    /// only) and docs/plots/*.svg.
+    All(AllBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AllBenchArgs {
+    /// Small sizes: a smoke test of every benchmark and plot (seconds, not minutes).
+    #[arg(long)]
+    quick: bool,
+    /// The docs directory holding benchmarks.md and plots/.
+    #[arg(long, default_value = "docs")]
+    docs_dir: std::path::PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -79,6 +92,18 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::History(args) => super::channel::run_bench(args).await,
         BenchCommand::Payout(args) => super::fees::bench_payout(args).await,
         BenchCommand::Polling(args) => super::payroll::bench_polling(args).await,
+        BenchCommand::All(args) => {
+            let path = crate::bench::all::run(&crate::bench::all::AllParams {
+                quick: args.quick,
+                docs_dir: args.docs_dir,
+            })
+            .await?;
+            println!(
+                "{}",
+                serde_json::json!({"written": path.display().to_string()})
+            );
+            Ok(())
+        }
     }
 }
 

@@ -99,6 +99,13 @@ pub struct DemoArgs {
     /// Print the report as one JSON document on stdout (progress lines go away).
     #[arg(long)]
     json: bool,
+    /// After the report, serve the API and the web console on the demo's data
+    /// until Ctrl-C, and print the URL and an ops key.
+    #[arg(long)]
+    serve: bool,
+    /// The port `--serve` listens on (127.0.0.1; 0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    serve_port: u16,
     /// Seed of the workload.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
@@ -194,7 +201,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
 
-    let core = core_phases(&args, sizes, &ledger, &scratch, &transport, clock.clone()).await?;
+    let (core, channel) =
+        core_phases(&args, sizes, &ledger, &scratch, &transport, clock.clone()).await?;
     for (part, checks) in core {
         report.add(part, checks);
     }
@@ -203,6 +211,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let fees = super::demo_fees::run(&ledger, &bank, clock.clone(), sizes.loans, args.seed).await?;
     report.add(fees.part, fees.checks);
     report.reconciliation.extend(fees.reconciliation);
+    let fees = fees.fees;
 
     // A month of salaries, and the dead letter it leaves on purpose.
     let payroll = super::demo_payroll::run(
@@ -222,6 +231,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         report.add(part, checks);
     }
     report.reconciliation.extend(payroll.reconciliation);
+    let payroll = payroll.live;
 
     // The whole ledger and the whole bank, read back at the end.
     let totals = ledger.totals().await?;
@@ -278,6 +288,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         report.print();
     }
 
+    if args.serve {
+        super::demo_serve::serve(
+            super::demo_serve::Live {
+                core_store: &scratch.store,
+                ledger: &ledger,
+                channel: &channel.channel,
+                fees: &fees,
+                payroll: &payroll,
+                bank: &bank,
+                clock: clock.clone(),
+            },
+            args.serve_port,
+        )
+        .await?;
+    }
+    drop(fees);
+    payroll.close().await?;
+    drop(channel.channel);
+    channel.db.finish(false).await?;
     drop(ledger);
     bank.stop().await?;
     let location = scratch.url.clone();
@@ -298,7 +327,7 @@ async fn core_phases(
     scratch: &ScratchDb,
     transport: &Transport,
     clock: Arc<dyn Clock>,
-) -> anyhow::Result<Vec<(Part, Vec<Check>)>> {
+) -> anyhow::Result<(Vec<(Part, Vec<Check>)>, super::demo_channel::ChannelLive)> {
     let phase = Instant::now();
     let mut ids = Ids {
         seed: args.seed,
@@ -358,7 +387,7 @@ async fn core_phases(
 
     // The channel layer in front of a core that loses answers (early, so that the
     // history read model has a modest outbox to catch up on).
-    let channel = super::demo_channel::run(
+    let (channel_part, channel_checks, channel) = super::demo_channel::run(
         super::demo_channel::ChannelParams {
             core_store: &scratch.store,
             database_url: args.database_url.as_deref(),
@@ -553,12 +582,15 @@ async fn core_phases(
     for (code, count) in &tally.results {
         rails_part = rails_part.count(&format!("ledger answered {code}"), *count);
     }
-    Ok(vec![
-        (funding_part, Vec::new()),
+    Ok((
+        vec![
+            (funding_part, Vec::new()),
+            (channel_part, channel_checks),
+            (payments_part, Vec::new()),
+            (rails_part, checks),
+        ],
         channel,
-        (payments_part, Vec::new()),
-        (rails_part, checks),
-    ])
+    ))
 }
 
 /// Credits posted to the customers' accounts, read from the ledger.

@@ -144,6 +144,10 @@ impl DemoBank {
         self.statement.as_ref()
     }
 
+    pub fn statement_handle(&self) -> Arc<dyn Statement> {
+        self.statement.clone()
+    }
+
     pub async fn open_account(
         &self,
         account: &AccountNumber,

@@ -42,10 +42,16 @@ pub struct ChannelParams<'a> {
     pub seed: u64,
 }
 
+/// The channel the phase ran, kept open for `--serve`.
+pub struct ChannelLive {
+    pub channel: Channel,
+    pub db: ScratchDb,
+}
+
 pub async fn run(
     params: ChannelParams<'_>,
     clock: Arc<dyn Clock>,
-) -> anyhow::Result<(Part, Vec<Check>)> {
+) -> anyhow::Result<(Part, Vec<Check>, ChannelLive)> {
     let ChannelParams {
         core_store,
         database_url,
@@ -248,9 +254,14 @@ pub async fn run(
         .count("succeeded", succeeded)
         .count("failed (never in the core)", failed)
         .count("history entries compared with the core", entries_compared);
-    drop(channel);
-    channel_db.finish(false).await?;
-    Ok((part, checks))
+    Ok((
+        part,
+        checks,
+        ChannelLive {
+            channel,
+            db: channel_db,
+        },
+    ))
 }
 
 async fn count_in(

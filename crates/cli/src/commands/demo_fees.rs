@@ -24,6 +24,8 @@ const CONCURRENT_CALLERS: usize = 3;
 /// What the phase did and proved, read back from the fees tables, the ledger
 /// and the bank's statement.
 pub struct FeesOutcome {
+    /// Kept open for `--serve`.
+    pub fees: Fees,
     pub part: Part,
     pub checks: Vec<Check>,
     pub reconciliation: Vec<Reconciliation>,
@@ -195,8 +197,8 @@ pub async fn run(
             agrees: report.bank_withdrawn_krw == report.ledger_withdrawn_krw,
         },
     ];
-    drop(fees);
     Ok(FeesOutcome {
+        fees,
         part,
         checks,
         reconciliation,

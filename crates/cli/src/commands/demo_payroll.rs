@@ -64,6 +64,26 @@ pub struct PayrollParams<'a> {
 pub struct PayrollOutcome {
     pub parts: Vec<(Part, Vec<Check>)>,
     pub reconciliation: Vec<Reconciliation>,
+    /// Kept open for `--serve`.
+    pub live: PayrollLive,
+}
+
+/// Payroll's handles and store; its store also holds the dead letters.
+pub struct PayrollLive {
+    pub payroll: Payroll,
+    pub routing: RoutingTable,
+    pub db: ScratchDb,
+    /// Alerts of `--serve` go on to the demo's receiver.
+    hook: Webhook,
+}
+
+impl PayrollLive {
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.hook.stop().await;
+        drop(self.payroll);
+        drop(self.routing);
+        self.db.finish(false).await
+    }
 }
 
 pub async fn run(
@@ -420,13 +440,16 @@ pub async fn run(
         books.users,
         books.deposits.len()
     ));
-    hook.stop().await;
     drop(poller);
-    drop(payroll);
-    db.finish(false).await?;
     Ok(PayrollOutcome {
         parts: vec![(part, checks), (dlq_part, dlq_checks)],
         reconciliation,
+        live: PayrollLive {
+            payroll,
+            routing,
+            db,
+            hook,
+        },
     })
 }
 

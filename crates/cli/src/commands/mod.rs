@@ -14,6 +14,7 @@ mod demo_events;
 mod demo_fees;
 mod demo_payroll;
 mod demo_report;
+mod demo_serve;
 mod events;
 mod fees;
 mod keys;
