@@ -86,6 +86,19 @@ pub async fn open_wallet(ledger: &Ledger, user_id: &str) -> Result<(), PayrollEr
     open(ledger, &[(wallet(user_id)?, CODE_WALLET, flags)]).await
 }
 
+/// Opens many users' wallets in one ledger call (idempotent).
+pub async fn open_wallets(ledger: &Ledger, user_ids: &[String]) -> Result<(), PayrollError> {
+    let flags = AccountFlags {
+        debits_must_not_exceed_credits: true,
+        ..AccountFlags::default()
+    };
+    let mut accounts = Vec::with_capacity(user_ids.len());
+    for user_id in user_ids {
+        accounts.push((wallet(user_id)?, CODE_WALLET, flags));
+    }
+    open(ledger, &accounts).await
+}
+
 async fn open(
     ledger: &Ledger,
     accounts: &[(AccountId, u16, AccountFlags)],

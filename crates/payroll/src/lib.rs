@@ -44,6 +44,12 @@ pub use workers::{Workers, WorkersConfig};
 
 /// Rows one status or listing call returns at most.
 pub const LIST_ROWS_MAX: i64 = 10_000;
+/// Users one [`Payroll::enrol_many`] transaction writes at most.
+pub const ENROL_BATCH_MAX: usize = 500;
+/// Virtual accounts [`Payroll::enrol_many`] asks providers for at once.
+const ENROL_CONCURRENT_MAX: usize = 32;
+/// 429s one enrolment may meet before [`Payroll::enrol_many`] gives up.
+const ENROL_REFUSALS_MAX: u32 = 100;
 
 /// A handle on salary settlement. Cheap to clone.
 #[derive(Clone)]
@@ -213,25 +219,67 @@ impl Payroll {
             .await?;
         books::open_wallet(&self.inner.ledger, &user.user_id.to_string()).await?;
         let mut tx = self.inner.store.begin().await?;
-        db::insert_user(
-            &mut tx,
-            &db::UserRow {
-                user_id: user.user_id.to_string(),
-                holder_name: user.holder_name.to_string(),
-                virtual_account: account.to_string(),
-                payout_account: user.payout_account.to_string(),
-                payout_holder: user.payout_holder.to_string(),
-                advance_krw: user.advance_krw.get(),
-                suspend_percent: i64::from(user.suspend_percent),
-                last_balance_krw: 0,
-                deposit_cursor: 0,
-            },
-            self.now().unix_ms(),
-        )
-        .await?;
+        db::insert_user(&mut tx, &user_row(user, &account), self.now().unix_ms()).await?;
         tx.commit().await?;
         metrics::counter!("payroll_users_enrolled_total").increment(1);
         Ok(account)
+    }
+
+    /// Enrols many users, in order: virtual accounts issued by their providers
+    /// ([`ENROL_CONCURRENT_MAX`] at once; a 429 waits and asks again, it moves
+    /// nothing), wallets opened in one ledger call and users written in one
+    /// transaction per [`ENROL_BATCH_MAX`]. Enrolling twice changes nothing.
+    /// Returns each user's virtual account.
+    pub async fn enrol_many(&self, users: &[NewUser]) -> Result<Vec<AccountNumber>, PayrollError> {
+        use futures_util::StreamExt;
+        if users
+            .iter()
+            .any(|user| user.suspend_percent > 100 || user.advance_krw.get() < 0)
+        {
+            return Err(PayrollError::InvalidConfig(
+                "suspend_percent must be 0..=100 and advance_krw not negative".into(),
+            ));
+        }
+        let mut accounts = Vec::with_capacity(users.len());
+        for batch in users.chunks(ENROL_BATCH_MAX) {
+            let issued: Vec<Result<AccountNumber, PayrollError>> =
+                futures_util::stream::iter(batch.iter().map(|user| self.issue_account(user)))
+                    .buffered(ENROL_CONCURRENT_MAX)
+                    .collect()
+                    .await;
+            let issued = issued.into_iter().collect::<Result<Vec<_>, _>>()?;
+            let ids: Vec<String> = batch.iter().map(|u| u.user_id.to_string()).collect();
+            books::open_wallets(&self.inner.ledger, &ids).await?;
+            let now_ms = self.now().unix_ms();
+            let mut tx = self.inner.store.begin().await?;
+            for (user, account) in batch.iter().zip(&issued) {
+                db::insert_user(&mut tx, &user_row(user, account), now_ms).await?;
+            }
+            tx.commit().await?;
+            metrics::counter!("payroll_users_enrolled_total")
+                .increment(u64::try_from(batch.len()).unwrap_or(0));
+            accounts.extend(issued);
+        }
+        Ok(accounts)
+    }
+
+    /// The user's virtual account from their current provider.
+    async fn issue_account(&self, user: &NewUser) -> Result<AccountNumber, PayrollError> {
+        let provider = self.inner.facade.provider_for(user.user_id).await?;
+        let mut refusals = 0;
+        loop {
+            match provider
+                .account_number(user.user_id, &user.holder_name)
+                .await
+            {
+                Ok(account) => return Ok(account),
+                Err(bank::BankError::RateLimited) if refusals < ENROL_REFUSALS_MAX => {
+                    refusals += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     pub async fn deposit(&self, deposit_id: &str) -> Result<DepositView, PayrollError> {
@@ -364,6 +412,20 @@ impl Payroll {
         let event_id = events::event_id(kind, &key, seq).hyphenated().to_string();
         db::map_event(tx, &event_id, deposit_id).await?;
         Ok(event_id)
+    }
+}
+
+fn user_row(user: &NewUser, account: &AccountNumber) -> db::UserRow {
+    db::UserRow {
+        user_id: user.user_id.to_string(),
+        holder_name: user.holder_name.to_string(),
+        virtual_account: account.to_string(),
+        payout_account: user.payout_account.to_string(),
+        payout_holder: user.payout_holder.to_string(),
+        advance_krw: user.advance_krw.get(),
+        suspend_percent: i64::from(user.suspend_percent),
+        last_balance_krw: 0,
+        deposit_cursor: 0,
     }
 }
 

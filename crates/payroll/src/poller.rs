@@ -3,7 +3,7 @@
 //! per second and `poll_concurrent_max` in flight. A balance other than the last one
 //! seen reads the account's deposits after its cursor; each new deposit becomes a
 //! deposit row and a `payroll.deposit_detected` event in one transaction with the
-//! new cursor.
+//! new cursor (one transaction per page of users).
 //!
 //! A round is resumable: progress (the last user of each finished page) is saved,
 //! and a round cut short continues where it stopped. A deposit is never detected
@@ -14,6 +14,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bank::providers::ProviderName;
+use bank::types::VirtualDeposit;
 use bank::{AccountNumber, UserId};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use money::Krw;
@@ -92,20 +94,32 @@ impl Poller {
                 let poller = self.clone();
                 let report = Arc::clone(&report);
                 tasks.spawn(async move {
-                    let outcome = poller.poll_user(&user, &report).await;
-                    if let Err(error) = &outcome {
-                        report.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(user = user.user_id, code = error.code(), %error, "poll failed; next round tries again");
-                    }
+                    let outcome = poller.poll_user(user, &report).await;
                     report.polled.fetch_add(1, Ordering::Relaxed);
+                    match outcome {
+                        Ok(polled) => polled,
+                        Err((user_id, error)) => {
+                            report.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(user = user_id, code = error.code(), %error, "poll failed; next round tries again");
+                            None
+                        }
+                    }
                 });
             }
+            let mut changed = Vec::new();
             while let Some(joined) = tasks.join_next().await {
-                if let Err(error) = joined {
-                    tracing::error!(%error, "poll task failed");
+                match joined {
+                    Ok(Some(polled)) => changed.push(polled),
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(%error, "poll task failed"),
                 }
                 observe(report.polled.load(Ordering::Relaxed));
             }
+            // In user order, the order stage transactions lock users in.
+            changed.sort_by(|a, b| a.user.user_id.cmp(&b.user.user_id));
+            let detected = self.record(&changed).await?;
+            report.detected.fetch_add(detected, Ordering::Relaxed);
+            metrics::counter!("payroll_deposits_detected_total").increment(detected);
             db::set_poll_state(store, round, Some(&last), false).await?;
             after = Some(last);
         }
@@ -136,7 +150,32 @@ impl Poller {
         Ok(permit)
     }
 
-    async fn poll_user(&self, user: &UserRow, counters: &Counters) -> Result<(), PayrollError> {
+    /// Reads one account; `None` when its balance did not change. The error
+    /// names the user.
+    async fn poll_user(
+        &self,
+        user: UserRow,
+        counters: &Counters,
+    ) -> Result<Option<Polled>, (String, PayrollError)> {
+        match self.read_account(&user, counters).await {
+            Ok(Some((provider, balance_mark, cursor, found))) => Ok(Some(Polled {
+                user,
+                provider,
+                balance_mark,
+                cursor,
+                found,
+            })),
+            Ok(None) => Ok(None),
+            Err(error) => Err((user.user_id, error)),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn read_account(
+        &self,
+        user: &UserRow,
+        counters: &Counters,
+    ) -> Result<Option<(ProviderName, i64, i64, Vec<VirtualDeposit>)>, PayrollError> {
         let user_id = UserId::parse(&user.user_id)?;
         let account = AccountNumber::new(&user.virtual_account)?;
         let provider = self.payroll.facade().provider_for(user_id).await?;
@@ -147,7 +186,7 @@ impl Poller {
         // Any change reads the deposits: a sweep out of the account between two
         // polls can hide a salary behind a balance that did not grow.
         if balance == Krw::new(user.last_balance_krw) {
-            return Ok(());
+            return Ok(None);
         }
         let mut cursor = user.deposit_cursor;
         let mut seen_all = false;
@@ -162,39 +201,11 @@ impl Poller {
                 break;
             }
             cursor = page.next_cursor.max(cursor);
-            found.extend(page.deposits);
-        }
-        let mut tx = self.payroll.store().begin().await?;
-        let now_ms = self.payroll.now().unix_ms();
-        let mut detected = 0;
-        for deposit in &found {
-            if deposit.account_number != account || !deposit.amount_krw.is_positive() {
-                continue;
-            }
-            let inserted = db::insert_deposit(
-                &mut tx,
-                &NewDeposit {
-                    deposit_id: deposit.deposit_id.as_str(),
-                    user_id: &user.user_id,
-                    account: account.as_str(),
-                    bank_cursor: deposit.cursor,
-                    amount_krw: deposit.amount_krw.get(),
-                    detected_by: provider.name().as_str(),
-                },
-                now_ms,
-            )
-            .await?;
-            if inserted {
-                self.payroll
-                    .emit(
-                        &mut tx,
-                        &user.user_id,
-                        KIND_DETECTED,
-                        deposit.deposit_id.as_str(),
-                    )
-                    .await?;
-                detected += 1;
-            }
+            found.extend(
+                page.deposits
+                    .into_iter()
+                    .filter(|d| d.account_number == account && d.amount_krw.is_positive()),
+            );
         }
         // Only a complete read moves the balance mark; otherwise the next round reads on.
         let balance_mark = if seen_all {
@@ -202,12 +213,55 @@ impl Poller {
         } else {
             user.last_balance_krw
         };
-        db::set_polled(&mut tx, &user.user_id, balance_mark, cursor).await?;
-        tx.commit().await?;
-        counters.detected.fetch_add(detected, Ordering::Relaxed);
-        metrics::counter!("payroll_deposits_detected_total").increment(detected);
-        Ok(())
+        Ok(Some((provider.name(), balance_mark, cursor, found)))
     }
+
+    /// Writes a page's new deposits, their events and the accounts' new marks in
+    /// one transaction; returns the deposits detected.
+    async fn record(&self, changed: &[Polled]) -> Result<u64, PayrollError> {
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.payroll.store().begin().await?;
+        let now_ms = self.payroll.now().unix_ms();
+        let mut detected = 0;
+        for polled in changed {
+            let user_id = &polled.user.user_id;
+            for deposit in &polled.found {
+                let inserted = db::insert_deposit(
+                    &mut tx,
+                    &NewDeposit {
+                        deposit_id: deposit.deposit_id.as_str(),
+                        user_id,
+                        account: &polled.user.virtual_account,
+                        bank_cursor: deposit.cursor,
+                        amount_krw: deposit.amount_krw.get(),
+                        detected_by: polled.provider.as_str(),
+                    },
+                    now_ms,
+                )
+                .await?;
+                if inserted {
+                    self.payroll
+                        .emit(&mut tx, user_id, KIND_DETECTED, deposit.deposit_id.as_str())
+                        .await?;
+                    detected += 1;
+                }
+            }
+            db::set_polled(&mut tx, user_id, polled.balance_mark, polled.cursor).await?;
+        }
+        tx.commit().await?;
+        Ok(detected)
+    }
+}
+
+/// What polling one account found, to record.
+struct Polled {
+    user: UserRow,
+    provider: ProviderName,
+    balance_mark: i64,
+    cursor: i64,
+    found: Vec<VirtualDeposit>,
 }
 
 #[derive(Default)]

@@ -20,9 +20,6 @@ use payroll::{DepositState, NewUser, Payroll, PayrollConfig, StageConsumer};
 use store::testing::TestDb;
 use tokio::net::TcpListener;
 
-/// 429s one enrolment may meet before the harness gives up.
-const ENROL_REFUSALS_MAX: usize = 200;
-
 pub const OPERATING: &str = "1002000000001";
 pub const OPERATING_HOLDER: &str = "세틀주식회사";
 
@@ -230,62 +227,42 @@ impl System {
         self.dispatchers = dispatchers;
     }
 
-    /// Enrols `count` users with payout accounts at the simulator, 32 at a time.
+    /// Opens `count` payout accounts at the simulator (32 at a time) and enrols
+    /// their users through `Payroll::enrol_many`.
     pub async fn enrol(&mut self, count: usize, advance_krw: i64, suspend_percent: u8) {
         let start = self.users.len();
         let mut tasks = tokio::task::JoinSet::new();
-        let mut enrolled = Vec::new();
+        let mut new_users = Vec::new();
         for n in start..start + count {
+            let user_id = user(n as u128);
+            let payout_account = AccountNumber::new(&format!("3333{n:010}")).unwrap();
+            let holder = HolderName::new(&format!("직원{n}")).unwrap();
             let sim = self.sim.clone();
-            let payroll = self.payroll.clone();
-            tasks.spawn(async move {
-                let user_id = user(n as u128);
-                let payout_account = AccountNumber::new(&format!("3333{n:010}")).unwrap();
-                let holder = HolderName::new(&format!("직원{n}")).unwrap();
-                sim.open_account(&OpenAccount {
-                    account_number: payout_account.clone(),
-                    holder_name: holder.clone(),
-                    balance_krw: Krw::ZERO,
-                })
-                .await
-                .unwrap();
-                let new_user = NewUser {
-                    user_id,
-                    holder_name: holder.clone(),
-                    payout_account: payout_account.clone(),
-                    payout_holder: holder,
-                    advance_krw: Krw::new(advance_krw),
-                    suspend_percent,
-                };
-                // A bank that caps requests per second may refuse an enrolment
-                // burst with 429, which moves nothing: wait and ask again.
-                let mut refusals = 0;
-                let virtual_account = loop {
-                    match payroll.enrol(&new_user).await {
-                        Ok(account) => break account,
-                        Err(payroll::PayrollError::Bank(bank::BankError::RateLimited))
-                            if refusals < ENROL_REFUSALS_MAX =>
-                        {
-                            refusals += 1;
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                        Err(error) => panic!("enrolling user {n} failed: {error:?}"),
-                    }
-                };
-                (n, user_id, virtual_account, payout_account)
-            });
-            if tasks.len() >= 32
-                && let Some(done) = tasks.join_next().await
-            {
-                enrolled.push(done.unwrap());
+            let opened = OpenAccount {
+                account_number: payout_account.clone(),
+                holder_name: holder.clone(),
+                balance_krw: Krw::ZERO,
+            };
+            tasks.spawn(async move { sim.open_account(&opened).await.unwrap() });
+            if tasks.len() >= 32 {
+                tasks.join_next().await.unwrap().unwrap();
             }
+            new_users.push(NewUser {
+                user_id,
+                holder_name: holder.clone(),
+                payout_account,
+                payout_holder: holder,
+                advance_krw: Krw::new(advance_krw),
+                suspend_percent,
+            });
         }
         while let Some(done) = tasks.join_next().await {
-            enrolled.push(done.unwrap());
+            done.unwrap();
         }
-        enrolled.sort_by_key(|e| e.0);
-        for (_, user_id, virtual_account, payout_account) in enrolled {
-            self.users.push((user_id, virtual_account, payout_account));
+        let accounts = self.payroll.enrol_many(&new_users).await.unwrap();
+        for (new_user, virtual_account) in new_users.into_iter().zip(accounts) {
+            self.users
+                .push((new_user.user_id, virtual_account, new_user.payout_account));
         }
     }
 
