@@ -12,24 +12,17 @@ const PAGE_ROWS = 20;
 /** Pages one visit loads at most, so a runaway observer cannot loop forever. */
 const PAGES_MAX = 500;
 
-const n = (v) => (v === undefined || v === null ? null : Number(v));
-
-/** One history row as shown, whatever optional fields the API sends. */
+/** One history line of `GET /v1/accounts/{id}/history` as the table shows it. */
 function entryView(item) {
-  const debitsPosted = n(item.debits_posted_krw ?? item.debits_posted);
-  const creditsPosted = n(item.credits_posted_krw ?? item.credits_posted);
-  let amount = n(item.amount_krw ?? item.delta_krw);
-  if (amount !== null && item.direction === "debit" && amount > 0) amount = -amount;
-  const held = n(item.pending_krw);
-  const balance = n(item.balance_after_krw ?? item.balance_krw ?? (creditsPosted !== null && debitsPosted !== null ? creditsPosted - debitsPosted : null));
   return {
     seq: item.seq,
-    transferId: item.transfer_id ?? item.transfer ?? "",
-    amount,
-    held: held && held !== 0 ? held : null,
-    balance,
-    at: item.at_ms ?? item.created_at_ms ?? item.created_at,
-    description: item.description ?? item.memo ?? item.kind ?? null,
+    transferId: item.transfer_id,
+    // Posted change: + in, − out; 0 for a hold placed or released.
+    amount: Number(item.amount_krw),
+    // Pending change: − a hold placed on this account, + one released.
+    held: Number(item.pending_krw ?? 0),
+    balance: Number(item.balance_after_krw),
+    at: item.at_ms,
   };
 }
 
@@ -41,21 +34,20 @@ const HISTORY_COLUMNS = [
     label: "amount",
     class: "num",
     cell: (e) => {
-      if (e.amount === null) return "—";
       // A hold placed or released moves no posted money: say so instead of "0 원".
-      if (e.amount === 0 && e.held !== null) return h("span", {class: "muted"}, `${e.held < 0 ? "held" : "released"} ${won(Math.abs(e.held))}`);
+      if (e.amount === 0 && e.held !== 0) return h("span", {class: "muted"}, `${e.held < 0 ? "held" : "released"} ${won(Math.abs(e.held))}`);
       return h("span", {class: e.amount < 0 ? "neg" : "pos"}, signedWon(e.amount));
     },
   },
-  {label: "balance", class: "num", cell: (e) => (e.balance === null ? "—" : won(e.balance))},
+  {label: "balance", class: "num", cell: (e) => won(e.balance)},
 ];
 
 const PENDING_COLUMNS = [
   {label: "transfer", cell: (t) => h("span", {class: "mono", title: t.id}, shortId(t.id))},
   {label: "state", cell: (t) => pill(t.state)},
-  {label: "to", cell: (t) => h("span", {class: "mono", title: t.to_account_id ?? t.credit}, shortId(t.to_account_id ?? t.credit))},
-  {label: "amount", class: "num", cell: (t) => won(t.amount_krw ?? t.amount)},
-  {label: "requested (KST)", class: "nowrap", cell: (t) => time(t.requested_at_ms ?? t.requested_at)},
+  {label: "to", cell: (t) => h("span", {class: "mono", title: t.to_account_id}, shortId(t.to_account_id))},
+  {label: "amount", class: "num", cell: (t) => won(t.amount_krw)},
+  {label: "requested (KST)", class: "nowrap", cell: (t) => time(t.requested_at_ms)},
 ];
 
 export async function render(el, {me, notify}) {
@@ -64,13 +56,13 @@ export async function render(el, {me, notify}) {
     mount(el, h("div", {class: "card"}, h("h1", {}, "My account"), h("p", {class: "muted"}, "This customer has no accounts yet.")));
     return null;
   }
-  let account = accounts[0].id ?? accounts[0].account_id;
+  let account = accounts[0].id;
   let stopHistory = null;
 
   const picker = h(
     "select",
     {id: "account-picker", "aria-label": "account"},
-    accounts.map((a) => h("option", {value: a.id ?? a.account_id}, a.id ?? a.account_id)),
+    accounts.map((a) => h("option", {value: a.id}, a.id)),
   );
   const balanceBox = h("div", {class: "cards", id: "balance"});
   const pendingBox = h("div", {id: "pending"});
@@ -81,8 +73,8 @@ export async function render(el, {me, notify}) {
     async () => {
       try {
         const report = await api.post(`/v1/accounts/${seg(account)}/history/sync`);
-        const synced = report?.synced ?? report?.applied ?? 0;
-        const lastSeq = report?.last_seq ?? report?.last_seq_after ?? "—";
+        const synced = report.synced;
+        const lastSeq = report.last_seq;
         mount(syncNote, `synced ${synced} new ${synced === 1 ? "entry" : "entries"}; up to #${lastSeq} at ${time(Date.now())}`);
         await showAccount();
       } catch (err) {
@@ -158,7 +150,7 @@ function infiniteHistory(box, account, notify) {
       if (stopped) return;
       if (pages === 0) tbody.replaceChildren();
       pages += 1;
-      const items = page.items ?? page.entries ?? [];
+      const items = page.items ?? [];
       for (const item of items) {
         tbody.appendChild(tableRow(HISTORY_COLUMNS, entryView(item), (e) => ({"data-seq": e.seq, "data-page": pages})));
       }

@@ -12,7 +12,7 @@ const LETTERS_SHOWN = 100;
 export async function render(el, {notify}) {
   const answer = await api.get(`/v1/events/dead-letters?state=parked&limit=${LETTERS_SHOWN}`);
   // Resolved letters stay in the table for the record; only parked ones need a decision.
-  const letters = (answer.items ?? []).filter((d) => (d.state ?? "parked") === "parked");
+  const letters = (answer.items ?? []).filter((d) => d.state === "parked");
 
   const act = (letter, verb) => async () => {
     try {
@@ -32,12 +32,12 @@ export async function render(el, {notify}) {
       {class: "card", id: "dead-letters"},
       table(
         [
-          {label: "parked (KST)", class: "nowrap", cell: (d) => time(d.at_ms ?? d.dead_at_ms ?? d.dead_at)},
+          {label: "parked (KST)", class: "nowrap", cell: (d) => time(d.at_ms)},
           {label: "consumer", cell: (d) => h("code", {}, d.consumer)},
-          {label: "event", cell: (d) => [h("code", {}, d.kind ?? d.event?.kind), " ", h("span", {class: "mono muted"}, `${d.key ?? d.event?.key}#${d.seq ?? d.event?.seq ?? ""}`)]},
+          {label: "event", cell: (d) => [h("code", {}, d.kind), " ", h("span", {class: "mono muted"}, `${d.key}#${d.seq}`)]},
           {label: "attempts", class: "num", cell: (d) => d.attempts},
           {label: "last error", cell: (d) => h("span", {class: "error"}, d.last_error)},
-          {label: "state", cell: (d) => pill(d.state ?? "parked")},
+          {label: "state", cell: (d) => pill(d.state)},
           {
             label: "",
             cell: (d) => h("div", {class: "row"}, actionButton("Replay", act(d, "replay"), {kind: "small primary"}), actionButton("Discard", act(d, "discard"), {kind: "small danger"})),

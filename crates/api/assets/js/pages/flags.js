@@ -24,7 +24,7 @@ export async function render(el, {notify}) {
   const flags = await api.get("/v1/providers/flags");
   const percent = Number(flags.cohort_percent ?? 0);
   const changes = flags.changes ?? [];
-  const overrides = flags.overrides ?? overridesFrom(changes);
+  const overrides = overridesFrom(changes);
   const reload = () => render(el, {notify});
   const pin = async (user, provider) => {
     try {

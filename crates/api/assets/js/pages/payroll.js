@@ -8,13 +8,10 @@ import {label, shortId, time, won} from "../format.js";
 /** The pipeline's states in the order a deposit passes them. */
 const ORDER = ["detected", "computed", "repaid", "suspended", "paid_out", "completed", "waiting", "rolled_back"];
 
-function perState(raw) {
-  if (!raw) return [];
-  const pairs = Array.isArray(raw)
-    ? raw.map((p) => (Array.isArray(p) ? p : [p.state, p.count ?? p.n]))
-    : Object.entries(raw);
+/** [[state, count]] in pipeline order, from `per_state: [{state, count}]`. */
+function perState(items) {
   const rank = (s) => (ORDER.indexOf(s) < 0 ? ORDER.length : ORDER.indexOf(s));
-  return pairs.map(([s, c]) => [String(s), Number(c)]).sort((a, b) => rank(a[0]) - rank(b[0]));
+  return (items ?? []).map((p) => [String(p.state), Number(p.count)]).sort((a, b) => rank(a[0]) - rank(b[0]));
 }
 
 export async function render(el, {notify}) {
@@ -23,7 +20,7 @@ export async function render(el, {notify}) {
     api.get("/v1/alerts").catch(() => null),
     api.get("/v1/payroll/deposits?state=waiting&limit=100"),
   ]);
-  const counts = perState(status.per_state ?? status.states ?? status.counts);
+  const counts = perState(status.per_state);
   const total = counts.reduce((s, [, c]) => s + c, 0);
   // Deposits waiting for an operator, then any other deposit the status calls stuck
   // (untouched for long), each once.
@@ -31,17 +28,15 @@ export async function render(el, {notify}) {
   for (const deposit of status.stuck ?? []) {
     if (!stuck.some((d) => d.deposit_id === deposit.deposit_id)) stuck.push(deposit);
   }
+  // The status carries only the newest alerts; the alert list has them all.
   const alerts = alertsAnswer?.items ?? status.alerts ?? [];
 
-  const refresh = async () => {
-    const fresh = await render(el, {notify});
-    return fresh;
-  };
   const act = (deposit, verb) => async () => {
     try {
       const answer = await api.post(`/v1/payroll/deposits/${seg(deposit.deposit_id)}/${verb}`);
-      notify(`${verb} ${deposit.deposit_id}: ${label(answer?.state ?? answer?.outcome ?? "done")}`, {ok: true});
-      await refresh();
+      // The answer is the deposit as it now stands.
+      notify(`${verb} ${deposit.deposit_id}: now ${label(answer.state)}`, {ok: true});
+      await render(el, {notify});
     } catch (err) {
       notify(err);
     }
@@ -91,7 +86,7 @@ export async function render(el, {notify}) {
       h("h2", {}, "Alerts"),
       table(
         [
-          {label: "raised (KST)", class: "nowrap", cell: (a) => time(a.created_at_ms ?? a.at_ms)},
+          {label: "raised (KST)", class: "nowrap", cell: (a) => time(a.created_at_ms)},
           {label: "deposit", cell: (a) => h("span", {class: "mono", title: a.deposit_id}, shortId(a.deposit_id))},
           {label: "stage", cell: (a) => label(a.stage)},
           {label: "reason", cell: (a) => pill(a.reason)},
