@@ -231,7 +231,6 @@ impl Payroll {
     /// transaction per [`ENROL_BATCH_MAX`]. Enrolling twice changes nothing.
     /// Returns each user's virtual account.
     pub async fn enrol_many(&self, users: &[NewUser]) -> Result<Vec<AccountNumber>, PayrollError> {
-        use futures_util::StreamExt;
         if users
             .iter()
             .any(|user| user.suspend_percent > 100 || user.advance_krw.get() < 0)
@@ -242,12 +241,30 @@ impl Payroll {
         }
         let mut accounts = Vec::with_capacity(users.len());
         for batch in users.chunks(ENROL_BATCH_MAX) {
-            let issued: Vec<Result<AccountNumber, PayrollError>> =
-                futures_util::stream::iter(batch.iter().map(|user| self.issue_account(user)))
-                    .buffered(ENROL_CONCURRENT_MAX)
-                    .collect()
-                    .await;
-            let issued = issued.into_iter().collect::<Result<Vec<_>, _>>()?;
+            // Tasks, not one stream: the calls' work spreads over the runtime's threads.
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut slots: Vec<Option<AccountNumber>> = vec![None; batch.len()];
+            for (index, user) in batch.iter().enumerate() {
+                let (payroll, user) = (self.clone(), user.clone());
+                tasks.spawn(async move { (index, payroll.issue_account(&user).await) });
+                if tasks.len() >= ENROL_CONCURRENT_MAX
+                    && let Some(joined) = tasks.join_next().await
+                {
+                    let (index, account) = joined.map_err(|e| {
+                        PayrollError::Corrupt(format!("enrolment task failed: {e}"))
+                    })?;
+                    slots[index] = Some(account?);
+                }
+            }
+            while let Some(joined) = tasks.join_next().await {
+                let (index, account) = joined
+                    .map_err(|e| PayrollError::Corrupt(format!("enrolment task failed: {e}")))?;
+                slots[index] = Some(account?);
+            }
+            let issued: Vec<AccountNumber> = slots.into_iter().flatten().collect();
+            if issued.len() != batch.len() {
+                return Err(PayrollError::Corrupt("an enrolment went missing".into()));
+            }
             let ids: Vec<String> = batch.iter().map(|u| u.user_id.to_string()).collect();
             books::open_wallets(&self.inner.ledger, &ids).await?;
             let now_ms = self.now().unix_ms();
