@@ -64,7 +64,7 @@ impl Default for ApiConfig {
             request_timeout_ms: 10_000,
             key_requests_per_s_max: 100,
             page_items_max: 100,
-            writes_in_flight_max: 8,
+            writes_in_flight_max: 64,
         }
     }
 }

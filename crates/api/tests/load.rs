@@ -5,7 +5,7 @@
 //! same workload calls the channel in process, without HTTP, so the report can
 //! say what the HTTP layer costs. Prints one JSON line per run.
 //!
-//! `LOAD_CUSTOMERS` and `LOAD_SECONDS` override the defaults.
+//! `LOAD_CUSTOMERS`, `LOAD_SECONDS` and `LOAD_WRITES` (write permits) override the defaults.
 
 mod common;
 
@@ -243,10 +243,13 @@ async fn in_process(
 async fn run(backend: Backend) {
     let count = env_or("LOAD_CUSTOMERS", 1_000) as usize;
     let seconds = env_or("LOAD_SECONDS", 30);
+    let defaults = api::ApiConfig::default();
     let config = api::ApiConfig {
         request_timeout_ms: 30_000,
-        ..api::ApiConfig::default()
+        writes_in_flight_max: env_or("LOAD_WRITES", defaults.writes_in_flight_max as u64) as usize,
+        ..defaults
     };
+    let config_writes = config.writes_in_flight_max;
     let Some(app) = TestApp::start_with(backend, config).await else {
         return;
     };
@@ -275,6 +278,7 @@ async fn run(backend: Backend) {
     );
     report.insert("customers".into(), json!(count));
     report.insert("seconds".into(), json!(seconds));
+    report.insert("writes_in_flight_max".into(), json!(config_writes));
     for (name, (mut tally, elapsed)) in [
         (
             "http",
