@@ -2,7 +2,8 @@
 // (playwright-core, no browser download) against a server that
 // crates/api/tests/browser.rs started and seeded. It logs in as a customer, scrolls
 // the history to its third page, presses "sync now", logs in as an operator, runs a
-// fee module, replays a dead letter, and saves a screenshot of every page.
+// fee module, rolls a waiting deposit back, replays a dead letter, moves the
+// provider cohort, and saves a screenshot of every page.
 //
 // Env: SETTLE_BASE_URL, SETTLE_CUSTOMER_KEY, SETTLE_OPS_KEY; optional
 // SETTLE_SCREENSHOTS_DIR (default docs/screenshots), CHROMIUM_PATH (/usr/bin/chromium),
@@ -130,7 +131,13 @@ try {
   // Payroll.
   await page.click('nav a[data-page="payroll"]');
   await page.locator("#payroll-stages").waitFor();
-  check((await page.locator("#payroll-stuck tbody tr:not(.empty)").count()) >= 1, "a stuck deposit is listed");
+  const waiting = await page.locator("#payroll-stuck tbody tr:not(.empty)").count();
+  check(waiting >= 2, `deposits waiting for an operator are listed (${waiting})`);
+  // Roll back the one whose payout account changed holder: it leaves the list.
+  await page.locator("#payroll-stuck tbody tr", {hasText: "holder name changed"}).locator("button", {hasText: "Roll back"}).click();
+  await page.waitForFunction(() => document.querySelector('#payroll-stages .flow-box[data-state="rolled_back"] .flow-count')?.textContent === "1");
+  const left = await page.locator("#payroll-stuck tbody tr:not(.empty)").count();
+  check(left === waiting - 1, `the rolled-back deposit left the waiting list (${waiting} → ${left})`);
   await snap("payroll.png");
 
   // Dead letters: replay one and see it leave the list.
@@ -158,8 +165,8 @@ try {
   await page.locator("#audit tbody tr td code").first().waitFor();
   const actions = await page.locator("#audit tbody td code").allTextContents();
   check(
-    ["fees.", "replay", "providers.cohort"].every((what) => actions.some((a) => a.includes(what))),
-    `the audit log records the fee run, the replay and the cohort (${[...new Set(actions)].join(", ")})`,
+    ["fees.", "payroll.rollback", "replay", "providers.cohort"].every((what) => actions.some((a) => a.includes(what))),
+    `the audit log records the fee run, the rollback, the replay and the cohort (${[...new Set(actions)].join(", ")})`,
   );
   await snap("audit.png");
 

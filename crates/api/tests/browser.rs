@@ -5,9 +5,9 @@
 //! `node browser/console.test.mjs`, which drives Debian's headless Chromium with
 //! playwright-core: it logs in as a customer, scrolls the history to its third
 //! keyset page, presses "sync now", logs in as an operator, runs a fee module,
-//! replays a dead letter, moves the provider cohort, and saves a screenshot of
-//! every page to `docs/screenshots/` (`SETTLE_SCREENSHOTS_DIR` to put them
-//! elsewhere).
+//! rolls a waiting salary deposit back, replays a dead letter, moves the provider
+//! cohort, and saves a screenshot of every page to `docs/screenshots/`
+//! (`SETTLE_SCREENSHOTS_DIR` to put them elsewhere).
 //!
 //! The seed is real work, not fixtures: 64 ledger transfers for one customer (four
 //! history pages of 20), a channel transfer whose answer the core never gave
@@ -172,6 +172,17 @@ async fn run(dbs: Dbs) {
         1,
         "the browser replayed one dead letter: {letters:?}"
     );
+    let deposits = world.payroll.deposits().await.unwrap();
+    let rolled_back: Vec<_> = deposits
+        .iter()
+        .filter(|d| d.state == DepositState::RolledBack)
+        .collect();
+    assert_eq!(rolled_back.len(), 1, "the browser rolled one deposit back");
+    assert_eq!(
+        rolled_back[0].user_id,
+        payroll_user(1).to_string(),
+        "the deposit whose payout holder was renamed: {rolled_back:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while webhook.received.lock().unwrap().is_empty() {
         assert!(
@@ -291,6 +302,13 @@ fn dispatcher_config() -> DispatcherConfig {
 
 fn id(n: u128) -> TransferId {
     TransferId::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 | n).unwrap()
+}
+
+/// Salaried user `n` (user 1's payout holder is renamed at the bank).
+fn payroll_user(n: u128) -> bank::UserId {
+    bank::UserId::from_uuid(uuid::Uuid::from_u128(
+        0x0193_0000_0000_7000_8000_0000_0a00_0000 | n,
+    ))
 }
 
 fn account(n: u128) -> AccountId {
@@ -551,9 +569,7 @@ impl World {
         self.routing.set_cohort_percent(25, "seed").await.unwrap();
         let mut users = Vec::new();
         for n in 0..6u128 {
-            let user_id = bank::UserId::from_uuid(uuid::Uuid::from_u128(
-                0x0193_0000_0000_7000_8000_0000_0a00_0000 | n,
-            ));
+            let user_id = payroll_user(n);
             let payout_account = AccountNumber::new(&format!("3333{n:010}")).unwrap();
             let holder = HolderName::new(&format!("직원{n}")).unwrap();
             self.sim
