@@ -31,7 +31,7 @@ const shots = env("SETTLE_SCREENSHOTS_DIR", "docs/screenshots");
 const chromiumPath = env("CHROMIUM_PATH", "/usr/bin/chromium");
 const runTimeoutMs = Number(env("SETTLE_BROWSER_TIMEOUT_MS", "45000"));
 /** One wait for one thing to show up. */
-const STEP_TIMEOUT_MS = 10_000;
+const STEP_TIMEOUT_MS = 15_000;
 
 const killer = setTimeout(() => fail(`the whole run took longer than ${runTimeoutMs} ms`), runTimeoutMs);
 mkdirSync(shots, {recursive: true});
