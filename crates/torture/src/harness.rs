@@ -195,7 +195,14 @@ pub async fn run(plan: &Plan, progress: Progress<'_>) -> Result<Summary, Torture
     let started = Instant::now();
     let scratch = Scratch::create(plan.database_url.as_deref(), plan.workload.name()).await?;
     let outcome = run_in(plan, &scratch, progress).await;
-    let mut summary = outcome?;
+    let mut summary = match outcome {
+        Ok(summary) => summary,
+        Err(error) => {
+            // The stores and the children's logs stay for whoever debugs it.
+            tracing::error!(%error, kept_at = %scratch.dir.display(), replay = %replay_command(plan), "the torture run could not finish");
+            return Err(error);
+        }
+    };
     summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if plan.keep || summary.violations > 0 {
         summary.kept_at = Some(scratch.dir.display().to_string());
