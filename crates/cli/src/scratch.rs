@@ -40,20 +40,27 @@ impl ScratchDb {
             Some(url) if !url.starts_with("sqlite") => {
                 anyhow::bail!("unsupported database URL {}", store::redact(url))
             }
-            _ => {
-                let dir = std::env::temp_dir().join(format!("settle-{label}-{unique}"));
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                let url = format!("sqlite://{}", dir.join("settle.db").display());
-                let store = Store::connect(&url).await?;
-                Ok(ScratchDb {
-                    store,
-                    url,
-                    drop_schema: None,
-                    sqlite_dir: Some(dir),
-                })
-            }
+            _ => ScratchDb::create_sqlite_in(&std::env::temp_dir(), label).await,
         }
+    }
+
+    /// A new SQLite file in a new directory under `parent` (e.g. `/dev/shm` for a
+    /// stand-in whose durability is not what a run measures).
+    pub async fn create_sqlite_in(
+        parent: &std::path::Path,
+        label: &str,
+    ) -> anyhow::Result<ScratchDb> {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        let dir = parent.join(format!("settle-{label}-{unique}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let url = format!("sqlite://{}", dir.join("settle.db").display());
+        let store = Store::connect(&url).await?;
+        Ok(ScratchDb {
+            store,
+            url,
+            drop_schema: None,
+            sqlite_dir: Some(dir),
+        })
     }
 
     /// Removes the database. `keep` leaves it for inspection.

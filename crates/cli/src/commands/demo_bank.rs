@@ -2,6 +2,7 @@
 //! SQLite file, test-profile latency), served over HTTP on 127.0.0.1:0 so that the
 //! payroll providers speak the real wire API to it; with `--bank-url`, a running
 //! `settle bank-sim` (which must be fresh: the demo reads its whole statement).
+//! The in-process bank's SQLite file lives on `/dev/shm` when there is one.
 //!
 //! Money-moving calls go through `BankApi` (fees) or the providers (payroll);
 //! setting up the bank's side of the world (accounts, salaries, a frozen account)
@@ -87,7 +88,14 @@ impl DemoBank {
                 })
             }
             None => {
-                let db = ScratchDb::create(None, "demo_bank").await?;
+                // The bank is a stand-in: its own fsyncs are not what the demo
+                // shows, so its file goes to memory where there is a tmpfs.
+                let shm = std::path::Path::new("/dev/shm");
+                let db = if shm.is_dir() {
+                    ScratchDb::create_sqlite_in(shm, "demo_bank").await?
+                } else {
+                    ScratchDb::create(None, "demo_bank").await?
+                };
                 let mut config = SimConfig::for_profile(Profile::Test, seed);
                 // Every HTTP call the demo makes in parallel must fit.
                 config.concurrent_max = 256;

@@ -105,13 +105,23 @@ impl Backbone {
         consumer: Arc<C>,
         retry: RetryPolicy,
     ) -> anyhow::Result<()> {
+        let config = DispatcherConfig {
+            poll_interval_ms: 10,
+            retry,
+            ..DispatcherConfig::default()
+        };
+        self.spawn_with(consumer, config).await
+    }
+
+    /// Same, with the consumer's own dispatcher limits (embedded); on NATS only
+    /// their retry policy applies.
+    pub async fn spawn_with<C: Consumer>(
+        &mut self,
+        consumer: Arc<C>,
+        config: DispatcherConfig,
+    ) -> anyhow::Result<()> {
         match &self.nats {
             None => {
-                let config = DispatcherConfig {
-                    poll_interval_ms: 10,
-                    retry,
-                    ..DispatcherConfig::default()
-                };
                 let dispatcher = Dispatcher::new(
                     self.store.clone(),
                     consumer,
@@ -127,10 +137,10 @@ impl Backbone {
                     }
                 });
             }
-            Some((js, config)) => {
+            Some((js, nats)) => {
                 let config = NatsConfig {
-                    retry,
-                    ..config.clone()
+                    retry: config.retry,
+                    ..nats.clone()
                 };
                 for partition in 0..config.partitions {
                     let worker = Worker::new(

@@ -45,8 +45,8 @@ const FROZEN_USER: usize = 1;
 const ALERT_ATTEMPTS_MAX: u32 = 3;
 /// Bank set-up calls (enrolment, salaries) in flight at once.
 const SETUP_CONCURRENT_MAX: usize = 32;
-/// 429s one enrolment may meet before the demo gives up.
-const ENROL_REFUSALS_MAX: usize = 200;
+/// Users enrolled per `enrol_many` call (one progress step).
+const ENROL_BATCH_MAX: usize = 500;
 /// Webhook bodies the receiver keeps at most.
 const WEBHOOK_BODIES_MAX: usize = 1_000;
 /// The longest the demo waits for the pipeline to settle one wave.
@@ -136,7 +136,9 @@ pub async fn run(
 
     // Enrolment: a payout account at the bank and a virtual account from the
     // provider for every user.
+    let step = Instant::now();
     let users = enrol(&payroll, bank, params.users, params.seed).await?;
+    let enrol_ms = step.elapsed().as_millis();
     for (index, user) in users.iter().enumerate() {
         if index % 4 == 0 {
             let due = 200_000 + (index as i64 % 7) * 10_000;
@@ -161,17 +163,21 @@ pub async fn run(
     let poller = payroll::poller::Poller::new(payroll.clone())?;
 
     // The first half of the month, all on "legacy".
+    let step = Instant::now();
     let half = users.len() / 2;
     let mut paid = pay_salaries(bank, &users[..half], "salaries (first half)").await?;
     let first_wave: Vec<String> = paid.iter().map(|d| d.clone().0).collect();
     poll(&poller, users.len(), "polling (first half)").await?;
     settle(&payroll, paid.len(), "settling (first half)").await?;
 
+    let first_half_ms = step.elapsed().as_millis();
     // Half of all users move to "next"; the second half of the month arrives.
+    let step = Instant::now();
     routing.set_cohort_percent(50, ACTOR).await?;
     paid.extend(pay_salaries(bank, &users[half..], "salaries (second half)").await?);
     poll(&poller, users.len(), "polling (second half)").await?;
     settle(&payroll, paid.len(), "settling (second half)").await?;
+    let second_half_ms = step.elapsed().as_millis();
     let frozen = paid
         .get(FROZEN_USER)
         .map(|d| d.0.clone())
@@ -411,6 +417,9 @@ pub async fn run(
 
     let mut part = Part::new("salary settlement", payroll_seconds)
         .count("users enrolled", books.users)
+        .count("ms enrolling (virtual accounts, wallets)", enrol_ms)
+        .count("ms first half: pay, poll, settle", first_half_ms)
+        .count("ms second half after the migration", second_half_ms)
         .count("salary deposits", books.deposits.len());
     for (provider, count) in &books.per_provider {
         part = part.count(&format!("deposits settled by {provider}"), *count);
@@ -466,50 +475,40 @@ async fn enrol(
     seed: u64,
 ) -> anyhow::Result<Vec<DemoUser>> {
     let bar = progress::bar(count as u64, "enrolling users");
-    let users: Vec<DemoUser> = futures_util::stream::iter(0..count)
-        .map(|n| {
-            let bar = bar.clone();
-            async move {
-                let user_id = bank::UserId::from_uuid(uuid::Uuid::from_u128(
-                    (u128::from(seed) << 96) | 0xe_0000_0000 | (n as u128 + 1),
-                ));
-                let payout_account = AccountNumber::new(&format!("4444{n:010}"))?;
-                let holder = HolderName::new(&format!("직원{n}"))?;
-                bank.open_account(&payout_account, &holder, Krw::ZERO)
-                    .await?;
-                let new_user = NewUser {
-                    user_id,
-                    holder_name: holder.clone(),
-                    payout_account: payout_account.clone(),
-                    payout_holder: holder,
-                    advance_krw: Krw::new(500_000),
-                    suspend_percent: 5,
-                };
-                let mut refusals = 0;
-                let virtual_account = loop {
-                    match payroll.enrol(&new_user).await {
-                        Ok(account) => break account,
-                        // A rate-capped bank refuses a burst with 429, which moves
-                        // nothing: wait and ask again.
-                        Err(payroll::PayrollError::Bank(bank::BankError::RateLimited))
-                            if refusals < ENROL_REFUSALS_MAX =>
-                        {
-                            refusals += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        Err(error) => return Err(anyhow::Error::from(error)),
-                    }
-                };
-                bar.inc(1);
-                Ok::<_, anyhow::Error>(DemoUser {
-                    virtual_account,
-                    payout_account,
-                })
-            }
+    // Each user's own bank account (where payouts go), opened at the bank.
+    let new_users: Vec<NewUser> = futures_util::stream::iter(0..count)
+        .map(|n| async move {
+            let user_id = bank::UserId::from_uuid(uuid::Uuid::from_u128(
+                (u128::from(seed) << 96) | 0xe_0000_0000 | (n as u128 + 1),
+            ));
+            let payout_account = AccountNumber::new(&format!("4444{n:010}"))?;
+            let holder = HolderName::new(&format!("직원{n}"))?;
+            bank.open_account(&payout_account, &holder, Krw::ZERO)
+                .await?;
+            Ok::<_, anyhow::Error>(NewUser {
+                user_id,
+                holder_name: holder.clone(),
+                payout_account,
+                payout_holder: holder,
+                advance_krw: Krw::new(500_000),
+                suspend_percent: 5,
+            })
         })
         .buffered(SETUP_CONCURRENT_MAX)
         .try_collect()
         .await?;
+    // Virtual accounts from each user's provider, in batches.
+    let mut users = Vec::with_capacity(count);
+    for batch in new_users.chunks(ENROL_BATCH_MAX) {
+        let accounts = payroll.enrol_many(batch).await?;
+        for (user, virtual_account) in batch.iter().zip(accounts) {
+            users.push(DemoUser {
+                virtual_account,
+                payout_account: user.payout_account.clone(),
+            });
+        }
+        bar.inc(batch.len() as u64);
+    }
     bar.finish_and_clear();
     Ok(users)
 }
