@@ -70,18 +70,23 @@ pub async fn run(
     for module in calls {
         let fees = fees.clone();
         tasks.push(tokio::spawn(async move {
-            match module {
+            let report = match module {
                 Module::Record => fees.record(day, Trigger::Operator).await,
                 Module::Pay => fees.pay(day, Trigger::Operator).await,
                 Module::Verify => fees.verify(day, Trigger::Operator).await,
                 Module::Withdraw => fees.withdraw(day, Trigger::Operator).await,
-            }
+            };
+            report.map(|r| (module, r.outcome))
         }));
     }
-    let mut busy = 0;
+    let (mut busy, mut recorded, mut withdrawn) = (0, 0, 0);
     for task in tasks {
-        if task.await??.outcome == Outcome::Busy {
-            busy += 1;
+        let (module, outcome) = task.await??;
+        match (module, outcome) {
+            (_, Outcome::Busy) => busy += 1,
+            (Module::Record, Outcome::Done) => recorded += 1,
+            (Module::Withdraw, Outcome::Done) => withdrawn += 1,
+            _ => {}
         }
     }
 
@@ -153,9 +158,9 @@ pub async fn run(
         ),
         Check::new(
             group,
-            "modules called concurrently and out of order: extra callers were told busy",
-            busy > 0,
-            format!("{busy} callers told busy"),
+            "modules called concurrently and out of order: the day was recorded and withdrawn by at most one caller",
+            recorded <= 1 && withdrawn <= 1,
+            format!("{recorded} callers recorded, {withdrawn} withdrew, {busy} were told busy"),
         ),
     ];
     let mut part = Part::new(
