@@ -117,7 +117,8 @@ impl AlertConsumer {
         let Some(url) = &inner.config.webhook_url else {
             return Ok(());
         };
-        let Some(alert) = db::alert_of_event_pool(&inner.store, &event_id).await? else {
+        let Some(alert) = db::alert_of_event(db::Reader::Pool(&inner.store), &event_id).await?
+        else {
             return Err(PayrollError::Corrupt(format!(
                 "alert event {event_id} has no alert"
             )));
@@ -150,7 +151,7 @@ impl AlertConsumer {
     /// Marks the alert delivered once the webhook accepted it.
     async fn record(&self, event: &Event, tx: &mut Tx) -> Result<(), PayrollError> {
         let event_id = event.id.as_uuid().hyphenated().to_string();
-        let Some(alert) = db::alert_of_event(tx, &event_id).await? else {
+        let Some(alert) = db::alert_of_event(db::Reader::Tx(tx), &event_id).await? else {
             return Err(PayrollError::Corrupt(format!(
                 "alert event {event_id} has no alert"
             )));

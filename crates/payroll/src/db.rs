@@ -11,6 +11,22 @@ use crate::PayrollError;
 use crate::state::{DepositState, Stage};
 use store::{on_pool, on_tx};
 
+/// Where a read runs: inside the stage's transaction, or on the pool when a
+/// consumer prepares its work outside any transaction. One query text for both.
+pub(crate) enum Reader<'a> {
+    Tx(&'a mut Tx),
+    Pool(&'a Store),
+}
+
+macro_rules! on_reader {
+    ($reader:expr, $query:expr, $method:ident) => {
+        match $reader {
+            Reader::Tx(tx) => on_tx!(tx, $query, $method),
+            Reader::Pool(store) => on_pool!(store, $query, $method),
+        }
+    };
+}
+
 pub(crate) const COMPONENT: &str = "payroll";
 
 const SCHEMA: &str = "
@@ -542,11 +558,11 @@ pub(crate) async fn map_event(
 }
 
 pub(crate) async fn deposit_of_event(
-    tx: &mut Tx,
+    reader: Reader<'_>,
     event_id: &str,
 ) -> Result<Option<String>, PayrollError> {
-    let row: Option<(String,)> = on_tx!(
-        tx,
+    let row: Option<(String,)> = on_reader!(
+        reader,
         sqlx::query_as::<_, (String,)>(
             "SELECT deposit_id FROM payroll_event_deposits WHERE event_id = $1"
         )
@@ -554,45 +570,14 @@ pub(crate) async fn deposit_of_event(
         fetch_optional
     )?;
     Ok(row.map(|r| r.0))
-}
-
-/// The deposit an event is about, read outside any transaction.
-pub(crate) async fn deposit_of_event_pool(
-    store: &Store,
-    event_id: &str,
-) -> Result<Option<String>, PayrollError> {
-    let row: Option<(String,)> = on_pool!(
-        store,
-        sqlx::query_as::<_, (String,)>(
-            "SELECT deposit_id FROM payroll_event_deposits WHERE event_id = $1"
-        )
-        .bind(event_id),
-        fetch_optional
-    )?;
-    Ok(row.map(|r| r.0))
-}
-
-pub(crate) async fn paid_chunks_pool(
-    store: &Store,
-    deposit_id: &str,
-) -> Result<Vec<(i64, i64)>, PayrollError> {
-    let rows: Vec<(i64, i64)> = on_pool!(
-        store,
-        sqlx::query_as::<_, (i64, i64)>(
-            "SELECT chunk, amount_krw FROM payroll_payout_chunks WHERE deposit_id = $1 ORDER BY chunk"
-        )
-        .bind(deposit_id),
-        fetch_all
-    )?;
-    Ok(rows)
 }
 
 pub(crate) async fn paid_chunks(
-    tx: &mut Tx,
+    reader: Reader<'_>,
     deposit_id: &str,
 ) -> Result<Vec<(i64, i64)>, PayrollError> {
-    let rows: Vec<(i64, i64)> = on_tx!(
-        tx,
+    let rows: Vec<(i64, i64)> = on_reader!(
+        reader,
         sqlx::query_as::<_, (i64, i64)>(
             "SELECT chunk, amount_krw FROM payroll_payout_chunks WHERE deposit_id = $1 ORDER BY chunk"
         )
@@ -728,26 +713,12 @@ pub(crate) async fn insert_alert(
 }
 
 pub(crate) async fn alert_of_event(
-    tx: &mut Tx,
+    reader: Reader<'_>,
     event_id: &str,
 ) -> Result<Option<AlertRow>, PayrollError> {
     let sql = format!("SELECT {ALERT_COLUMNS} FROM payroll_alerts WHERE event_id = $1");
-    let row: Option<AlertTuple> = on_tx!(
-        tx,
-        sqlx::query_as::<_, AlertTuple>(&sql).bind(event_id),
-        fetch_optional
-    )?;
-    Ok(row.map(alert_from))
-}
-
-/// Same as [`alert_of_event`], read outside any transaction.
-pub(crate) async fn alert_of_event_pool(
-    store: &Store,
-    event_id: &str,
-) -> Result<Option<AlertRow>, PayrollError> {
-    let sql = format!("SELECT {ALERT_COLUMNS} FROM payroll_alerts WHERE event_id = $1");
-    let row: Option<AlertTuple> = on_pool!(
-        store,
+    let row: Option<AlertTuple> = on_reader!(
+        reader,
         sqlx::query_as::<_, AlertTuple>(&sql).bind(event_id),
         fetch_optional
     )?;
@@ -847,32 +818,12 @@ pub(crate) async fn alert_exists(
 /// The user's earliest deposit before `bank_cursor` that waits for an operator:
 /// `(deposit_id, waiting_stage)`.
 pub(crate) async fn earlier_waiting(
-    tx: &mut Tx,
+    reader: Reader<'_>,
     user_id: &str,
     bank_cursor: i64,
 ) -> Result<Vec<(String, Option<String>)>, PayrollError> {
-    let rows: Vec<(String, Option<String>)> = on_tx!(
-        tx,
-        sqlx::query_as::<_, (String, Option<String>)>(
-            "SELECT deposit_id, waiting_stage FROM payroll_deposits
-             WHERE user_id = $1 AND bank_cursor < $2 AND state = 'waiting'
-             ORDER BY bank_cursor LIMIT 64"
-        )
-        .bind(user_id)
-        .bind(bank_cursor),
-        fetch_all
-    )?;
-    Ok(rows)
-}
-
-/// Same as [`earlier_waiting`], read outside any transaction.
-pub(crate) async fn earlier_waiting_pool(
-    store: &Store,
-    user_id: &str,
-    bank_cursor: i64,
-) -> Result<Vec<(String, Option<String>)>, PayrollError> {
-    let rows: Vec<(String, Option<String>)> = on_pool!(
-        store,
+    let rows: Vec<(String, Option<String>)> = on_reader!(
+        reader,
         sqlx::query_as::<_, (String, Option<String>)>(
             "SELECT deposit_id, waiting_stage FROM payroll_deposits
              WHERE user_id = $1 AND bank_cursor < $2 AND state = 'waiting'

@@ -88,7 +88,7 @@ pub(crate) async fn prepare(
         .ok_or_else(|| PayrollError::UnknownUser(deposit.user_id.clone()))?;
     let amount = Krw::new(deposit.payout_krw);
     let plan = chunks(amount, config.payout_chunk_max_krw);
-    let recorded = db::paid_chunks_pool(store, &deposit.deposit_id).await?;
+    let recorded = db::paid_chunks(db::Reader::Pool(store), &deposit.deposit_id).await?;
     let provider_name = deposit
         .provider
         .as_deref()

@@ -112,7 +112,7 @@ impl Payroll {
     ) -> Result<Prepared, PayrollError> {
         let store = self.store();
         let event_id = event_key(event);
-        let deposit_id = db::deposit_of_event_pool(store, &event_id)
+        let deposit_id = db::deposit_of_event(db::Reader::Pool(store), &event_id)
             .await?
             .ok_or_else(|| PayrollError::Corrupt(format!("event {event_id} names no deposit")))?;
         let deposit = db::deposit(store, &deposit_id)
@@ -121,8 +121,12 @@ impl Payroll {
         if deposit.state != stage.ready_state() {
             return Ok(Prepared::Nothing);
         }
-        let earlier =
-            db::earlier_waiting_pool(store, &deposit.user_id, deposit.bank_cursor).await?;
+        let earlier = db::earlier_waiting(
+            db::Reader::Pool(store),
+            &deposit.user_id,
+            deposit.bank_cursor,
+        )
+        .await?;
         if blocking(earlier, stage).is_some() {
             return Ok(Prepared::Nothing);
         }

@@ -125,7 +125,7 @@ impl Payroll {
         done: Option<Prepared>,
     ) -> Result<(), PayrollError> {
         let event_id = event.id.as_uuid().hyphenated().to_string();
-        let deposit_id = db::deposit_of_event(tx, &event_id)
+        let deposit_id = db::deposit_of_event(db::Reader::Tx(tx), &event_id)
             .await?
             .ok_or_else(|| PayrollError::Corrupt(format!("event {event_id} names no deposit")))?;
         let deposit = db::deposit_tx(tx, &deposit_id)
@@ -377,7 +377,7 @@ impl Payroll {
         message: &str,
     ) -> Result<(), PayrollError> {
         let mut policy = self.inner.config.failure_policy.for_kind(kind);
-        let paid_chunks = db::paid_chunks(tx, &deposit.deposit_id).await?;
+        let paid_chunks = db::paid_chunks(db::Reader::Tx(tx), &deposit.deposit_id).await?;
         if policy == OnFailure::RollBack && !paid_chunks.is_empty() {
             // Money already left the bank for part of the payout; only a person can
             // decide how to undo that.
@@ -481,7 +481,10 @@ impl Payroll {
         deposit: &DepositRow,
         reached: DepositState,
     ) -> Result<(), PayrollError> {
-        if !db::paid_chunks(tx, &deposit.deposit_id).await?.is_empty() {
+        if !db::paid_chunks(db::Reader::Tx(tx), &deposit.deposit_id)
+            .await?
+            .is_empty()
+        {
             return Err(PayrollError::NotWaiting {
                 deposit: deposit.deposit_id.clone(),
                 state: "partly_paid_out",
@@ -581,7 +584,8 @@ impl Payroll {
         deposit: &DepositRow,
         stage: Stage,
     ) -> Result<Option<String>, PayrollError> {
-        let earlier = db::earlier_waiting(tx, &deposit.user_id, deposit.bank_cursor).await?;
+        let earlier =
+            db::earlier_waiting(db::Reader::Tx(tx), &deposit.user_id, deposit.bank_cursor).await?;
         Ok(prepared::blocking(earlier, stage))
     }
 
