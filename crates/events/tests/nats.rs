@@ -188,7 +188,15 @@ async fn a_broker_killed_mid_stream_and_restarted_loses_nothing_and_applies_noth
     produce(&db.store, keys, 21, per_key).await;
     let applied = wait_for_effects(&db.store, keys * per_key as usize, 90_000).await;
     shutdown.cancel();
-    transport.await.unwrap().unwrap();
+    // Bounded, so a transport that ignores shutdown fails here with a reason
+    // instead of hanging until nextest kills the test.
+    tokio::time::timeout(Duration::from_secs(30), transport)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the transport did not stop within 30 s of shutdown ({applied} effects applied)")
+        })
+        .unwrap()
+        .unwrap();
     assert_eq!(applied, keys * per_key as usize);
     assert_exactly_once_in_order(&effects(&db.store).await, keys, per_key);
 }
