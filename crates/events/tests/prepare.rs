@@ -112,22 +112,7 @@ impl Consumer for Preparer {
         {
             self.violation(format!("{}/{} handled unprepared", event.key, event.seq));
         }
-        match tx {
-            Tx::Sqlite(tx) => {
-                sqlx::query("INSERT INTO test_effects (key, seq) VALUES ($1, $2)")
-                    .bind(&event.key)
-                    .bind(event.seq)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            Tx::Postgres(tx) => {
-                sqlx::query("INSERT INTO test_effects (key, seq) VALUES ($1, $2)")
-                    .bind(&event.key)
-                    .bind(event.seq)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
+        record_effect(tx, event).await?;
         Ok(())
     }
 }

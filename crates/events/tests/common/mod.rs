@@ -57,22 +57,7 @@ impl Consumer for Recorder {
     }
 
     async fn handle(&self, event: &Event, tx: &mut Tx) -> Result<(), HandleError> {
-        match tx {
-            Tx::Sqlite(tx) => {
-                sqlx::query("INSERT INTO test_effects (key, seq) VALUES ($1, $2)")
-                    .bind(&event.key)
-                    .bind(event.seq)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            Tx::Postgres(tx) => {
-                sqlx::query("INSERT INTO test_effects (key, seq) VALUES ($1, $2)")
-                    .bind(&event.key)
-                    .bind(event.seq)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
+        record_effect(tx, event).await?;
         if let Some((key, seq)) = &self.poison
             && *key == event.key
             && *seq == event.seq
@@ -169,6 +154,19 @@ pub fn assert_exactly_once_in_order(effects: &[(String, i64)], keys: usize, per_
 pub type Shared = Arc<Recorder>;
 
 /// Polls the effect count until it reaches `expected` or `timeout_ms` passes.
+/// The test consumers' one effect: a row per event applied, in the handler's
+/// transaction.
+pub async fn record_effect(tx: &mut Tx, event: &Event) -> Result<(), sqlx::Error> {
+    store::on_tx!(
+        tx,
+        sqlx::query("INSERT INTO test_effects (key, seq) VALUES ($1, $2)")
+            .bind(&event.key)
+            .bind(event.seq),
+        execute
+    )?;
+    Ok(())
+}
+
 pub async fn wait_for_effects(store: &Store, expected: usize, timeout_ms: u64) -> usize {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
     loop {
