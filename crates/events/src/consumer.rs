@@ -19,6 +19,32 @@ use crate::telemetry;
 /// Whatever a consumer's `handle` returns when it cannot finish now.
 pub type HandleError = Box<dyn std::error::Error + Send + Sync>;
 
+/// An answer from `prepare` or `handle` that says "not now, and not my fault":
+/// another process holds the work (a claim, a lease), so the event is tried again
+/// after a pause without counting as a failed attempt and never goes to the
+/// dead-letter table for it. Return it boxed: `Err(Deferred::new("…").into())`.
+#[derive(Debug, thiserror::Error)]
+#[error("deferred: {reason}")]
+pub struct Deferred {
+    pub reason: String,
+}
+
+impl Deferred {
+    pub fn new(reason: impl Into<String>) -> Deferred {
+        Deferred {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A failed attempt, or a deferral when the error is a [`Deferred`].
+fn failure(error: &HandleError) -> Outcome {
+    match error.downcast_ref::<Deferred>() {
+        Some(deferred) => Outcome::Transient(deferred.to_string()),
+        None => Outcome::Failed(error.to_string()),
+    }
+}
+
 /// A durable reader of events. The framework delivers each event of the declared
 /// kinds once per key in seq order and records completion in `tx`; effects written
 /// through `tx` therefore happen exactly once.
@@ -210,7 +236,7 @@ async fn deliver_in_tx<C: Consumer>(
         Err(error) => {
             execute(tx, "ROLLBACK TO SAVEPOINT settle_event").await?;
             execute(tx, "RELEASE SAVEPOINT settle_event").await?;
-            Ok(Outcome::Failed(error.to_string()))
+            Ok(failure(&error))
         }
     }
 }
@@ -265,7 +291,7 @@ pub(crate) async fn deliver_batch<C: Consumer>(
             match result {
                 Ok(()) => ready.push(i),
                 Err(error) => {
-                    outcomes[i] = Some(Outcome::Failed(error.to_string()));
+                    outcomes[i] = Some(failure(&error));
                     stopped.insert(events[i].key.as_str());
                 }
             }

@@ -20,7 +20,7 @@ pub mod retry;
 pub mod shutdown;
 mod telemetry;
 
-pub use consumer::{Consumer, HandleError, seq_done};
+pub use consumer::{Consumer, Deferred, HandleError, seq_done};
 pub use dead_letter::{DeadLetter, DeadLetterState, OperatorAction};
 pub use dispatcher::{Dispatcher, DispatcherConfig, Step, Wake};
 pub use error::EventsError;
