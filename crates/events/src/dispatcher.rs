@@ -180,7 +180,12 @@ impl<C: Consumer> Dispatcher<C> {
         let stream = stream_of_consumer(consumer.as_ref())?;
         let saved = saved_cursor(&store, consumer.name()).await?;
         let cursor = saved.unwrap_or_default();
-        tracing::info!(consumer = consumer.name(), stream, ?cursor, "dispatcher starting");
+        tracing::info!(
+            consumer = consumer.name(),
+            stream,
+            ?cursor,
+            "dispatcher starting"
+        );
         Ok(Dispatcher {
             store,
             permits: Arc::new(Semaphore::new(config.concurrency_max)),
@@ -259,7 +264,10 @@ impl<C: Consumer> Dispatcher<C> {
         loop {
             match leases.try_acquire(&name).await {
                 Ok(Some(lease)) => {
-                    tracing::info!(consumer = self.consumer.name(), "this process now dispatches the consumer");
+                    tracing::info!(
+                        consumer = self.consumer.name(),
+                        "this process now dispatches the consumer"
+                    );
                     let stopped = match self.reset().await {
                         Ok(()) => self.serve(&mut shutdown, Some(&lease)).await,
                         Err(error) => {
@@ -299,7 +307,10 @@ impl<C: Consumer> Dispatcher<C> {
             if let Some(lease) = lease
                 && !lease.is_held().await
             {
-                tracing::warn!(consumer = self.consumer.name(), "dispatcher lost its lease; standing by");
+                tracing::warn!(
+                    consumer = self.consumer.name(),
+                    "dispatcher lost its lease; standing by"
+                );
                 return false;
             }
             let step = match self.run_once().await {

@@ -377,7 +377,11 @@ impl Relay {
                     Step::Idle
                 }
                 Err(_) => {
-                    tracing::warn!(partition = self.partition, timeout_ms = self.config.step_timeout_ms, "relay step timed out; retrying");
+                    tracing::warn!(
+                        partition = self.partition,
+                        timeout_ms = self.config.step_timeout_ms,
+                        "relay step timed out; retrying"
+                    );
                     Step::Idle
                 }
             };
@@ -810,7 +814,11 @@ impl<C: Consumer> Worker<C> {
                     self.config.poll_interval_ms
                 }
                 Err(_) => {
-                    tracing::warn!(partition = self.partition, timeout_ms = self.config.step_timeout_ms, "worker step timed out; retrying");
+                    tracing::warn!(
+                        partition = self.partition,
+                        timeout_ms = self.config.step_timeout_ms,
+                        "worker step timed out; retrying"
+                    );
                     self.config.poll_interval_ms
                 }
             };

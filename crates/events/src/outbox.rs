@@ -405,8 +405,8 @@ pub(crate) async fn mark_relayed(
             .bind(now.unix_ms())
             .bind(positions)
             .bind(stream)
-                .execute(pool)
-                .await?;
+            .execute(pool)
+            .await?;
         }
     }
     Ok(())
@@ -617,7 +617,14 @@ mod tests {
         assert_eq!(stream_of("ledger.entry").ok(), Some("ledger"));
         assert_eq!(stream_of("payroll.deposit_detected").ok(), Some("payroll"));
         assert_eq!(stream_of("a.b.c").ok(), Some("a"));
-        for bad in ["entry", ".entry", "ledger.", "Ledger.entry", "led ger.entry", ""] {
+        for bad in [
+            "entry",
+            ".entry",
+            "ledger.",
+            "Ledger.entry",
+            "led ger.entry",
+            "",
+        ] {
             assert!(stream_of(bad).is_err(), "{bad:?} must be refused");
         }
     }

@@ -215,10 +215,7 @@ async fn only_one_relay_per_partition_runs_at_a_time_on_postgres() {
     let js = nats::connect(&config).await.unwrap();
     let clock: Arc<dyn money::Clock> = Arc::new(SystemClock);
     // Two processes: each has its own leases (its own lock connection).
-    let (leases_a, leases_b) = (
-        store::Leases::new(&db.store),
-        store::Leases::new(&db.store),
-    );
+    let (leases_a, leases_b) = (store::Leases::new(&db.store), store::Leases::new(&db.store));
     let acquire = async |partition: u32, leases: &store::Leases| {
         nats::Relay::acquire(
             db.store.clone(),

@@ -125,10 +125,11 @@ impl Leases {
         let Some(conn) = session.conn.as_mut() else {
             return Ok(None);
         };
-        let taken: Result<bool, sqlx::Error> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(&mut *conn)
-            .await;
+        let taken: Result<bool, sqlx::Error> =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await;
         match taken {
             Ok(true) => {
                 session.held.insert(key);

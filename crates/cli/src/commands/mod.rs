@@ -34,7 +34,13 @@ pub struct Cli {
     #[arg(long, short, global = true)]
     pub verbose: bool,
     /// How log lines are written to stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "SETTLE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SETTLE_LOG_FORMAT"
+    )]
     pub log_format: crate::telemetry::LogFormat,
     #[command(subcommand)]
     pub command: Command,

@@ -324,8 +324,12 @@ async fn spawn_api(
         clock: Some(platform.clock.clone()),
         probes: probes(args),
     };
-    let state =
-        api::AppState::new(platform.api_store.clone(), handles, api::ApiConfig::default()).await?;
+    let state = api::AppState::new(
+        platform.api_store.clone(),
+        handles,
+        api::ApiConfig::default(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -455,8 +459,12 @@ async fn spawn_delivery(
     core.relays(tasks, "ledger");
     // The channel has a database of its own; the history consumer reads the
     // core's outbox and writes there.
-    core.consumer(tasks, "ledger", Arc::new(platform.channel.history().consumer()))
-        .await?;
+    core.consumer(
+        tasks,
+        "ledger",
+        Arc::new(platform.channel.history().consumer()),
+    )
+    .await?;
     let payroll = Delivery {
         store: &platform.payroll_store,
         leases: &platform.payroll_leases,
@@ -467,7 +475,11 @@ async fn spawn_delivery(
         payroll.consumer(tasks, "payroll", Arc::new(stage)).await?;
     }
     payroll
-        .consumer(tasks, "payroll", Arc::new(platform.payroll.alert_consumer()))
+        .consumer(
+            tasks,
+            "payroll",
+            Arc::new(platform.payroll.alert_consumer()),
+        )
         .await
 }
 
