@@ -359,16 +359,19 @@ async fn of_two_processes_dispatchers_only_the_lease_holder_delivers_and_the_sta
         .await
         .unwrap()
         .with_leases(store::Leases::new(&db.store));
-        tokio::spawn(dispatcher.run(shutdown.clone().wait()))
+        (dispatcher, shutdown.clone())
+    };
+    let spawn = |(dispatcher, signal): (Dispatcher<KindReader>, Shutdown)| {
+        tokio::spawn(async move { dispatcher.run(signal.wait()).await })
     };
     let (first, second) = (
         KindReader::new("alpha-reader", "alpha.entry"),
         KindReader::new("alpha-reader", "alpha.entry"),
     );
     let (stop_first, stop_second) = (Shutdown::default(), Shutdown::default());
-    let first_task = start(&first, &stop_first).await;
+    let first_task = spawn(start(&first, &stop_first).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second_task = start(&second, &stop_second).await;
+    let second_task = spawn(start(&second, &stop_second).await);
     let burst = keys("a", 30);
     produce(&db.store, "alpha.entry", &burst, 1..=5).await;
     let applied = wait_for(

@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// Relay the outbox through NATS JetStream instead of in-process dispatchers.
     #[arg(long, env = "SETTLE_NATS_URL")]
     nats_url: Option<String>,
+    /// Prefix of this deployment's JetStream streams (`<NS>_LEDGER`,
+    /// `<NS>_PAYROLL`) and subjects: deployments sharing a NATS server must each
+    /// have their own.
+    #[arg(long, env = "SETTLE_NATS_NAMESPACE", default_value = "SETTLE")]
+    nats_namespace: String,
     /// The bank (or `settle bank-sim`).
     #[arg(long, env = "SETTLE_BANK_URL", default_value = "http://127.0.0.1:8080")]
     bank_url: String,
@@ -453,6 +458,7 @@ async fn spawn_delivery(
         store: &platform.store,
         leases: &platform.leases,
         nats: args.nats_url.as_deref(),
+        namespace: &args.nats_namespace,
         clock: &platform.clock,
         shutdown,
     };
@@ -489,13 +495,19 @@ struct Delivery<'a> {
     store: &'a Store,
     leases: &'a Leases,
     nats: Option<&'a str>,
+    namespace: &'a str,
     clock: &'a Arc<dyn Clock>,
     shutdown: &'a Shutdown,
 }
 
 impl Delivery<'_> {
     fn nats_config(&self, url: &str, stream: &str) -> NatsConfig {
-        NatsConfig::for_stream(url, stream)
+        let namespace = self.namespace;
+        NatsConfig {
+            stream: format!("{}_{}", namespace.to_uppercase(), stream.to_uppercase()),
+            subject_prefix: format!("{}-{stream}", namespace.to_lowercase()),
+            ..NatsConfig::for_stream(url, stream)
+        }
     }
 
     /// With NATS, the relays of `stream` (once per stream per process).
