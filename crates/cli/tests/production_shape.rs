@@ -330,3 +330,42 @@ async fn sigterm_during_load_exits_zero_and_every_accepted_transfer_reaches_the_
     nats.stop().await;
     scratch.finish(false).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_cannot_get_its_connections_fails_fast_with_a_clear_error() {
+    let Some(scratch) = scratch("budgetfail").await else {
+        return;
+    };
+    // A role the server gives only two connections: the process wants five.
+    let store = Store::connect(&scratch.parent_url).await.unwrap();
+    let role = format!("settle_budget_{}", uuid::Uuid::now_v7().simple());
+    let create = format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 2");
+    store::on_pool!(&store, sqlx::query(&create), execute).unwrap();
+    let server = scratch.server_url().unwrap().to_owned();
+    let url = server.replacen("://root@", &format!("://{role}@"), 1);
+    let started = Instant::now();
+    let output = settle()
+        .args(["serve", "--database-url", &url, "--roles", "expiry"])
+        .args(["--database-connections-max", "5"])
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("it fails within 30 s, not at the first load")
+        .unwrap();
+    let took = started.elapsed();
+    let drop = format!("DROP ROLE {role}");
+    store::on_pool!(&store, sqlx::query(&drop), execute).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("database_connections_unavailable"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("too many connections"),
+        "the server's reason is shown: {stderr}"
+    );
+    assert!(took < Duration::from_secs(15), "failed after {took:?}");
+    store.close().await;
+    scratch.finish(false).await.unwrap();
+}
