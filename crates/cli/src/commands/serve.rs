@@ -477,6 +477,7 @@ async fn spawn_delivery(
         ..core
     };
     payroll.relays(tasks, "payroll");
+    spawn_status_gauges(tasks, platform, shutdown);
     for stage in platform.payroll.stage_consumers() {
         payroll.consumer(tasks, "payroll", Arc::new(stage)).await?;
     }
@@ -487,6 +488,35 @@ async fn spawn_delivery(
             Arc::new(platform.payroll.alert_consumer()),
         )
         .await
+}
+
+/// How often the dispatcher role refreshes the backbone's gauges.
+const STATUS_GAUGES_EVERY_MS: u64 = 15_000;
+
+/// Keeps the backbone's Prometheus gauges (backlog, oldest unrelayed age,
+/// consumer lag, parked keys) current from the tables.
+fn spawn_status_gauges(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    platform: &Platform,
+    shutdown: &Shutdown,
+) {
+    let (core, payroll) = (platform.store.clone(), platform.payroll_store.clone());
+    let (clock, signal) = (platform.clock.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let mut stopped = std::pin::pin!(signal.wait());
+        loop {
+            for store in [&core, &payroll] {
+                match events::status::status(store, clock.now()).await {
+                    Ok(status) => events::status::record_gauges(&status),
+                    Err(error) => tracing::warn!(%error, "could not read the backbone's status"),
+                }
+            }
+            tokio::select! {
+                _ = &mut stopped => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(STATUS_GAUGES_EVERY_MS)) => {}
+            }
+        }
+    });
 }
 
 /// One database's outbox and how it is delivered.
