@@ -390,6 +390,17 @@ fn schemas() -> Map<String, Value> {
         ),
         ("DeadLetterList", list("DeadLetter")),
         (
+            "BackboneStatus",
+            obj(
+                &["streams", "consumers", "relay_leaders"],
+                json!({
+                    "streams": { "type": "array", "items": obj(&["stream", "events", "unrelayed"], json!({ "stream": t("string"), "events": t(INT), "unrelayed": t(INT), "oldest_unrelayed_age_ms": nullable(INT) })) },
+                    "consumers": { "type": "array", "items": obj(&["consumer", "stream", "lag_events", "parked_keys"], json!({ "consumer": t("string"), "stream": t("string"), "lag_events": t(INT), "parked_keys": t(INT) })) },
+                    "relay_leaders": { "type": "array", "items": obj(&["stream", "partition", "holder", "since_ms"], json!({ "stream": t("string"), "partition": t(INT), "holder": t("string"), "since_ms": t(INT) })) },
+                }),
+            ),
+        ),
+        (
             "ProviderFlags",
             obj(
                 &["cohort_percent", "changes"],

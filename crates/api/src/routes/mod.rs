@@ -516,6 +516,17 @@ pub fn table() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/v1/events/status",
+            "events_status",
+            "The event backbone now: per stream the unrelayed backlog and its oldest age, per consumer the lag and parked keys, per partition the relay leader.",
+            OPS,
+            None,
+            "BackboneStatus",
+            &["forbidden", "role_disabled"],
+            get(operations::events_status),
+        ),
+        route(
+            M::GET,
             "/v1/events/dead-letters",
             "dead_letters",
             "Dead letters, newest first.",

@@ -114,6 +114,16 @@ pub struct LettersQuery {
     limit: Option<i64>,
 }
 
+pub async fn events_status(state: Shared) -> Result<Response, ApiError> {
+    let store = state.events_store()?;
+    let now = money::Timestamp::from_unix_ms(state.now_ms());
+    let status = events::status::status(store, now).await?;
+    Ok(answer(
+        200,
+        serde_json::to_value(status).unwrap_or_default(),
+    ))
+}
+
 pub async fn dead_letters(
     state: Shared,
     Query(query): Query<LettersQuery>,
