@@ -4,8 +4,8 @@
 //! send through it; providers only build bodies and parse answers.
 //!
 //! It never retries: a money-moving call that timed out may have committed, and only
-//! the caller (after a result inquiry) may decide to send again. Plain HTTP only for
-//! now; TLS (rustls) is future work.
+//! the caller (after a result inquiry) may decide to send again. HTTPS is rustls
+//! with the web PKI roots plus the optional extra CA of [`crate::tls::BankCa`].
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::BankError;
+use crate::tls::BankCa;
 use crate::wire::HEADER_CLIENT_ID;
 
 /// How a client talks to one bank endpoint.
@@ -34,6 +35,8 @@ pub struct TransportConfig {
     pub idle_connections_per_host_max: usize,
     /// Answers longer than this are refused (and, for money calls, reported unknown).
     pub response_bytes_max: usize,
+    /// A CA trusted besides the web PKI roots (a bank's private CA, `--bank-ca`).
+    pub extra_ca: Option<BankCa>,
 }
 
 impl TransportConfig {
@@ -48,6 +51,7 @@ impl TransportConfig {
             requests_per_s_max: Some(50),
             idle_connections_per_host_max: 32,
             response_bytes_max: 1 << 20,
+            extra_ca: None,
         }
     }
 }
@@ -65,7 +69,7 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(config: TransportConfig) -> Result<Transport, BankError> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client(config.extra_ca.as_ref())
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .pool_max_idle_per_host(config.idle_connections_per_host_max)

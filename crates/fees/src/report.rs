@@ -51,6 +51,17 @@ impl HttpStatement {
             base_url: base_url.trim_end_matches('/').to_owned(),
         }
     }
+
+    /// A statement client that also trusts `ca` (a bank with a private CA).
+    pub fn with_ca(base_url: &str, ca: Option<&bank::BankCa>) -> Result<HttpStatement, BankError> {
+        let http = bank::tls::http_client(ca)
+            .build()
+            .map_err(|error| BankError::InvalidRequest(format!("HTTP client: {error}")))?;
+        Ok(HttpStatement {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
 }
 
 #[async_trait]

@@ -26,6 +26,7 @@ pub use db::Movement;
 pub use faults::{FaultRates, FaultsInjected, PPM_ALWAYS};
 pub use server::{
     AdminClient, ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
+    serve_simulator_tls,
 };
 
 use crate::types::{

@@ -18,7 +18,7 @@ use fees::{BusinessDay, Fees, Trigger};
 use ledger::{Ledger, LedgerConfig};
 use money::{Clock, SystemClock};
 
-use super::{CliError, DatabaseArgs};
+use super::{BankCaArgs, CliError, DatabaseArgs};
 use crate::progress;
 
 #[derive(Subcommand, Debug)]
@@ -62,6 +62,8 @@ pub struct BankArgs {
     /// stopped run can still reach the bank.
     #[arg(long)]
     not_found_grace_ms: Option<i64>,
+    #[command(flatten)]
+    bank_ca: BankCaArgs,
 }
 
 #[derive(Args, Debug)]
@@ -166,14 +168,16 @@ async fn setup(db: &DatabaseArgs, bank_args: &BankArgs) -> anyhow::Result<Setup>
     let (bank, statement, admin): (Arc<dyn BankApi>, Box<dyn Statement>, Box<dyn BankAdmin>) =
         match &bank_args.bank_url {
             Some(bank_url) => {
+                let ca = bank_args.bank_ca.load()?;
                 let mut transport = TransportConfig::new(bank_url);
                 transport.concurrent_max = Some(config.bank_calls_in_flight_max);
                 transport.requests_per_s_max = bank_args.requests_per_s_max;
                 transport.idle_connections_per_host_max = config.bank_calls_in_flight_max;
+                transport.extra_ca = ca.clone();
                 (
                     Arc::new(HttpBank::new(transport)?),
-                    Box::new(HttpStatement::new(bank_url)),
-                    Box::new(AdminClient::new(bank_url)),
+                    Box::new(HttpStatement::with_ca(bank_url, ca.as_ref())?),
+                    Box::new(AdminClient::with_ca(bank_url, ca.as_ref())?),
                 )
             }
             None => {

@@ -66,6 +66,8 @@ pub struct ServeArgs {
     /// The bank (or `settle bank-sim`).
     #[arg(long, env = "SETTLE_BANK_URL", default_value = "http://127.0.0.1:8080")]
     bank_url: String,
+    #[command(flatten)]
+    bank_ca: super::BankCaArgs,
     /// Where the API listens.
     #[arg(long, env = "SETTLE_LISTEN", default_value = "127.0.0.1:8000")]
     listen: String,
@@ -150,7 +152,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await
     .context("opening the channel")?;
-    let bank: Arc<dyn BankApi> = Arc::new(HttpBank::new(TransportConfig::new(&args.bank_url))?);
+    let bank_ca = args.bank_ca.load()?;
+    let mut bank_transport = TransportConfig::new(&args.bank_url);
+    bank_transport.extra_ca = bank_ca.clone();
+    let bank: Arc<dyn BankApi> = Arc::new(HttpBank::new(bank_transport)?);
     let fees = fees::Fees::open(
         ledger.clone(),
         bank.clone(),
@@ -162,6 +167,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let routing = RoutingTable::open(payroll_store.clone(), clock.clone()).await?;
     let mut transport = TransportConfig::new(&args.bank_url);
     transport.requests_per_s_max = None;
+    transport.extra_ca = bank_ca.clone();
     let transport = Transport::new(transport)?;
     let facade = Facade::new(
         routing.clone(),
@@ -193,7 +199,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             events: Some(store.clone()),
             routing: Some(routing.clone()),
             bank: Some(bank.clone()),
-            statement: Some(Arc::new(fees::report::HttpStatement::new(&args.bank_url))),
+            statement: Some(Arc::new(fees::report::HttpStatement::with_ca(
+                &args.bank_url,
+                bank_ca.as_ref(),
+            )?)),
             clock: Some(clock.clone()),
             probes: probes(&args),
         };
