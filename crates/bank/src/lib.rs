@@ -21,7 +21,7 @@ pub mod wire;
 
 pub use api::BankApi;
 pub use client::HttpBank;
-pub use error::BankError;
+pub use error::{BankError, ErrorClass};
 pub use tls::BankCa;
 pub use transport::{Transport, TransportConfig};
 pub use types::{AccountNumber, BankTranId, DepositId, HolderName, TranDate, TransferKind, UserId};

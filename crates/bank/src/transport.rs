@@ -175,21 +175,32 @@ impl Transport {
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> BankError {
+        if error.is_connect() {
+            // The connection (TCP, TLS handshake) was never made, whether refused,
+            // unreachable or timed out: no byte of the request reached the bank,
+            // so the same id may be sent again at once.
+            return BankError::NotSent(chain(error));
+        }
         if error.is_timeout() {
             BankError::Timeout {
                 timeout_ms: self.config.timeout_ms,
             }
         } else {
-            // Connect failures, resets and truncated bodies: the request may have
-            // reached the bank, so all of them are outcome unknown.
-            let mut message = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            BankError::Connection(message)
+            // Resets and truncated bodies after the connection was made: the
+            // request may have reached the bank, so all of them are outcome unknown.
+            BankError::Connection(chain(error))
         }
     }
+}
+
+/// The error and its causes on one line.
+fn chain(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }

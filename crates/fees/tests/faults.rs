@@ -104,7 +104,15 @@ async fn timeouts_5xx_and_frozen_accounts_end_verified_except_the_frozen(db: Tes
         .report(s.day, &s.sim as &dyn Statement)
         .await
         .unwrap();
-    assert!(report.agrees, "{report:?}");
+    // The books agree, but a day with blocked items is not reported as agreeing,
+    // and the report names exactly the frozen loans' items.
+    assert!(report.books_agree, "{report:?}");
+    assert!(!report.agrees);
+    assert!(!report.unpaid.is_empty());
+    for item in &report.unpaid {
+        assert!(frozen_ids.contains(&item.loan_id), "{item:?}");
+        assert_eq!(item.reason, "blocked: account_frozen");
+    }
     assert_eq!(report.bank_withdrawn_krw, report.ledger_paid_krw);
     s.assert_ledger_balances().await;
 }
@@ -120,6 +128,7 @@ async fn a_payout_killed_at_random_moments_pays_each_item_exactly_once(db: TestD
             },
             latency_ms: (2, 12),
             in_flight_max: 8,
+            ..Options::default()
         },
     )
     .await;

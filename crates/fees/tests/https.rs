@@ -33,7 +33,8 @@ async fn a_fee_day_is_paid_verified_and_withdrawn_over_https(db: TestDb) {
         },
     ));
 
-    // Without the CA the certificate is not trusted and nothing is sent.
+    // Without the CA the certificate is not trusted and nothing is sent: a
+    // transient error, the same id may be sent again at once.
     let untrusted = HttpBank::new(TransportConfig::new(&base_url)).unwrap();
     let refused = untrusted
         .balance(&bank::types::AccountRequest {
@@ -41,7 +42,8 @@ async fn a_fee_day_is_paid_verified_and_withdrawn_over_https(db: TestDb) {
         })
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), "bank_connection_failed", "{refused:?}");
+    assert_eq!(refused.code(), "bank_not_sent", "{refused:?}");
+    assert!(refused.is_transient());
 
     let ca = certificate.bank_ca().unwrap();
     let mut transport = TransportConfig::new(&base_url);

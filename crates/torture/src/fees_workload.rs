@@ -164,7 +164,7 @@ impl FeesParent {
             items += usize::try_from(status.items).unwrap_or(0);
             blocked += status.blocked.len();
             let report = self.fees.report(day, &self.sim).await?;
-            if !report.agrees {
+            if !report.books_agree {
                 reports_disagreeing.push(format!("{day}: {:?}", report.kinds));
             }
             duplicates.extend(report.duplicates.iter().map(|id| format!("{day}: {id}")));

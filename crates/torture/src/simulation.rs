@@ -172,7 +172,7 @@ pub async fn run(plan: &SimPlan, dir: &std::path::Path) -> Result<SimReport, Tor
     let report = fees.report(day, &sim).await?;
     checks.add(
         "simulation: ledger and bank agree, no id twice, nothing unaccounted",
-        report.agrees,
+        report.books_agree,
         format!(
             "paid ledger {} bank {}, duplicates {:?}, unaccounted {:?}",
             report.ledger_paid_krw.get(),

@@ -64,6 +64,10 @@ pub struct BankSimArgs {
     /// Fault: the call is 250 ms slower than its drawn latency (parts per million).
     #[arg(long, default_value_t = 0)]
     fault_slow_ppm: u32,
+    /// Fault: every transfer is answered 429 for this many seconds after start,
+    /// then the bank recovers (an outage of throttling).
+    #[arg(long, default_value_t = 0)]
+    fault_rate_limited_for_s: u32,
     /// Serve HTTPS with a certificate from a CA generated at start.
     #[arg(long, requires = "tls_ca_out")]
     tls: bool,
@@ -109,6 +113,12 @@ pub async fn run(args: BankSimArgs) -> anyhow::Result<()> {
         maintenance_ppm: args.fault_maintenance_ppm,
         slow_ppm: args.fault_slow_ppm,
     };
+
+    if args.fault_rate_limited_for_s > 0 {
+        use money::Clock;
+        config.rate_limited_until_ms =
+            Some(SystemClock.now().unix_ms() + i64::from(args.fault_rate_limited_for_s) * 1_000);
+    }
 
     let url = database_url(&args)?;
     let store = store::Store::connect(&url)

@@ -308,10 +308,40 @@ async fn report(args: DayArgs) -> anyhow::Result<()> {
     let setup = setup(&args.db, &args.bank).await?;
     let report = setup.fees.report(day, setup.statement.as_ref()).await?;
     print(&report)?;
-    if !report.agrees {
+    if !report.books_agree {
         return Err(CliError::new(
             "report_mismatch",
             format!("the ledger and the bank statement disagree for {day}"),
+        )
+        .into());
+    }
+    if !report.unpaid.is_empty() {
+        let named: Vec<String> = report
+            .unpaid
+            .iter()
+            .take(20)
+            .map(|item| {
+                format!(
+                    "loan {} {} unpaid {} ({})",
+                    item.loan_id,
+                    item.kind.name(),
+                    item.unpaid_krw,
+                    item.reason
+                )
+            })
+            .collect();
+        return Err(CliError::new(
+            "items_unpaid",
+            format!(
+                "{} items of {day} are not paid: {}{}",
+                report.unpaid.len(),
+                named.join("; "),
+                if report.unpaid.len() > named.len() {
+                    "; …"
+                } else {
+                    ""
+                }
+            ),
         )
         .into());
     }
