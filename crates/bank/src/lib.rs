@@ -19,7 +19,7 @@ mod transport;
 pub mod types;
 pub mod wire;
 
-pub use api::BankApi;
+pub use api::{BankApi, DEFAULT_NOT_FOUND_GRACE_MS};
 pub use client::HttpBank;
 pub use error::{BankError, ErrorClass};
 pub use tls::BankCa;

@@ -37,6 +37,9 @@ pub struct TransportConfig {
     pub response_bytes_max: usize,
     /// A CA trusted besides the web PKI roots (a bank's private CA, `--bank-ca`).
     pub extra_ca: Option<BankCa>,
+    /// How long a request of ours can still land at this bank after its outcome
+    /// became unknown; a result inquiry's "not found" proves nothing before.
+    pub not_found_grace_ms: u64,
 }
 
 impl TransportConfig {
@@ -52,6 +55,9 @@ impl TransportConfig {
             idle_connections_per_host_max: 32,
             response_bytes_max: 1 << 20,
             extra_ca: None,
+            // Our own timeout bounds how long we wait; the bank finishes or drops a
+            // request within a few seconds of that.
+            not_found_grace_ms: 10_000 + 5_000,
         }
     }
 }

@@ -28,8 +28,9 @@ pub struct FeesConfig {
     /// A module's lock lease on SQLite; renewed while it works.
     pub lock_lease_ms: i64,
     /// A result inquiry answering "not found" proves failure only once the chunk's
-    /// last send is this old (a slow request might still land before).
-    pub not_found_grace_ms: i64,
+    /// outcome has been unknown this long (a slow request might still land
+    /// before). `None`: the connector's own ([`bank::BankApi::not_found_grace_ms`]).
+    pub not_found_grace_ms: Option<i64>,
     /// Attempts (distinct `bank_tran_id`s) per chunk refused for a reason that is
     /// not final before the item is blocked. Transient answers (429, maintenance,
     /// busy, nothing sent) never count: the same id waits and is sent again.
@@ -73,7 +74,7 @@ impl FeesConfig {
             bank_calls_in_flight_max: 50,
             bank_calls_per_s_max: None,
             lock_lease_ms: 10 * 60 * 1_000,
-            not_found_grace_ms: 60_000,
+            not_found_grace_ms: None,
             chunk_attempts_max: 5,
             chunk_attempts_not_found_max: 50,
             transient_backoff_ms_min: 1_000,

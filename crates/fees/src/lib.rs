@@ -98,6 +98,14 @@ impl Fees {
         &self.bank
     }
 
+    /// How long a "not found" must wait before it proves a chunk failed: the
+    /// configured override, else the bank connector's own.
+    pub fn not_found_grace_ms(&self) -> i64 {
+        self.config
+            .not_found_grace_ms
+            .unwrap_or_else(|| i64::try_from(self.bank.not_found_grace_ms()).unwrap_or(i64::MAX))
+    }
+
     fn now(&self) -> Timestamp {
         self.clock.now()
     }

@@ -291,7 +291,7 @@ impl Fees {
         guard: &mut LockGuard,
     ) -> Result<Tally, FeesError> {
         let bank = self.bank.clone();
-        let grace_ms = self.config.not_found_grace_ms;
+        let grace_ms = self.not_found_grace_ms();
         let now_ms = self.now().unix_ms();
         self.pipeline(
             chunks,

@@ -39,7 +39,7 @@ pub(crate) fn config() -> Result<FeesConfig, TortureError> {
     let mut config = fees::bench::bench_config()?;
     config.bank_calls_in_flight_max = 16;
     config.lock_lease_ms = 1_500;
-    config.not_found_grace_ms = 1_500;
+    config.not_found_grace_ms = Some(1_500);
     Ok(config)
 }
 

@@ -130,7 +130,7 @@ pub async fn run(plan: &SimPlan, dir: &std::path::Path) -> Result<SimReport, Tor
         // The scheduler's next tick: sometimes soon, sometimes past the grace
         // period that proves a not-found chunk failed.
         let advance_ms = match rng.random_range(0..4) {
-            0 => config.not_found_grace_ms + 1_000,
+            0 => fees.not_found_grace_ms() + 1_000,
             _ => rng.random_range(1_000..30_000),
         };
         clock.advance_ms(advance_ms);

@@ -758,4 +758,13 @@ impl BankApi for Simulator {
             .await?
             .ok_or(BankError::DepositNotFound)
     }
+
+    /// A transfer commits after its drawn latency (plus the slow fault's extra), so
+    /// nothing can land later than that, with a second to spare.
+    fn not_found_grace_ms(&self) -> u64 {
+        self.config
+            .latency_ms_max
+            .saturating_add(self.config.slow_extra_ms)
+            .saturating_add(1_000)
+    }
 }

@@ -58,7 +58,8 @@ pub struct BankArgs {
     #[arg(long)]
     lock_lease_ms: Option<i64>,
     /// How long after an outcome became unknown a "not found" from the result
-    /// inquiry proves failure (default 60 s). Zero only when no request of a
+    /// inquiry proves failure (default: the connector's own — 15 s over HTTP, the
+    /// latency bound of the in-process simulator). Zero only when no request of a
     /// stopped run can still reach the bank.
     #[arg(long)]
     not_found_grace_ms: Option<i64>,
@@ -163,7 +164,7 @@ async fn setup(db: &DatabaseArgs, bank_args: &BankArgs) -> anyhow::Result<Setup>
         config.lock_lease_ms = lease_ms.max(1);
     }
     if let Some(grace_ms) = bank_args.not_found_grace_ms {
-        config.not_found_grace_ms = grace_ms.max(0);
+        config.not_found_grace_ms = Some(grace_ms.max(0));
     }
     let (bank, statement, admin): (Arc<dyn BankApi>, Box<dyn Statement>, Box<dyn BankAdmin>) =
         match &bank_args.bank_url {

@@ -153,17 +153,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("opening the channel")?;
     let bank_ca = args.bank_ca.load()?;
+    let fees_config = fees::bench::bench_config()?;
     let mut bank_transport = TransportConfig::new(&args.bank_url);
     bank_transport.extra_ca = bank_ca.clone();
+    // Payouts and result inquiries share one limit: the fee pipeline's.
+    bank_transport.concurrent_max = Some(fees_config.bank_calls_in_flight_max);
+    bank_transport.idle_connections_per_host_max = fees_config.bank_calls_in_flight_max;
     let bank: Arc<dyn BankApi> = Arc::new(HttpBank::new(bank_transport)?);
-    let fees = fees::Fees::open(
-        ledger.clone(),
-        bank.clone(),
-        clock.clone(),
-        fees::bench::bench_config()?,
-    )
-    .await
-    .context("opening fee settlement")?;
+    let fees = fees::Fees::open(ledger.clone(), bank.clone(), clock.clone(), fees_config)
+        .await
+        .context("opening fee settlement")?;
     let routing = RoutingTable::open(payroll_store.clone(), clock.clone()).await?;
     let mut transport = TransportConfig::new(&args.bank_url);
     transport.requests_per_s_max = None;

@@ -344,4 +344,7 @@ impl BankApi for Tripwire {
     async fn virtual_deposit(&self, r: &DepositLookup) -> Result<VirtualDeposit, BankError> {
         self.sim.virtual_deposit(r).await
     }
+    fn not_found_grace_ms(&self) -> u64 {
+        self.sim.not_found_grace_ms()
+    }
 }
