@@ -9,6 +9,7 @@ mod common;
 use common::{Options, owed_by_account, system};
 use fees::report::Statement;
 use fees::{DayState, Outcome, Trigger};
+use money::Clock;
 use store::testing::TestDb;
 
 const OUTAGE_MS: i64 = 10 * 60_000;
@@ -93,4 +94,89 @@ async fn a_bank_answering_429_for_ten_minutes_delays_the_day_but_blocks_nothing(
     s.assert_ledger_balances().await;
 }
 
-on_both_backends!(a_bank_answering_429_for_ten_minutes_delays_the_day_but_blocks_nothing);
+/// 09:00–09:30 KST: the clock starts at 09:00, inside the window.
+const WINDOW: bank::sim::MaintenanceWindow = bank::sim::MaintenanceWindow {
+    start_minute_kst: 9 * 60,
+    end_minute_kst: 9 * 60 + 30,
+};
+
+async fn a_maintenance_window_pauses_sending_without_a_storm_and_the_day_completes_after(
+    db: TestDb,
+) {
+    let s = system(
+        db,
+        Options {
+            maintenance: Some(WINDOW),
+            ..Options::default()
+        },
+    )
+    .await;
+    let workload = fees::workload::generate(s.day, 40, 12).unwrap();
+    s.load(&workload).await;
+    let op = Trigger::Scheduler;
+    assert_eq!(
+        s.fees.record(s.day, op).await.unwrap().outcome,
+        Outcome::Done
+    );
+    let chunks = s.fees.chunks_to_send(s.day).await.unwrap();
+    // Scheduler ticks every 30 s through the 30-minute window.
+    let mut ticks = 0;
+    while s.clock.now().unix_ms()
+        < s.day
+            .ends_at()
+            .plus_ms(9 * 3_600_000 + 30 * 60_000)
+            .unix_ms()
+    {
+        s.fees.pay(s.day, op).await.unwrap();
+        s.fees.verify(s.day, op).await.unwrap();
+        s.clock.advance_ms(TICK_MS);
+        ticks += 1;
+    }
+    let refused_in_window = s.sim.faults_injected().maintenance;
+    assert_eq!(
+        s.paid_by_account().await.len(),
+        0,
+        "nothing was paid inside the window"
+    );
+    // No storm: the breaker lets a burst through only when a pause ends, not every
+    // chunk on every tick.
+    assert!(
+        refused_in_window < chunks * u64::try_from(ticks).unwrap() / 4,
+        "{refused_in_window} calls refused for maintenance over {ticks} ticks of {chunks} chunks"
+    );
+    let status = s.fees.status(s.day).await.unwrap().unwrap();
+    assert!(status.blocked.is_empty(), "{:?}", status.blocked);
+
+    let mut after = 0;
+    while s.fees.status(s.day).await.unwrap().unwrap().state == DayState::Recorded {
+        assert!(
+            after < 200,
+            "the day was not verified in {after} ticks after the window"
+        );
+        s.fees.pay(s.day, op).await.unwrap();
+        s.fees.verify(s.day, op).await.unwrap();
+        s.clock.advance_ms(TICK_MS);
+        after += 1;
+    }
+    assert_eq!(
+        s.fees.withdraw(s.day, op).await.unwrap().outcome,
+        Outcome::Done
+    );
+    assert_eq!(s.paid_by_account().await, owed_by_account(&workload));
+    s.assert_no_duplicate_ids().await;
+    let report = s
+        .fees
+        .report(s.day, &s.sim as &dyn Statement)
+        .await
+        .unwrap();
+    assert!(report.agrees, "{report:?}");
+    eprintln!(
+        "maintenance: {chunks} chunks, {refused_in_window} refused over {ticks} ticks in the \
+         window, verified {after} ticks after"
+    );
+}
+
+on_both_backends!(
+    a_bank_answering_429_for_ten_minutes_delays_the_day_but_blocks_nothing,
+    a_maintenance_window_pauses_sending_without_a_storm_and_the_day_completes_after
+);

@@ -42,6 +42,8 @@ pub struct Options {
     pub in_flight_max: usize,
     /// The bank answers 429 to every transfer for this long from the start.
     pub rate_limited_for_ms: Option<i64>,
+    /// The bank's daily maintenance window (the clock starts at 09:00 KST).
+    pub maintenance: Option<bank::sim::MaintenanceWindow>,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             latency_ms: (0, 2),
             in_flight_max: 16,
             rate_limited_for_ms: None,
+            maintenance: None,
         }
     }
 }
@@ -69,6 +72,7 @@ pub async fn system(db: TestDb, options: Options) -> System {
     sim_config.latency_ms_min = options.latency_ms.0;
     sim_config.latency_ms_max = options.latency_ms.1;
     sim_config.faults = options.faults;
+    sim_config.maintenance = options.maintenance;
     sim_config.rate_limited_until_ms = options
         .rate_limited_for_ms
         .map(|ms| clock.now().unix_ms() + ms);
