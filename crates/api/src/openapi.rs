@@ -355,7 +355,7 @@ fn schemas() -> Map<String, Value> {
             "FeeReport",
             obj(
                 &["day", "kinds", "agrees"],
-                json!({ "day": t("string"), "kinds": t("array"), "ledger_paid_krw": t(INT), "bank_paid_krw": t(INT), "ledger_withdrawn_krw": t(INT), "bank_withdrawn_krw": t(INT), "duplicates": t("array"), "unaccounted": t("array"), "agrees": t("boolean") }),
+                json!({ "day": t("string"), "kinds": t("array"), "ledger_paid_krw": t(INT), "bank_paid_krw": t(INT), "ledger_withdrawn_krw": t(INT), "bank_withdrawn_krw": t(INT), "duplicates": t("array"), "unaccounted": t("array"), "unpaid": t("array"), "books_agree": t("boolean"), "agrees": t("boolean") }),
             ),
         ),
         (

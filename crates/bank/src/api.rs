@@ -53,4 +53,14 @@ pub trait BankApi: Send + Sync {
 
     /// One virtual-account deposit by id.
     async fn virtual_deposit(&self, request: &DepositLookup) -> Result<VirtualDeposit, BankError>;
+
+    /// How long after a transfer's outcome became unknown a "not found" from
+    /// [`BankApi::transfer_result`] proves it never landed: the longest a request
+    /// of ours can still be on its way into this bank. Per connector.
+    fn not_found_grace_ms(&self) -> u64 {
+        DEFAULT_NOT_FOUND_GRACE_MS
+    }
 }
+
+/// The not-found grace of a connector that states none.
+pub const DEFAULT_NOT_FOUND_GRACE_MS: u64 = 60_000;

@@ -104,4 +104,8 @@ impl BankApi for HttpBank {
         self.call("virtual_deposit", wire::PATH_VIRTUAL_DEPOSIT, request)
             .await
     }
+
+    fn not_found_grace_ms(&self) -> u64 {
+        self.transport.config().not_found_grace_ms
+    }
 }

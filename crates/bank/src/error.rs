@@ -1,7 +1,13 @@
 //! The one error type of the bank boundary. It owns the split every caller must
-//! respect: a *definitely failed* call moved no money and may be retried with a new
-//! `bank_tran_id`; an *outcome unknown* call may have moved money and must never be
-//! retried blindly — the caller asks the transfer result inquiry first.
+//! respect, as an [`ErrorClass`]:
+//! - *refused*: the bank definitely refused the call, for a reason (frozen, holder
+//!   mismatch, limit…); no money moved, and sending it again will not help;
+//! - *transient*: the call was not processed (rate limit, maintenance, busy, or the
+//!   connection was refused so nothing was sent): send the same `bank_tran_id`
+//!   again later, it never blocks anything;
+//! - *unknown*: the request may have reached the bank (timeout after sending, 5xx,
+//!   an unreadable answer): money may have moved, never re-send blind — the caller
+//!   asks the transfer result inquiry first.
 //!
 //! This module never guesses: a code or status it does not recognise is reported as
 //! outcome unknown, because treating an unknown as "failed" is how money is doubled.
@@ -24,6 +30,12 @@ pub enum BankError {
     Maintenance,
     #[error("too many requests; the call was not processed")]
     RateLimited,
+    #[error("the bank is busy; the call was not processed")]
+    Busy,
+    /// The connection was never made (refused, unreachable, TLS handshake failed),
+    /// so no byte of the request reached the bank.
+    #[error("nothing was sent: {0}")]
+    NotSent(String),
     #[error("no transfer with that bank_tran_id on that date")]
     TransferNotFound,
     #[error("no such virtual-account deposit")]
@@ -46,17 +58,61 @@ pub enum BankError {
     Unrecognized { status: u16, code: String },
 }
 
+/// What a caller may do after a bank error; see the module header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A definite refusal with its reason: no money moved; do not send it again.
+    Refused,
+    /// Not processed: send the same id again later; never blocks an item.
+    Transient,
+    /// May have moved money: ask the result inquiry; never re-send blind.
+    Unknown,
+}
+
+impl ErrorClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Refused => "refused",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Unknown => "unknown",
+        }
+    }
+}
+
 impl BankError {
+    /// The class of this error: what the caller may do next.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            BankError::Maintenance
+            | BankError::RateLimited
+            | BankError::Busy
+            | BankError::NotSent(_) => ErrorClass::Transient,
+            BankError::Timeout { .. }
+            | BankError::Connection(_)
+            | BankError::Server { .. }
+            | BankError::Unrecognized { .. } => ErrorClass::Unknown,
+            BankError::AccountFrozen
+            | BankError::HolderNameMismatch
+            | BankError::OverPerCallLimit { .. }
+            | BankError::InsufficientFunds
+            | BankError::AccountNotFound
+            | BankError::TransferNotFound
+            | BankError::DepositNotFound
+            | BankError::BadTranId(_)
+            | BankError::BadAmount(_)
+            | BankError::InvalidRequest(_) => ErrorClass::Refused,
+        }
+    }
+
     /// True when money may have moved: never retry such a call with a new id, and
     /// never treat it as failed; ask the transfer result inquiry instead.
     pub fn is_outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            BankError::Timeout { .. }
-                | BankError::Connection(_)
-                | BankError::Server { .. }
-                | BankError::Unrecognized { .. }
-        )
+        self.class() == ErrorClass::Unknown
+    }
+
+    /// True when the call was not processed and the same id may be sent again.
+    pub fn is_transient(&self) -> bool {
+        self.class() == ErrorClass::Transient
     }
 
     /// A stable, machine-readable code; also the `code` field on the wire.
@@ -69,6 +125,8 @@ impl BankError {
             BankError::AccountNotFound => "account_not_found",
             BankError::Maintenance => "bank_maintenance",
             BankError::RateLimited => "rate_limited",
+            BankError::Busy => "bank_busy",
+            BankError::NotSent(_) => "bank_not_sent",
             BankError::TransferNotFound => "transfer_not_found",
             BankError::DepositNotFound => "deposit_not_found",
             BankError::BadTranId(_) => "bad_bank_tran_id",
@@ -98,6 +156,7 @@ impl BankError {
             "account_not_found" => BankError::AccountNotFound,
             "bank_maintenance" => BankError::Maintenance,
             "rate_limited" => BankError::RateLimited,
+            "bank_busy" => BankError::Busy,
             "transfer_not_found" => BankError::TransferNotFound,
             "deposit_not_found" => BankError::DepositNotFound,
             "bad_bank_tran_id" => BankError::BadTranId(message.to_owned()),
@@ -130,6 +189,7 @@ mod tests {
             BankError::AccountNotFound,
             BankError::Maintenance,
             BankError::RateLimited,
+            BankError::Busy,
             BankError::TransferNotFound,
             BankError::DepositNotFound,
             BankError::BadTranId("x".into()),
@@ -156,6 +216,40 @@ mod tests {
         for error in unknown {
             assert!(error.is_outcome_unknown(), "{error:?}");
             assert_eq!(BankError::definite_from_code(error.code(), "x", None), None);
+        }
+    }
+
+    #[test]
+    fn each_error_has_the_class_its_meaning_allows() {
+        let transient = [
+            BankError::RateLimited,
+            BankError::Maintenance,
+            BankError::Busy,
+            BankError::NotSent("connection refused".into()),
+        ];
+        for error in transient {
+            assert_eq!(error.class(), ErrorClass::Transient, "{error:?}");
+            assert!(!error.is_outcome_unknown());
+        }
+        let refused = [
+            BankError::AccountFrozen,
+            BankError::HolderNameMismatch,
+            BankError::InsufficientFunds,
+            BankError::OverPerCallLimit { limit_krw: 1 },
+        ];
+        for error in refused {
+            assert_eq!(error.class(), ErrorClass::Refused, "{error:?}");
+        }
+        let unknown = [
+            BankError::Timeout { timeout_ms: 1 },
+            BankError::Connection("reset after send".into()),
+            BankError::Server {
+                status: 500,
+                message: String::new(),
+            },
+        ];
+        for error in unknown {
+            assert_eq!(error.class(), ErrorClass::Unknown, "{error:?}");
         }
     }
 }

@@ -14,12 +14,14 @@ pub mod providers;
 pub mod routing;
 pub mod sim;
 mod sql;
+pub mod tls;
 mod transport;
 pub mod types;
 pub mod wire;
 
-pub use api::BankApi;
+pub use api::{BankApi, DEFAULT_NOT_FOUND_GRACE_MS};
 pub use client::HttpBank;
-pub use error::BankError;
+pub use error::{BankError, ErrorClass};
+pub use tls::BankCa;
 pub use transport::{Transport, TransportConfig};
 pub use types::{AccountNumber, BankTranId, DepositId, HolderName, TranDate, TransferKind, UserId};

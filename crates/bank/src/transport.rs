@@ -4,8 +4,8 @@
 //! send through it; providers only build bodies and parse answers.
 //!
 //! It never retries: a money-moving call that timed out may have committed, and only
-//! the caller (after a result inquiry) may decide to send again. Plain HTTP only for
-//! now; TLS (rustls) is future work.
+//! the caller (after a result inquiry) may decide to send again. HTTPS is rustls
+//! with the web PKI roots plus the optional extra CA of [`crate::tls::BankCa`].
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::BankError;
+use crate::tls::BankCa;
 use crate::wire::HEADER_CLIENT_ID;
 
 /// How a client talks to one bank endpoint.
@@ -34,6 +35,11 @@ pub struct TransportConfig {
     pub idle_connections_per_host_max: usize,
     /// Answers longer than this are refused (and, for money calls, reported unknown).
     pub response_bytes_max: usize,
+    /// A CA trusted besides the web PKI roots (a bank's private CA, `--bank-ca`).
+    pub extra_ca: Option<BankCa>,
+    /// How long a request of ours can still land at this bank after its outcome
+    /// became unknown; a result inquiry's "not found" proves nothing before.
+    pub not_found_grace_ms: u64,
 }
 
 impl TransportConfig {
@@ -48,6 +54,10 @@ impl TransportConfig {
             requests_per_s_max: Some(50),
             idle_connections_per_host_max: 32,
             response_bytes_max: 1 << 20,
+            extra_ca: None,
+            // Our own timeout bounds how long we wait; the bank finishes or drops a
+            // request within a few seconds of that.
+            not_found_grace_ms: 10_000 + 5_000,
         }
     }
 }
@@ -65,7 +75,7 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(config: TransportConfig) -> Result<Transport, BankError> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client(config.extra_ca.as_ref())
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .pool_max_idle_per_host(config.idle_connections_per_host_max)
@@ -171,21 +181,32 @@ impl Transport {
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> BankError {
+        if error.is_connect() {
+            // The connection (TCP, TLS handshake) was never made, whether refused,
+            // unreachable or timed out: no byte of the request reached the bank,
+            // so the same id may be sent again at once.
+            return BankError::NotSent(chain(error));
+        }
         if error.is_timeout() {
             BankError::Timeout {
                 timeout_ms: self.config.timeout_ms,
             }
         } else {
-            // Connect failures, resets and truncated bodies: the request may have
-            // reached the bank, so all of them are outcome unknown.
-            let mut message = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            BankError::Connection(message)
+            // Resets and truncated bodies after the connection was made: the
+            // request may have reached the bank, so all of them are outcome unknown.
+            BankError::Connection(chain(error))
         }
     }
+}
+
+/// The error and its causes on one line.
+fn chain(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }

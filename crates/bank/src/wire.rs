@@ -51,7 +51,8 @@ pub fn status_for(error: &BankError) -> u16 {
         | BankError::OverPerCallLimit { .. }
         | BankError::InsufficientFunds => 422,
         BankError::RateLimited => 429,
-        BankError::Maintenance => 503,
+        BankError::Maintenance | BankError::Busy => 503,
+        BankError::NotSent(_) => 502,
         BankError::Timeout { .. } => 504,
         BankError::Connection(_) => 502,
         BankError::Server { status, .. } => *status,

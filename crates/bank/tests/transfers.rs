@@ -238,3 +238,18 @@ on_both_backends!(
     a_restarted_simulator_still_answers_inquiries_for_earlier_bank_tran_ids_on_postgres,
     a_restarted_simulator_still_answers_inquiries
 );
+
+/// Issue 19 item 5: a refused connection sent nothing, so it is transient (the same
+/// id may be sent again at once), never outcome unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_not_sent_rather_than_outcome_unknown() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let bank =
+        bank::HttpBank::new(bank::TransportConfig::new(&format!("http://{address}"))).unwrap();
+    let error = bank.deposit_transfer(&payout(1, 10_000)).await.unwrap_err();
+    assert_eq!(error.code(), "bank_not_sent", "{error:?}");
+    assert_eq!(error.class(), bank::ErrorClass::Transient);
+    assert!(!error.is_outcome_unknown());
+}

@@ -28,12 +28,23 @@ pub struct FeesConfig {
     /// A module's lock lease on SQLite; renewed while it works.
     pub lock_lease_ms: i64,
     /// A result inquiry answering "not found" proves failure only once the chunk's
-    /// last send is this old (a slow request might still land before).
-    pub not_found_grace_ms: i64,
-    /// Attempts (distinct `bank_tran_id`s) per chunk before the item is blocked.
+    /// outcome has been unknown this long (a slow request might still land
+    /// before). `None`: the connector's own ([`bank::BankApi::not_found_grace_ms`]).
+    pub not_found_grace_ms: Option<i64>,
+    /// Attempts (distinct `bank_tran_id`s) per chunk refused for a reason that is
+    /// not final before the item is blocked. Transient answers (429, maintenance,
+    /// busy, nothing sent) never count: the same id waits and is sent again.
     pub chunk_attempts_max: i64,
     /// Attempts per chunk when the earlier ones were never found at the bank.
     pub chunk_attempts_not_found_max: i64,
+    /// After a transient answer a chunk waits this long before it is sent again,
+    /// doubling per answer up to `transient_backoff_ms_max`.
+    pub transient_backoff_ms_min: i64,
+    pub transient_backoff_ms_max: i64,
+    /// Transient answers in a row that pause all sending to this bank…
+    pub breaker_transients_to_open: u32,
+    /// …for this long; then sending resumes by itself.
+    pub breaker_open_ms: i64,
     /// Results written per transaction while a payout runs.
     pub results_batch_max: usize,
     /// Holds, posts or voids per ledger submission.
@@ -63,9 +74,13 @@ impl FeesConfig {
             bank_calls_in_flight_max: 50,
             bank_calls_per_s_max: None,
             lock_lease_ms: 10 * 60 * 1_000,
-            not_found_grace_ms: 60_000,
+            not_found_grace_ms: None,
             chunk_attempts_max: 5,
             chunk_attempts_not_found_max: 50,
+            transient_backoff_ms_min: 1_000,
+            transient_backoff_ms_max: 2 * 3_600_000,
+            breaker_transients_to_open: 16,
+            breaker_open_ms: 30_000,
             results_batch_max: 256,
             ledger_batch_transfers_max: 4_096,
             day_accruals_max: 1_000_000,
@@ -96,6 +111,10 @@ impl FeesConfig {
             || self.chunk_attempts_max < 1
             || self.chunk_attempts_not_found_max < 1
             || self.bank_calls_per_s_max == Some(0)
+            || self.transient_backoff_ms_min < 0
+            || self.transient_backoff_ms_max < self.transient_backoff_ms_min
+            || self.breaker_transients_to_open == 0
+            || self.breaker_open_ms < 0
         {
             return Err(FeesError::Invalid(
                 "concurrency, batch sizes, attempts and rate must be positive".into(),

@@ -100,7 +100,20 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         );
         CREATE INDEX fees_runs_day ON fees_runs (day, id);",
     },
+    Migration {
+        version: 3,
+        name: "chunk transient answers and retry time",
+        sqlite: TRANSIENT_COLUMNS,
+        postgres: TRANSIENT_COLUMNS,
+    },
 ];
+
+/// A chunk the bank answered "not processed" (429, maintenance, busy, nothing
+/// sent) goes back to `reserved` under the same id, to be sent after `retry_at_ms`.
+const TRANSIENT_COLUMNS: &str = "
+ALTER TABLE fees_chunks ADD COLUMN transient_answers BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE fees_chunks ADD COLUMN retry_at_ms BIGINT;
+";
 
 fn to_db(value: u64) -> Result<i64, FeesError> {
     i64::try_from(value).map_err(|_| FeesError::Invalid(format!("{value} does not fit in 63 bits")))
@@ -473,6 +486,10 @@ pub(crate) struct ChunkRow {
     pub reason: Option<String>,
     pub sent_at_ms: Option<i64>,
     pub updated_at_ms: i64,
+    /// How many times the bank answered "not processed" to this id.
+    pub transient_answers: i64,
+    /// Not to be sent before this time (after a transient answer).
+    pub retry_at_ms: Option<i64>,
 }
 
 type ChunkTuple = (
@@ -489,10 +506,13 @@ type ChunkTuple = (
     Option<String>,
     Option<i64>,
     i64,
+    i64,
+    Option<i64>,
 );
 
 const CHUNK_COLUMNS: &str = "bank_tran_id, purpose, day, loan_id, kind, chunk_no, attempt, \
-    amount_krw, tran_date, state, reason, sent_at_ms, updated_at_ms";
+    amount_krw, tran_date, state, reason, sent_at_ms, updated_at_ms, transient_answers, \
+    retry_at_ms";
 
 fn chunk_from(row: ChunkTuple) -> Result<ChunkRow, FeesError> {
     Ok(ChunkRow {
@@ -509,6 +529,8 @@ fn chunk_from(row: ChunkTuple) -> Result<ChunkRow, FeesError> {
         reason: row.10,
         sent_at_ms: row.11,
         updated_at_ms: row.12,
+        transient_answers: row.13,
+        retry_at_ms: row.14,
     })
 }
 
@@ -590,6 +612,31 @@ pub(crate) async fn move_chunk(
             .bind(reason)
             .bind(bank_tran_id)
             .bind(now_ms),
+        execute
+    )?;
+    Ok(updated == 1)
+}
+
+/// Puts a `sent` chunk the bank did not process back to `reserved`, same id, to be
+/// sent again after `retry_at_ms`.
+pub(crate) async fn requeue_chunk(
+    tx: &mut Tx,
+    bank_tran_id: &str,
+    reason: &str,
+    retry_at_ms: i64,
+    now_ms: i64,
+) -> Result<bool, FeesError> {
+    let updated = on_tx!(
+        tx,
+        sqlx::query(
+            "UPDATE fees_chunks SET state = 'reserved', reason = $1, retry_at_ms = $2,
+                transient_answers = transient_answers + 1, updated_at_ms = $3
+             WHERE bank_tran_id = $4 AND state = 'sent'"
+        )
+        .bind(reason)
+        .bind(retry_at_ms)
+        .bind(now_ms)
+        .bind(bank_tran_id),
         execute
     )?;
     Ok(updated == 1)

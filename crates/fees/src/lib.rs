@@ -15,6 +15,7 @@
 
 pub mod accrual;
 pub mod bench;
+mod breaker;
 pub mod chunking;
 mod config;
 mod day;
@@ -50,6 +51,8 @@ pub struct Fees {
     bank: Arc<dyn BankApi>,
     clock: Arc<dyn Clock>,
     config: Arc<FeesConfig>,
+    /// Pauses sending to this bank while it answers "not processed".
+    breaker: Arc<breaker::Breaker>,
 }
 
 impl Fees {
@@ -69,6 +72,10 @@ impl Fees {
             ledger,
             bank,
             clock,
+            breaker: Arc::new(breaker::Breaker::new(
+                config.breaker_transients_to_open,
+                config.breaker_open_ms,
+            )),
             config: Arc::new(config),
         };
         accounts::open_house_accounts(&fees.ledger).await?;
@@ -89,6 +96,14 @@ impl Fees {
 
     pub fn bank(&self) -> &Arc<dyn BankApi> {
         &self.bank
+    }
+
+    /// How long a "not found" must wait before it proves a chunk failed: the
+    /// configured override, else the bank connector's own.
+    pub fn not_found_grace_ms(&self) -> i64 {
+        self.config
+            .not_found_grace_ms
+            .unwrap_or_else(|| i64::try_from(self.bank.not_found_grace_ms()).unwrap_or(i64::MAX))
     }
 
     fn now(&self) -> Timestamp {

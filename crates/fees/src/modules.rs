@@ -199,6 +199,10 @@ struct ChunkPlan {
     new: Vec<ChunkRow>,
     /// Chunk numbers whose latest attempt is sent or unknown.
     open: i64,
+    /// Reserved chunks waiting out a transient answer's backoff, and the earliest
+    /// time one of them may be sent.
+    waiting: i64,
+    waiting_until_ms: Option<i64>,
     /// Items fully paid.
     items_paid: i64,
     paid_krw: Krw,
@@ -480,11 +484,14 @@ impl Fees {
         chunks: &[ChunkRow],
     ) -> Result<ChunkPlan, FeesError> {
         let latest = latest_attempts(chunks);
+        let now_ms = self.now().unix_ms();
         let tran_date = bank::TranDate::from_kst(self.now()).to_string();
         let mut plan = ChunkPlan {
             to_send: Vec::new(),
             new: Vec::new(),
             open: 0,
+            waiting: 0,
+            waiting_until_ms: None,
             items_paid: 0,
             paid_krw: Krw::ZERO,
             blocked: Vec::new(),
@@ -512,11 +519,20 @@ impl Fees {
                     reason: None,
                     sent_at_ms: None,
                     updated_at_ms: 0,
+                    transient_answers: 0,
+                    retry_at_ms: None,
                 };
                 match latest.get(&(item.loan_id, item.kind, chunk_no)) {
                     None => plan.new.push(next_attempt(1)),
                     Some(chunk) => match chunk_state(&chunk.state)? {
-                        ChunkState::Reserved => plan.to_send.push((*chunk).clone()),
+                        ChunkState::Reserved => match chunk.retry_at_ms {
+                            Some(at_ms) if at_ms > now_ms => {
+                                plan.waiting += 1;
+                                plan.waiting_until_ms =
+                                    Some(plan.waiting_until_ms.map_or(at_ms, |m| m.min(at_ms)));
+                            }
+                            _ => plan.to_send.push((*chunk).clone()),
+                        },
                         ChunkState::Sent | ChunkState::Unknown => plan.open += 1,
                         ChunkState::Succeeded => paid = paid.checked_add(*amount)?,
                         ChunkState::Failed => {
@@ -604,12 +620,25 @@ impl Fees {
         let chunks = db::chunks(&self.store, &key, Purpose::Payout.as_str()).await?;
         let plan = self.plan_payouts(day, &items, &chunks)?;
         counts.insert("chunks_awaiting_verify", plan.open);
+        counts.insert("chunks_waiting_for_bank", plan.waiting);
         counts.insert(
             "items_blocked",
             i64::try_from(plan.blocked.len()).unwrap_or(0),
         );
         if plan.to_send.is_empty() && plan.new.is_empty() {
+            if let Some(until_ms) = plan.waiting_until_ms {
+                return Ok(Outcome::NotReady(format!(
+                    "{} chunks wait for the bank (the first until {until_ms} ms)",
+                    plan.waiting
+                )));
+            }
             return Ok(Outcome::AlreadyDone);
+        }
+        if let Some(until_ms) = self.bank_paused_until() {
+            return Ok(Outcome::NotReady(format!(
+                "sending to the bank is paused until {until_ms} ms (it kept answering 'not \
+                 processed')"
+            )));
         }
         let created = self
             .store_new_chunks(day, Purpose::Payout, plan.new)
@@ -621,6 +650,10 @@ impl Fees {
         let loans = self.loans_of(&items).await?;
         let tally = self.send_chunks(held, &loans, guard, progress).await?;
         add_tally(counts, &tally);
+        counts.insert(
+            "bank_breaker_opened_total",
+            i64::try_from(self.breaker.opened_total()).unwrap_or(i64::MAX),
+        );
         Ok(Outcome::Done)
     }
 
@@ -678,7 +711,9 @@ impl Fees {
             "chunks_back_to_pay",
             i64::try_from(plan.new.len() + plan.to_send.len()).unwrap_or(0),
         );
+        counts.insert("chunks_waiting_for_bank", plan.waiting);
         let settled = plan.open == 0
+            && plan.waiting == 0
             && plan.new.is_empty()
             && plan.to_send.is_empty()
             && plan.items_paid + blocked == day_row.items;
@@ -758,10 +793,19 @@ impl Fees {
                     reason: None,
                     sent_at_ms: None,
                     updated_at_ms: 0,
+                    transient_answers: 0,
+                    retry_at_ms: None,
                 };
                 match latest.get(&(0, 0, chunk_no)) {
                     None => new.push(attempt(1)),
                     Some(chunk) => match chunk_state(&chunk.state)? {
+                        ChunkState::Reserved
+                            if chunk
+                                .retry_at_ms
+                                .is_some_and(|at_ms| at_ms > self.now().unix_ms()) =>
+                        {
+                            pending_work = true;
+                        }
                         ChunkState::Reserved => to_send.push((*chunk).clone()),
                         ChunkState::Sent | ChunkState::Unknown => pending_work = true,
                         ChunkState::Succeeded => {}
@@ -779,7 +823,9 @@ impl Fees {
             }
             let created = self.store_new_chunks(day, Purpose::Withdraw, new).await?;
             to_send.extend(created);
-            if !to_send.is_empty() {
+            if !to_send.is_empty() && self.bank_paused_until().is_some() {
+                pending_work = true;
+            } else if !to_send.is_empty() {
                 let held = self.place_holds(to_send).await?;
                 let sent = self.send_chunks(held, &HashMap::new(), guard, None).await?;
                 add_tally(counts, &sent);
@@ -926,6 +972,7 @@ fn add_tally(counts: &mut BTreeMap<&'static str, i64>, tally: &Tally) {
         ("failed", tally.failed),
         ("unknown", tally.unknown),
         ("not_yet_found", tally.not_yet_found),
+        ("transient", tally.transient),
     ] {
         *counts.entry(name).or_insert(0) += value;
     }

@@ -51,6 +51,17 @@ impl HttpStatement {
             base_url: base_url.trim_end_matches('/').to_owned(),
         }
     }
+
+    /// A statement client that also trusts `ca` (a bank with a private CA).
+    pub fn with_ca(base_url: &str, ca: Option<&bank::BankCa>) -> Result<HttpStatement, BankError> {
+        let http = bank::tls::http_client(ca)
+            .build()
+            .map_err(|error| BankError::InvalidRequest(format!("HTTP client: {error}")))?;
+        Ok(HttpStatement {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
 }
 
 #[async_trait]
@@ -101,7 +112,90 @@ pub struct DayReport {
     pub duplicates: Vec<String>,
     /// Ids the bank moved money for that fees does not count as succeeded.
     pub unaccounted: Vec<String>,
+    /// Items not (fully) paid, each with why: a day with any is not agreeing.
+    pub unpaid: Vec<UnpaidItem>,
+    /// The ledger and the bank show the same money (per kind, withdrawn), no id
+    /// twice and nothing unaccounted — whether or not every item is paid.
+    pub books_agree: bool,
+    /// The books agree and every item is paid.
     pub agrees: bool,
+}
+
+/// An item of the day that is not fully paid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnpaidItem {
+    pub loan_id: u64,
+    pub kind: FeeKind,
+    pub amount_krw: Krw,
+    pub unpaid_krw: Krw,
+    /// `blocked: <refusal>`, `waiting_for_bank: <transient answer>`,
+    /// `outcome_unknown`, or `not_sent`.
+    pub reason: String,
+}
+
+/// Items not fully paid by their succeeded payout chunks, with why.
+fn unpaid_items(
+    items: &[db::ItemRow],
+    chunks: &[db::ChunkRow],
+) -> Result<Vec<UnpaidItem>, FeesError> {
+    let mut paid: HashMap<(u64, u16), Krw> = HashMap::new();
+    let mut latest: HashMap<(u64, u16, i64), &db::ChunkRow> = HashMap::new();
+    for chunk in chunks
+        .iter()
+        .filter(|c| c.purpose == Purpose::Payout.as_str())
+    {
+        if chunk.state == "succeeded" {
+            let total = paid.entry((chunk.loan_id, chunk.kind)).or_insert(Krw::ZERO);
+            *total = total.checked_add(Krw::new(chunk.amount_krw))?;
+        }
+        let key = (chunk.loan_id, chunk.kind, chunk.chunk_no);
+        if latest
+            .get(&key)
+            .is_none_or(|seen| seen.attempt < chunk.attempt)
+        {
+            latest.insert(key, chunk);
+        }
+    }
+    let mut unpaid = Vec::new();
+    for item in items {
+        let amount = Krw::new(item.amount_krw);
+        let paid_krw = paid
+            .get(&(item.loan_id, item.kind))
+            .copied()
+            .unwrap_or_default();
+        if paid_krw >= amount {
+            continue;
+        }
+        let open = latest
+            .iter()
+            .filter(|((loan, kind, _), chunk)| {
+                *loan == item.loan_id && *kind == item.kind && chunk.state != "succeeded"
+            })
+            .map(|(_, chunk)| *chunk)
+            .min_by_key(|chunk| chunk.chunk_no);
+        let reason = match open {
+            Some(chunk) if chunk.state == "failed" => {
+                format!("blocked: {}", chunk.reason.as_deref().unwrap_or("refused"))
+            }
+            Some(chunk) if chunk.state == "reserved" && chunk.transient_answers > 0 => format!(
+                "waiting_for_bank: {}",
+                chunk.reason.as_deref().unwrap_or("not processed")
+            ),
+            Some(chunk) if chunk.state == "sent" || chunk.state == "unknown" => {
+                "outcome_unknown".to_owned()
+            }
+            _ => "not_sent".to_owned(),
+        };
+        unpaid.push(UnpaidItem {
+            loan_id: item.loan_id,
+            kind: FeeKind::from_code(item.kind)
+                .ok_or_else(|| FeesError::Corrupt(format!("fee kind code {}", item.kind)))?,
+            amount_krw: amount,
+            unpaid_krw: amount.checked_sub(paid_krw)?,
+            reason,
+        });
+    }
+    Ok(unpaid)
 }
 
 impl Fees {
@@ -177,7 +271,9 @@ impl Fees {
             .collect();
 
         let mut recorded_by_code: BTreeMap<u16, Krw> = BTreeMap::new();
-        for item in db::items(&self.store, &key).await? {
+        let items = db::items(&self.store, &key).await?;
+        let unpaid = unpaid_items(&items, &chunks)?;
+        for item in &items {
             let total = recorded_by_code.entry(item.kind).or_insert(Krw::ZERO);
             *total = total.checked_add(Krw::new(item.amount_krw))?;
         }
@@ -204,10 +300,11 @@ impl Fees {
             .get(&accounts::CODE_WITHDRAW)
             .copied()
             .unwrap_or_default();
-        let agrees = kinds.iter().all(|k| k.agrees)
+        let books_agree = kinds.iter().all(|k| k.agrees)
             && ledger_withdrawn_krw == bank_withdrawn_krw
             && duplicates.is_empty()
             && unaccounted.is_empty();
+        let agrees = books_agree && unpaid.is_empty();
         Ok(DayReport {
             day,
             kinds,
@@ -217,6 +314,8 @@ impl Fees {
             bank_withdrawn_krw,
             duplicates,
             unaccounted,
+            unpaid,
+            books_agree,
             agrees,
         })
     }

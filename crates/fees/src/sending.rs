@@ -1,7 +1,9 @@
 //! The one place fees talks to the bank about chunks: it sends them (or asks the
 //! result inquiry about them) in parallel up to the configured concurrency and
 //! rate, and settles each answer as it arrives — post the hold for a confirmed
-//! success, void it for a proven failure, leave an unknown outcome for Verify.
+//! success, void it for a proven failure, leave an unknown outcome for Verify, and
+//! put a chunk the bank did not process (transient) back to wait, same id, hold
+//! kept, with capped backoff; the per-bank breaker pauses sending in an outage.
 //!
 //! Answers are written in small batches (group commit) by the same future that
 //! drives the calls, so dropping that future — a crash — stops both at once and
@@ -13,7 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bank::types::{TransferInquiry, TransferOutcome, TransferRequest as BankRequest};
-use bank::{AccountNumber, BankError, BankTranId, HolderName, TranDate};
+use bank::{AccountNumber, BankError, BankTranId, ErrorClass, HolderName, TranDate};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use ledger::{TransferRequest, TransferResult};
@@ -35,6 +37,9 @@ pub(crate) enum Verdict {
     Failed(String),
     /// The bank may or may not have moved money; only the inquiry can tell.
     Unknown(String),
+    /// Not processed (429, maintenance, busy, nothing sent, or the breaker is
+    /// open): the same id is sent again after a backoff; never blocks an item.
+    Transient(String),
     /// The inquiry has not found it, but it is too soon to call that a failure.
     NotYetFound,
 }
@@ -61,6 +66,7 @@ pub(crate) struct Tally {
     pub failed: i64,
     pub unknown: i64,
     pub not_yet_found: i64,
+    pub transient: i64,
 }
 
 /// Spaces call starts so no more than the configured rate begin per second.
@@ -234,18 +240,25 @@ impl Fees {
             let request = self.bank_request(&chunk, loans)?;
             prepared.push((chunk, request));
         }
-        let bank = self.bank.clone();
+        let fees = self.clone();
         self.pipeline(
             prepared,
             Some(&|(chunk, _): &(ChunkRow, BankRequest)| chunk.bank_tran_id.clone()),
             move |(chunk, request): (ChunkRow, BankRequest)| {
-                let bank = bank.clone();
+                let fees = fees.clone();
                 async move {
+                    // While the bank is paused nothing is sent; the chunk waits.
+                    if fees.breaker.open_until(fees.now().unix_ms()).is_some() {
+                        return (chunk, Verdict::Transient("circuit_open".into()));
+                    }
+                    let bank = &fees.bank;
                     let answer = if chunk.purpose == "withdraw" {
                         bank.withdraw_transfer(&request).await
                     } else {
                         bank.deposit_transfer(&request).await
                     };
+                    let transient = answer.as_ref().is_err_and(BankError::is_transient);
+                    fees.breaker.record(transient, fees.now().unix_ms());
                     let verdict = match answer {
                         Ok(receipt) if receipt_matches(&receipt, &request) => Verdict::Succeeded,
                         Ok(receipt) => {
@@ -255,10 +268,11 @@ impl Fees {
                             );
                             Verdict::Unknown("receipt_mismatch".into())
                         }
-                        Err(error) if error.is_outcome_unknown() => {
-                            Verdict::Unknown(error.code().to_owned())
-                        }
-                        Err(error) => Verdict::Failed(error.code().to_owned()),
+                        Err(error) => match error.class() {
+                            ErrorClass::Unknown => Verdict::Unknown(error.code().to_owned()),
+                            ErrorClass::Transient => Verdict::Transient(error.code().to_owned()),
+                            ErrorClass::Refused => Verdict::Failed(error.code().to_owned()),
+                        },
                     };
                     (chunk, verdict)
                 }
@@ -277,7 +291,7 @@ impl Fees {
         guard: &mut LockGuard,
     ) -> Result<Tally, FeesError> {
         let bank = self.bank.clone();
-        let grace_ms = self.config.not_found_grace_ms;
+        let grace_ms = self.not_found_grace_ms();
         let now_ms = self.now().unix_ms();
         self.pipeline(
             chunks,
@@ -375,6 +389,7 @@ impl Fees {
                 tally.failed += settled.failed;
                 tally.unknown += settled.unknown;
                 tally.not_yet_found += settled.not_yet_found;
+                tally.transient += settled.transient;
                 let now_ms = self.now().unix_ms();
                 if !guard.renew(now_ms, self.config.lock_lease_ms).await? {
                     return Err(FeesError::LockLost(guard.name().to_owned()));
@@ -424,7 +439,7 @@ impl Fees {
                     );
                     kinds.push((false, chunk.bank_tran_id.clone()));
                 }
-                Verdict::Unknown(_) | Verdict::NotYetFound => {}
+                Verdict::Unknown(_) | Verdict::NotYetFound | Verdict::Transient(_) => {}
             }
         }
         let page_max = self.config.ledger_batch_transfers_max;
@@ -477,6 +492,11 @@ impl Fees {
                     .await?;
                 }
                 Verdict::NotYetFound => tally.not_yet_found += 1,
+                Verdict::Transient(reason) => {
+                    tally.transient += 1;
+                    let retry_at_ms = self.retry_at_ms(chunk, now.unix_ms());
+                    db::requeue_chunk(&mut tx, id, reason, retry_at_ms, now.unix_ms()).await?;
+                }
             }
         }
         tx.commit().await?;
@@ -486,7 +506,28 @@ impl Fees {
             .increment(u64::try_from(tally.failed).unwrap_or(0));
         metrics::counter!("fees_chunks_settled_total", "verdict" => "unknown")
             .increment(u64::try_from(tally.unknown).unwrap_or(0));
+        metrics::counter!("fees_chunks_settled_total", "verdict" => "transient")
+            .increment(u64::try_from(tally.transient).unwrap_or(0));
         Ok(tally)
+    }
+
+    /// When a chunk the bank just did not process may be sent again: its own
+    /// capped backoff, and never while the breaker is open.
+    fn retry_at_ms(&self, chunk: &ChunkRow, now_ms: i64) -> i64 {
+        let backoff = crate::breaker::backoff_ms(
+            chunk.transient_answers.saturating_add(1),
+            self.config.transient_backoff_ms_min,
+            self.config.transient_backoff_ms_max,
+        );
+        let own = now_ms.saturating_add(backoff);
+        self.breaker
+            .open_until(now_ms)
+            .map_or(own, |until| own.max(until))
+    }
+
+    /// `Some(until_ms)` while sending to the bank is paused.
+    pub(crate) fn bank_paused_until(&self) -> Option<i64> {
+        self.breaker.open_until(self.now().unix_ms())
     }
 }
 

@@ -24,7 +24,7 @@ async fn settle_until_verified(s: &System, ticks_max: usize) {
         if status.state != DayState::Recorded {
             return;
         }
-        s.clock.advance_ms(s.config().not_found_grace_ms + 1_000);
+        s.clock.advance_ms(s.fees.not_found_grace_ms() + 1_000);
     }
     panic!("the day was not verified in {ticks_max} ticks");
 }
@@ -35,7 +35,7 @@ async fn settle_until_withdrawn(s: &System, ticks_max: usize) {
         if s.fees.status(s.day).await.unwrap().unwrap().state == DayState::Withdrawn {
             return;
         }
-        s.clock.advance_ms(s.config().not_found_grace_ms + 1_000);
+        s.clock.advance_ms(s.fees.not_found_grace_ms() + 1_000);
     }
     panic!("the day was not withdrawn in {ticks_max} ticks");
 }
@@ -104,7 +104,15 @@ async fn timeouts_5xx_and_frozen_accounts_end_verified_except_the_frozen(db: Tes
         .report(s.day, &s.sim as &dyn Statement)
         .await
         .unwrap();
-    assert!(report.agrees, "{report:?}");
+    // The books agree, but a day with blocked items is not reported as agreeing,
+    // and the report names exactly the frozen loans' items.
+    assert!(report.books_agree, "{report:?}");
+    assert!(!report.agrees);
+    assert!(!report.unpaid.is_empty());
+    for item in &report.unpaid {
+        assert!(frozen_ids.contains(&item.loan_id), "{item:?}");
+        assert_eq!(item.reason, "blocked: account_frozen");
+    }
     assert_eq!(report.bank_withdrawn_krw, report.ledger_paid_krw);
     s.assert_ledger_balances().await;
 }
@@ -120,6 +128,7 @@ async fn a_payout_killed_at_random_moments_pays_each_item_exactly_once(db: TestD
             },
             latency_ms: (2, 12),
             in_flight_max: 8,
+            ..Options::default()
         },
     )
     .await;
@@ -147,7 +156,7 @@ async fn a_payout_killed_at_random_moments_pays_each_item_exactly_once(db: TestD
         // Verify settles the orphaned chunks: the ones the bank has are confirmed,
         // the rest are proven failed after the grace period and go back to Pay.
         s.fees.verify(s.day, Trigger::Scheduler).await.unwrap();
-        s.clock.advance_ms(s.config().not_found_grace_ms + 1_000);
+        s.clock.advance_ms(s.fees.not_found_grace_ms() + 1_000);
         s.fees.verify(s.day, Trigger::Scheduler).await.unwrap();
     }
     assert!(
@@ -240,7 +249,7 @@ async fn over_http_timeouts_and_5xx_end_withdrawn_and_nothing_is_paid_twice() {
         if state == DayState::Withdrawn {
             break;
         }
-        clock.advance_ms(config.not_found_grace_ms + 1_000);
+        clock.advance_ms(fees.not_found_grace_ms() + 1_000);
     }
     assert_eq!(state, DayState::Withdrawn);
     let report = fees

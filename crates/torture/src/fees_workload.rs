@@ -39,7 +39,7 @@ pub(crate) fn config() -> Result<FeesConfig, TortureError> {
     let mut config = fees::bench::bench_config()?;
     config.bank_calls_in_flight_max = 16;
     config.lock_lease_ms = 1_500;
-    config.not_found_grace_ms = 1_500;
+    config.not_found_grace_ms = Some(1_500);
     Ok(config)
 }
 
@@ -164,7 +164,7 @@ impl FeesParent {
             items += usize::try_from(status.items).unwrap_or(0);
             blocked += status.blocked.len();
             let report = self.fees.report(day, &self.sim).await?;
-            if !report.agrees {
+            if !report.books_agree {
                 reports_disagreeing.push(format!("{day}: {:?}", report.kinds));
             }
             duplicates.extend(report.duplicates.iter().map(|id| format!("{day}: {id}")));

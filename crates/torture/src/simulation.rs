@@ -130,7 +130,7 @@ pub async fn run(plan: &SimPlan, dir: &std::path::Path) -> Result<SimReport, Tor
         // The scheduler's next tick: sometimes soon, sometimes past the grace
         // period that proves a not-found chunk failed.
         let advance_ms = match rng.random_range(0..4) {
-            0 => config.not_found_grace_ms + 1_000,
+            0 => fees.not_found_grace_ms() + 1_000,
             _ => rng.random_range(1_000..30_000),
         };
         clock.advance_ms(advance_ms);
@@ -172,7 +172,7 @@ pub async fn run(plan: &SimPlan, dir: &std::path::Path) -> Result<SimReport, Tor
     let report = fees.report(day, &sim).await?;
     checks.add(
         "simulation: ledger and bank agree, no id twice, nothing unaccounted",
-        report.agrees,
+        report.books_agree,
         format!(
             "paid ledger {} bank {}, duplicates {:?}, unaccounted {:?}",
             report.ledger_paid_krw.get(),

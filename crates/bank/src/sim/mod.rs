@@ -26,6 +26,7 @@ pub use db::Movement;
 pub use faults::{FaultRates, FaultsInjected, PPM_ALWAYS};
 pub use server::{
     AdminClient, ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
+    serve_simulator_tls,
 };
 
 use crate::types::{
@@ -81,6 +82,9 @@ pub struct SimConfig {
     pub requests_per_s_per_client_max: Option<u32>,
     pub faults: FaultRates,
     pub maintenance: Option<MaintenanceWindow>,
+    /// Every transfer is answered 429 (nothing processed) until this time, as from
+    /// a bank that throttles for a while and then recovers.
+    pub rate_limited_until_ms: Option<i64>,
     /// How long the server holds the answer of a timeout-after-commit fault; longer
     /// than any client's timeout.
     pub timeout_hold_ms: u64,
@@ -108,6 +112,7 @@ impl SimConfig {
             requests_per_s_per_client_max: None,
             faults: FaultRates::default(),
             maintenance: None,
+            rate_limited_until_ms: None,
             timeout_hold_ms: 30_000,
             slow_extra_ms: 250,
             body_bytes_max: 16 * 1024,
@@ -279,7 +284,11 @@ impl Simulator {
             injected.count(&injected.maintenance);
             return TransferAnswer::Done(Err(BankError::Maintenance));
         }
-        if decision.rate_limited {
+        let throttled = self
+            .config
+            .rate_limited_until_ms
+            .is_some_and(|until_ms| self.clock.now().unix_ms() < until_ms);
+        if decision.rate_limited || throttled {
             injected.count(&injected.rate_limited);
             return TransferAnswer::Done(Err(BankError::RateLimited));
         }
@@ -748,5 +757,14 @@ impl BankApi for Simulator {
         db::virtual_deposit(&self.store, &request.deposit_id)
             .await?
             .ok_or(BankError::DepositNotFound)
+    }
+
+    /// A transfer commits after its drawn latency (plus the slow fault's extra), so
+    /// nothing can land later than that, with a second to spare.
+    fn not_found_grace_ms(&self) -> u64 {
+        self.config
+            .latency_ms_max
+            .saturating_add(self.config.slow_extra_ms)
+            .saturating_add(1_000)
     }
 }

@@ -7,7 +7,6 @@
 //! map its answer. A refused request (429, bad JSON, oversized body) changes nothing.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::{OpenAccount, Salary, SimConfig, SimError, Simulator, TransferAnswer, legacy_wire};
+use crate::tls::{BankCa, Peer, TlsListener};
 use crate::types::{
     AccountNumber, AccountRequest, BankTranId, DepositLookup, DepositsRequest, HolderName,
     IssueVirtualAccount, TranDate, TransferInquiry, TransferKind, TransferRequest,
@@ -57,12 +57,22 @@ pub async fn serve_simulator(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SimError> {
     let app = router(SimServer::new(sim));
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Serves `sim` over HTTPS on `listener` until `shutdown` completes.
+pub async fn serve_simulator_tls(
+    sim: Simulator,
+    listener: TlsListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimError> {
+    let app = router(SimServer::new(sim));
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -146,7 +156,7 @@ pub fn router(server: SimServer) -> Router {
 /// its rate; otherwise counts the request in flight while it runs.
 async fn limit_requests(
     State(server): State<SimServer>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -537,6 +547,17 @@ impl AdminClient {
             http: reqwest::Client::new(),
             base_url: base_url.trim_end_matches('/').to_owned(),
         }
+    }
+
+    /// A client that also trusts `ca` (a simulator served with `--tls`).
+    pub fn with_ca(base_url: &str, ca: Option<&BankCa>) -> Result<AdminClient, BankError> {
+        let http = crate::tls::http_client(ca)
+            .build()
+            .map_err(|error| BankError::InvalidRequest(format!("HTTP client: {error}")))?;
+        Ok(AdminClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
     }
 
     async fn post<B: Serialize, R: DeserializeOwned>(

@@ -64,6 +64,16 @@ pub struct BankSimArgs {
     /// Fault: the call is 250 ms slower than its drawn latency (parts per million).
     #[arg(long, default_value_t = 0)]
     fault_slow_ppm: u32,
+    /// Fault: every transfer is answered 429 for this many seconds after start,
+    /// then the bank recovers (an outage of throttling).
+    #[arg(long, default_value_t = 0)]
+    fault_rate_limited_for_s: u32,
+    /// Serve HTTPS with a certificate from a CA generated at start.
+    #[arg(long, requires = "tls_ca_out")]
+    tls: bool,
+    /// Where `--tls` writes its CA's certificate (PEM), for clients' `--bank-ca`.
+    #[arg(long, requires = "tls")]
+    tls_ca_out: Option<std::path::PathBuf>,
 }
 
 fn database_url(args: &BankSimArgs) -> anyhow::Result<String> {
@@ -104,6 +114,12 @@ pub async fn run(args: BankSimArgs) -> anyhow::Result<()> {
         slow_ppm: args.fault_slow_ppm,
     };
 
+    if args.fault_rate_limited_for_s > 0 {
+        use money::Clock;
+        config.rate_limited_until_ms =
+            Some(SystemClock.now().unix_ms() + i64::from(args.fault_rate_limited_for_s) * 1_000);
+    }
+
     let url = database_url(&args)?;
     let store = store::Store::connect(&url)
         .await
@@ -113,14 +129,51 @@ pub async fn run(args: BankSimArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let address = listener.local_addr()?;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match &args.tls_ca_out {
+        Some(ca_out) => {
+            let listener = tls_listener(listener, &args.host, ca_out)?;
+            announce(&address, "https", &args)?;
+            bank::sim::serve_simulator_tls(sim, listener, shutdown).await?;
+        }
+        None => {
+            announce(&address, "http", &args)?;
+            bank::sim::serve_simulator(sim, listener, shutdown).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the CA and the server certificate (for `host`, 127.0.0.1 and localhost),
+/// writes the CA's PEM to `ca_out`, and wraps `listener` in TLS.
+fn tls_listener(
+    listener: tokio::net::TcpListener,
+    host: &str,
+    ca_out: &std::path::Path,
+) -> anyhow::Result<bank::tls::TlsListener> {
+    let mut names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    if !names.iter().any(|name| name == host) && host != "0.0.0.0" {
+        names.push(host.to_owned());
+    }
+    let certificate = bank::tls::SimCertificate::generate(&names)
+        .map_err(|e| CliError::new(e.code(), e.to_string()))?;
+    std::fs::write(ca_out, certificate.ca_pem())
+        .with_context(|| format!("writing the CA certificate to {}", ca_out.display()))?;
+    Ok(bank::tls::TlsListener::new(listener, &certificate)?)
+}
+
+/// The first line on stdout (scripts read the port from it), then the log line.
+fn announce(
+    address: &std::net::SocketAddr,
+    scheme: &str,
+    args: &BankSimArgs,
+) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {address}")?;
     stdout.flush()?;
     drop(stdout);
-    tracing::info!(%address, profile = args.profile, seed = args.seed, "bank simulator started");
-    bank::sim::serve_simulator(sim, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    tracing::info!(%address, scheme, profile = args.profile, seed = args.seed, "bank simulator started");
     Ok(())
 }

@@ -88,6 +88,8 @@ pub struct DemoArgs {
     /// in-process simulator.
     #[arg(long)]
     bank_url: Option<String>,
+    #[command(flatten)]
+    bank_ca: super::BankCaArgs,
     /// full: the sizes; small: a quick run of every phase.
     #[arg(long, value_enum, default_value = "full")]
     scale: Scale,
@@ -176,7 +178,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(url) => Transport::Nats { url: url.clone() },
         None => Transport::Embedded,
     };
-    let bank = DemoBank::start(args.bank_url.as_deref(), args.seed, clock.clone()).await?;
+    let bank = DemoBank::start(
+        args.bank_url.as_deref(),
+        args.bank_ca.load()?,
+        args.seed,
+        clock.clone(),
+    )
+    .await?;
     let shape = Shape {
         database: match &args.database_url {
             Some(_) => format!(

@@ -30,6 +30,8 @@ const STATEMENT_PAGES_MAX: usize = 10_000;
 pub struct DemoBank {
     /// Where the bank answers over HTTP.
     pub base_url: String,
+    /// The extra CA its HTTPS certificate is checked against (`--bank-ca`).
+    pub ca: Option<bank::BankCa>,
     /// Deposit and withdraw transfers for the fee modules.
     pub api: Arc<dyn BankApi>,
     statement: Arc<dyn Statement>,
@@ -51,14 +53,15 @@ impl DemoBank {
     /// A fresh in-process simulator, or the bank at `bank_url`.
     pub async fn start(
         bank_url: Option<&str>,
+        ca: Option<bank::BankCa>,
         seed: u64,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<DemoBank> {
-        let http = reqwest::Client::new();
+        let http = bank::tls::http_client(ca.as_ref()).build()?;
         match bank_url {
             Some(url) => {
                 let base_url = url.trim_end_matches('/').to_owned();
-                let admin = AdminClient::new(&base_url);
+                let admin = AdminClient::with_ca(&base_url, ca.as_ref())?;
                 let first = admin
                     .statement()
                     .await
@@ -78,9 +81,11 @@ impl DemoBank {
                 let mut transport = TransportConfig::new(&base_url);
                 transport.requests_per_s_max = None;
                 transport.concurrent_max = Some(64);
+                transport.extra_ca = ca.clone();
                 Ok(DemoBank {
                     api: Arc::new(HttpBank::new(transport)?),
-                    statement: Arc::new(HttpStatement::new(&base_url)),
+                    statement: Arc::new(HttpStatement::with_ca(&base_url, ca.as_ref())?),
+                    ca,
                     admin,
                     http,
                     base_url,
@@ -121,6 +126,7 @@ impl DemoBank {
                     admin: AdminClient::new(&base_url),
                     http,
                     base_url,
+                    ca: None,
                     local: Some(LocalBank {
                         sim,
                         db,

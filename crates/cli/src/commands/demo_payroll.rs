@@ -113,6 +113,7 @@ pub async fn run(
     // The poller throttles itself; the transport must not throttle below it.
     transport.requests_per_s_max = None;
     transport.concurrent_max = Some(64);
+    transport.extra_ca = bank.ca.clone();
     let transport = BankTransport::new(transport)?;
     let routing = RoutingTable::open(db.store.clone(), clock.clone()).await?;
     let facade = Facade::new(

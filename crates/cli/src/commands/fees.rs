@@ -18,7 +18,7 @@ use fees::{BusinessDay, Fees, Trigger};
 use ledger::{Ledger, LedgerConfig};
 use money::{Clock, SystemClock};
 
-use super::{CliError, DatabaseArgs};
+use super::{BankCaArgs, CliError, DatabaseArgs};
 use crate::progress;
 
 #[derive(Subcommand, Debug)]
@@ -58,10 +58,13 @@ pub struct BankArgs {
     #[arg(long)]
     lock_lease_ms: Option<i64>,
     /// How long after an outcome became unknown a "not found" from the result
-    /// inquiry proves failure (default 60 s). Zero only when no request of a
+    /// inquiry proves failure (default: the connector's own — 15 s over HTTP, the
+    /// latency bound of the in-process simulator). Zero only when no request of a
     /// stopped run can still reach the bank.
     #[arg(long)]
     not_found_grace_ms: Option<i64>,
+    #[command(flatten)]
+    bank_ca: BankCaArgs,
 }
 
 #[derive(Args, Debug)]
@@ -161,19 +164,21 @@ async fn setup(db: &DatabaseArgs, bank_args: &BankArgs) -> anyhow::Result<Setup>
         config.lock_lease_ms = lease_ms.max(1);
     }
     if let Some(grace_ms) = bank_args.not_found_grace_ms {
-        config.not_found_grace_ms = grace_ms.max(0);
+        config.not_found_grace_ms = Some(grace_ms.max(0));
     }
     let (bank, statement, admin): (Arc<dyn BankApi>, Box<dyn Statement>, Box<dyn BankAdmin>) =
         match &bank_args.bank_url {
             Some(bank_url) => {
+                let ca = bank_args.bank_ca.load()?;
                 let mut transport = TransportConfig::new(bank_url);
                 transport.concurrent_max = Some(config.bank_calls_in_flight_max);
                 transport.requests_per_s_max = bank_args.requests_per_s_max;
                 transport.idle_connections_per_host_max = config.bank_calls_in_flight_max;
+                transport.extra_ca = ca.clone();
                 (
                     Arc::new(HttpBank::new(transport)?),
-                    Box::new(HttpStatement::new(bank_url)),
-                    Box::new(AdminClient::new(bank_url)),
+                    Box::new(HttpStatement::with_ca(bank_url, ca.as_ref())?),
+                    Box::new(AdminClient::with_ca(bank_url, ca.as_ref())?),
                 )
             }
             None => {
@@ -304,10 +309,40 @@ async fn report(args: DayArgs) -> anyhow::Result<()> {
     let setup = setup(&args.db, &args.bank).await?;
     let report = setup.fees.report(day, setup.statement.as_ref()).await?;
     print(&report)?;
-    if !report.agrees {
+    if !report.books_agree {
         return Err(CliError::new(
             "report_mismatch",
             format!("the ledger and the bank statement disagree for {day}"),
+        )
+        .into());
+    }
+    if !report.unpaid.is_empty() {
+        let named: Vec<String> = report
+            .unpaid
+            .iter()
+            .take(20)
+            .map(|item| {
+                format!(
+                    "loan {} {} unpaid {} ({})",
+                    item.loan_id,
+                    item.kind.name(),
+                    item.unpaid_krw,
+                    item.reason
+                )
+            })
+            .collect();
+        return Err(CliError::new(
+            "items_unpaid",
+            format!(
+                "{} items of {day} are not paid: {}{}",
+                report.unpaid.len(),
+                named.join("; "),
+                if report.unpaid.len() > named.len() {
+                    "; …"
+                } else {
+                    ""
+                }
+            ),
         )
         .into());
     }

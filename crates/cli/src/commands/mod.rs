@@ -97,6 +97,27 @@ impl DatabaseArgs {
     }
 }
 
+/// `--bank-ca PATH`: a CA the bank client trusts besides the web PKI roots.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BankCaArgs {
+    /// PEM file of a CA to trust for the bank's HTTPS certificate (e.g. the one
+    /// `settle bank-sim --tls --tls-ca-out PATH` writes).
+    #[arg(long, env = "SETTLE_BANK_CA")]
+    pub bank_ca: Option<std::path::PathBuf>,
+}
+
+impl BankCaArgs {
+    /// Reads the CA file, if one is given; a bad file is a clear error.
+    pub fn load(&self) -> anyhow::Result<Option<bank::BankCa>> {
+        match &self.bank_ca {
+            Some(path) => bank::BankCa::load(path)
+                .map(Some)
+                .map_err(|e| CliError::new(e.code(), e.to_string()).into()),
+            None => Ok(None),
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ledger(command) => ledger::run(command).await,

@@ -45,6 +45,8 @@ pub struct Connection {
     /// The bank (or `settle bank-sim`).
     #[arg(long, env = "SETTLE_BANK_URL", default_value = "http://127.0.0.1:8080")]
     bank_url: String,
+    #[command(flatten)]
+    bank_ca: super::BankCaArgs,
     /// settle's operating account that pays users out, and its holder.
     #[arg(long, default_value = "1002000000001")]
     payout_account: String,
@@ -214,6 +216,7 @@ async fn open(
     let mut transport = TransportConfig::new(&connection.bank_url);
     // The poller throttles itself; the transport must not throttle below it.
     transport.requests_per_s_max = None;
+    transport.extra_ca = connection.bank_ca.load()?;
     let transport = Transport::new(transport)?;
     let routing = RoutingTable::open(store.clone(), clock.clone()).await?;
     let facade = Facade::new(

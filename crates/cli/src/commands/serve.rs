@@ -74,6 +74,8 @@ pub struct ServeArgs {
     /// The bank (or `settle bank-sim`).
     #[arg(long, env = "SETTLE_BANK_URL", default_value = "http://127.0.0.1:8080")]
     bank_url: String,
+    #[command(flatten)]
+    bank_ca: super::BankCaArgs,
     /// Where the API listens.
     #[arg(long, env = "SETTLE_LISTEN", default_value = "127.0.0.1:8000")]
     listen: String,
@@ -143,6 +145,8 @@ struct Platform {
     ledger: Ledger,
     channel: Channel,
     bank: Arc<dyn BankApi>,
+    /// The extra CA the bank's HTTPS certificate is checked against (`--bank-ca`).
+    bank_ca: Option<bank::BankCa>,
     fees: fees::Fees,
     routing: RoutingTable,
     payroll: Payroll,
@@ -184,17 +188,27 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
     )
     .await
     .context("opening the channel")?;
-    let bank: Arc<dyn BankApi> = Arc::new(HttpBank::new(TransportConfig::new(&args.bank_url))?);
-    let fees = fees::Fees::open(
-        ledger.clone(),
-        bank.clone(),
-        clock.clone(),
-        fees::bench::bench_config()?,
-    )
-    .await
-    .context("opening fee settlement")?;
+    let bank_ca = args.bank_ca.load()?;
+    let fees_config = fees::bench::bench_config()?;
+    let mut bank_transport = TransportConfig::new(&args.bank_url);
+    bank_transport.extra_ca = bank_ca.clone();
+    // Payouts and result inquiries share one limit: the fee pipeline's.
+    bank_transport.concurrent_max = Some(fees_config.bank_calls_in_flight_max);
+    bank_transport.idle_connections_per_host_max = fees_config.bank_calls_in_flight_max;
+    let bank: Arc<dyn BankApi> = Arc::new(HttpBank::new(bank_transport)?);
+    let fees = fees::Fees::open(ledger.clone(), bank.clone(), clock.clone(), fees_config)
+        .await
+        .context("opening fee settlement")?;
     let routing = RoutingTable::open(payroll_store.clone(), clock.clone()).await?;
-    let payroll = open_payroll(args, &payroll_store, &ledger, &routing, &clock).await?;
+    let payroll = open_payroll(
+        args,
+        &payroll_store,
+        &ledger,
+        &routing,
+        &clock,
+        bank_ca.as_ref(),
+    )
+    .await?;
     Ok(Platform {
         databases,
         store,
@@ -206,6 +220,7 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
         ledger,
         channel,
         bank,
+        bank_ca,
         fees,
         routing,
         payroll,
@@ -218,9 +233,11 @@ async fn open_payroll(
     ledger: &Ledger,
     routing: &RoutingTable,
     clock: &Arc<dyn Clock>,
+    bank_ca: Option<&bank::BankCa>,
 ) -> anyhow::Result<Payroll> {
     let mut transport = TransportConfig::new(&args.bank_url);
     transport.requests_per_s_max = None;
+    transport.extra_ca = bank_ca.cloned();
     let transport = Transport::new(transport)?;
     let facade = Facade::new(
         routing.clone(),
@@ -325,7 +342,10 @@ async fn spawn_api(
         events: Some(platform.store.clone()),
         routing: Some(platform.routing.clone()),
         bank: Some(platform.bank.clone()),
-        statement: Some(Arc::new(fees::report::HttpStatement::new(&args.bank_url))),
+        statement: Some(Arc::new(fees::report::HttpStatement::with_ca(
+            &args.bank_url,
+            platform.bank_ca.as_ref(),
+        )?)),
         clock: Some(platform.clock.clone()),
         probes: probes(args),
     };

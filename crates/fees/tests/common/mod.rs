@@ -40,6 +40,10 @@ pub struct Options {
     pub faults: FaultRates,
     pub latency_ms: (u64, u64),
     pub in_flight_max: usize,
+    /// The bank answers 429 to every transfer for this long from the start.
+    pub rate_limited_for_ms: Option<i64>,
+    /// The bank's daily maintenance window (the clock starts at 09:00 KST).
+    pub maintenance: Option<bank::sim::MaintenanceWindow>,
 }
 
 impl Default for Options {
@@ -48,6 +52,8 @@ impl Default for Options {
             faults: FaultRates::default(),
             latency_ms: (0, 2),
             in_flight_max: 16,
+            rate_limited_for_ms: None,
+            maintenance: None,
         }
     }
 }
@@ -66,6 +72,10 @@ pub async fn system(db: TestDb, options: Options) -> System {
     sim_config.latency_ms_min = options.latency_ms.0;
     sim_config.latency_ms_max = options.latency_ms.1;
     sim_config.faults = options.faults;
+    sim_config.maintenance = options.maintenance;
+    sim_config.rate_limited_until_ms = options
+        .rate_limited_for_ms
+        .map(|ms| clock.now().unix_ms() + ms);
     let sim = Simulator::open(sim_db.store.clone(), sim_config, shared.clone())
         .await
         .unwrap();
@@ -337,5 +347,8 @@ impl BankApi for Tripwire {
     }
     async fn virtual_deposit(&self, r: &DepositLookup) -> Result<VirtualDeposit, BankError> {
         self.sim.virtual_deposit(r).await
+    }
+    fn not_found_grace_ms(&self) -> u64 {
+        self.sim.not_found_grace_ms()
     }
 }

@@ -42,11 +42,13 @@ pub fn result_code(error: &BankError) -> &'static str {
         BankError::DepositNotFound => "E007",
         BankError::Maintenance => "E009",
         BankError::RateLimited => "E029",
+        BankError::Busy => "E030",
         BankError::BadTranId(_) | BankError::BadAmount(_) | BankError::InvalidRequest(_) => "E400",
         BankError::Timeout { .. } => "E504",
-        BankError::Connection(_) | BankError::Server { .. } | BankError::Unrecognized { .. } => {
-            "E999"
-        }
+        BankError::Connection(_)
+        | BankError::NotSent(_)
+        | BankError::Server { .. }
+        | BankError::Unrecognized { .. } => "E999",
     }
 }
 
@@ -65,6 +67,7 @@ pub fn error_from_result(code: &str, message: &str, limit_amt: Option<&str>) -> 
         "E007" => BankError::DepositNotFound,
         "E009" => BankError::Maintenance,
         "E029" => BankError::RateLimited,
+        "E030" => BankError::Busy,
         "E400" => BankError::InvalidRequest(message.to_owned()),
         "E504" => BankError::Timeout { timeout_ms: 0 },
         "E999" => BankError::Server {
