@@ -106,7 +106,11 @@ async fn a_second_process_skips_a_stage_the_first_holds(backend: Backend) {
     assert_eq!(view.state, DepositState::Computed);
     let detail = system.payroll.detail(&deposit).await.unwrap();
     let claim = detail.claims.iter().find(|c| c.stage == "compute").unwrap();
-    assert_eq!((claim.token, claim.expires_at_ms), (1, 0), "taken once, released");
+    assert_eq!(
+        (claim.token, claim.expires_at_ms),
+        (1, 0),
+        "taken once, released"
+    );
     system.settle().await;
     assert_eq!(
         system.payroll.deposit(&deposit).await.unwrap().state,
@@ -297,13 +301,12 @@ async fn the_rollback_race_of_two_processes_on_one_deposit_cannot_strand_it_on_p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollback_decision_whose_transaction_aborts_has_undone_nothing_in_the_ledger_on_sqlite()
- {
+async fn a_rollback_decision_whose_transaction_aborts_has_undone_nothing_in_the_ledger_on_sqlite() {
     an_aborted_rollback_decision_undoes_nothing(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_decision_whose_transaction_aborts_has_undone_nothing_in_the_ledger_on_postgres()
- {
+{
     an_aborted_rollback_decision_undoes_nothing(Backend::Postgres).await;
 }
