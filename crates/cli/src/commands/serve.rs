@@ -83,10 +83,11 @@ pub struct ServeArgs {
     /// Seconds between payroll poll rounds.
     #[arg(long, default_value_t = 60)]
     poll_every_s: u64,
-    /// The operating account payroll pays out of, and its holder.
-    #[arg(long, default_value = "1002000000001")]
+    /// The operating account payroll pays out of, and its holder. No default:
+    /// it must be named, and must not be a fee account.
+    #[arg(long, env = "SETTLE_PAYOUT_ACCOUNT")]
     payout_account: String,
-    #[arg(long, default_value = "세틀주식회사")]
+    #[arg(long, env = "SETTLE_PAYOUT_HOLDER")]
     payout_holder: String,
 }
 
@@ -151,14 +152,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("opening the channel")?;
     let bank: Arc<dyn BankApi> = Arc::new(HttpBank::new(TransportConfig::new(&args.bank_url))?);
-    let fees = fees::Fees::open(
-        ledger.clone(),
-        bank.clone(),
-        clock.clone(),
-        fees::bench::bench_config()?,
-    )
-    .await
-    .context("opening fee settlement")?;
+    let fees_config = fees::bench::bench_config()?;
+    let payout_account = AccountNumber::new(&args.payout_account)?;
+    super::house_accounts::payout_apart_from_fees(
+        "--payout-account",
+        &payout_account,
+        &fees_config,
+    )?;
+    let fees = fees::Fees::open(ledger.clone(), bank.clone(), clock.clone(), fees_config)
+        .await
+        .context("opening fee settlement")?;
     let routing = RoutingTable::open(payroll_store.clone(), clock.clone()).await?;
     let mut transport = TransportConfig::new(&args.bank_url);
     transport.requests_per_s_max = None;
@@ -173,10 +176,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ledger.clone(),
         facade,
         clock.clone(),
-        PayrollConfig::new(
-            AccountNumber::new(&args.payout_account)?,
-            HolderName::new(&args.payout_holder)?,
-        ),
+        PayrollConfig::new(payout_account, HolderName::new(&args.payout_holder)?),
     )
     .await
     .context("opening payroll")?;
