@@ -45,7 +45,7 @@ pub use claims::ClaimView;
 pub use config::{FailureKind, FailurePolicy, OnFailure, PayrollConfig};
 pub use db::AlertRow;
 pub use error::PayrollError;
-pub use operations::{ActionRow, DepositDetail};
+pub use operations::{ActionRow, DepositDetail, REASON_CHARS_MAX, REASON_DEAD_LETTERED};
 pub use stages::StageConsumer;
 pub use state::{DepositState, Stage};
 pub use workers::{Workers, WorkersConfig};
