@@ -156,17 +156,37 @@ impl Payroll {
             claims::release(store, &claim).await?;
             return Ok((Prepared::Nothing, None));
         }
-        let worked = match stage {
-            Stage::Compute => self.prepare_compute(&deposit).await,
-            Stage::Repay | Stage::Suspend => {
-                self.book(&deposit, stage).await.map(|()| Prepared::Booked)
+        let work = async {
+            match stage {
+                Stage::Compute => self.prepare_compute(&deposit).await,
+                Stage::Repay | Stage::Suspend => {
+                    self.book(&deposit, stage).await.map(|()| Prepared::Booked)
+                }
+                Stage::Payout => payout::prepare(self, &deposit, &claim).await,
+                Stage::Compensate => self.compensate(&deposit).await.map(|()| Prepared::Booked),
+                Stage::Complete => Ok(Prepared::Nothing),
             }
-            Stage::Payout => payout::prepare(self, &deposit, &claim).await,
-            Stage::Compensate => self.compensate(&deposit).await.map(|()| Prepared::Booked),
-            Stage::Complete => Ok(Prepared::Nothing),
+        };
+        // A live process keeps its claim for as long as its work takes (bank calls
+        // queued behind the transport's limit included); only a dead or paused one
+        // loses it.
+        let worked = tokio::select! {
+            biased;
+            worked = work => worked,
+            () = self.keep_claimed(&claim) => Err(PayrollError::StaleClaim {
+                deposit: claim.deposit_id.clone(),
+                stage: stage.as_str(),
+                token: claim.token,
+            }),
         };
         match worked {
-            Ok(prepared) => Ok((prepared, Some(claim))),
+            Ok(prepared) => {
+                // The transaction that records it may start a while later (a batch
+                // prepares all its events first): the lease runs from here.
+                let now_ms = self.now().unix_ms();
+                claims::renew(store, &claim, now_ms, lease_ms).await?;
+                Ok((prepared, Some(claim)))
+            }
             Err(error) => {
                 // The work stopped here: let the next taker start without waiting
                 // for the lease (it asks the bank before sending anything again).
@@ -174,6 +194,24 @@ impl Payroll {
                     tracing::warn!(code = release.code(), %release, "claim not released; it expires");
                 }
                 Err(error)
+            }
+        }
+    }
+
+    /// Renews `claim` every third of its lease; returns only when it was lost
+    /// (taken over or overridden), so the work racing it stops at its next await.
+    async fn keep_claimed(&self, claim: &Claim) {
+        let lease_ms = self.inner.config.claim_lease_ms;
+        let every =
+            std::time::Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1).max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            match claims::renew(self.store(), claim, self.now().unix_ms(), lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                // The database is unreachable: keep working; the lease may lapse,
+                // and the fence at recording time decides.
+                Err(error) => tracing::warn!(code = error.code(), %error, "claim not renewed"),
             }
         }
     }

@@ -12,6 +12,7 @@ mod db;
 pub mod faults;
 mod legacy_wire;
 mod server;
+mod submissions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,7 @@ use store::{Store, StoreError};
 
 pub use db::Movement;
 pub use faults::{FaultRates, FaultsInjected, PPM_ALWAYS};
+pub use submissions::SubmissionsReport;
 pub use server::{
     AdminClient, ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
 };
@@ -144,6 +146,8 @@ pub struct Simulator {
     attempts: Arc<faults::Attempts>,
     /// How many faults this simulator injected, for reliability reports.
     injected: Arc<faults::InjectedCounters>,
+    /// Transfer requests per `bank_tran_id`, for "no id was sent twice" checks.
+    submissions: Arc<submissions::Submissions>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -185,11 +189,17 @@ impl Simulator {
             call_counter: Arc::new(AtomicU64::new(0)),
             attempts: Arc::new(faults::Attempts::default()),
             injected: Arc::new(faults::InjectedCounters::default()),
+            submissions: Arc::new(submissions::Submissions::default()),
         })
     }
 
     pub fn config(&self) -> &SimConfig {
         &self.config
+    }
+
+    /// Transfer requests per `bank_tran_id` so far (this simulator and its clones).
+    pub fn submissions(&self) -> SubmissionsReport {
+        self.submissions.report()
     }
 
     /// The faults injected so far by this simulator (and its clones).
@@ -231,6 +241,7 @@ impl Simulator {
         kind: TransferKind,
         request: &TransferRequest,
     ) -> TransferAnswer {
+        self.submissions.count(request.bank_tran_id.as_str());
         let answer = self.transfer_inner(kind, request).await;
         let label = match &answer {
             TransferAnswer::Done(Ok(_)) => "ok",

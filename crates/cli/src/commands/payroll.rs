@@ -95,6 +95,10 @@ pub struct WorkArgs {
     /// Balance requests in flight, at most.
     #[arg(long, default_value_t = 16)]
     concurrent: usize,
+    /// How long this process's claim on a (deposit, stage) holds unrenewed; a
+    /// process that dies holding one delays that stage this long.
+    #[arg(long, default_value_t = 30_000)]
+    claim_lease_ms: i64,
 }
 
 #[derive(Args, Debug)]
@@ -258,10 +262,11 @@ async fn poll(args: PollArgs) -> anyhow::Result<()> {
 }
 
 async fn work(args: WorkArgs) -> anyhow::Result<()> {
-    let (rps, concurrent) = (args.rps, args.concurrent);
+    let (rps, concurrent, lease_ms) = (args.rps, args.concurrent, args.claim_lease_ms);
     let payroll = open(&args.connection, |config| {
         config.poll_requests_per_s_max = rps;
         config.poll_concurrent_max = concurrent;
+        config.claim_lease_ms = lease_ms;
     })
     .await?;
     let mut config = WorkersConfig::for_backend(payroll.store().backend());
