@@ -621,6 +621,9 @@ impl Fees {
         let loans = self.loans_of(&items).await?;
         let tally = self.send_chunks(held, &loans, guard, progress).await?;
         add_tally(counts, &tally);
+        if self.is_stopping() {
+            counts.insert("stopped_after_window", 1);
+        }
         Ok(Outcome::Done)
     }
 
