@@ -405,6 +405,31 @@ impl Payroll {
         Ok(raised)
     }
 
+    /// [`Payroll::alert_dead_letters`] every `every_ms` until `shutdown`.
+    pub async fn watch_dead_letters(
+        &self,
+        every_ms: u64,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_millis(every_ms.max(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticks.tick() => {}
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                scanned = self.alert_dead_letters() => match scanned {
+                    Ok(0) => {}
+                    Ok(raised) => tracing::warn!(raised, "dead-lettered payroll stages alerted"),
+                    Err(error) => tracing::warn!(code = error.code(), %error, "dead-letter scan failed"),
+                },
+            }
+        }
+    }
+
     /// Writes an alert and the event that posts it.
     pub(crate) async fn insert_alert(
         &self,

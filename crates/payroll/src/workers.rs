@@ -183,42 +183,25 @@ impl Workers {
             tasks.spawn(dispatcher.run(stop.clone().wait()));
         }
         tasks.spawn(self.alerts.run(stop.clone().wait()));
+        let stopping = Shutdown::default();
         let poller = self.poller;
-        let poll_every_ms = self.poll_every_ms;
-        let polling = async move {
-            let Some(every_ms) = poll_every_ms else {
-                return std::future::pending::<()>().await;
-            };
-            let mut ticks = tokio::time::interval(Duration::from_millis(every_ms.max(1)));
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                if let Err(error) = poller.run_round().await {
-                    tracing::warn!(code = error.code(), %error, "poll round failed; next tick continues it");
+        let polling = {
+            let stopping = stopping.clone();
+            async move {
+                match self.poll_every_ms {
+                    Some(every_ms) => poller.run(every_ms, stopping.wait()).await,
+                    None => stopping.wait().await,
                 }
             }
         };
-        let payroll = self.payroll;
-        let scan_every_ms = self.dead_letter_scan_ms.max(1);
-        let scanning = async move {
-            let mut ticks = tokio::time::interval(Duration::from_millis(scan_every_ms));
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                match payroll.alert_dead_letters().await {
-                    Ok(0) => {}
-                    Ok(raised) => tracing::warn!(raised, "dead-lettered payroll stages alerted"),
-                    Err(error) => {
-                        tracing::warn!(code = error.code(), %error, "dead-letter scan failed")
-                    }
-                }
-            }
+        let scanning = self
+            .payroll
+            .watch_dead_letters(self.dead_letter_scan_ms, stopping.clone().wait());
+        let watching = async {
+            shutdown.await;
+            stopping.cancel();
         };
-        tokio::select! {
-            _ = shutdown => {}
-            _ = polling => {}
-            _ = scanning => {}
-        }
+        tokio::join!(watching, polling, scanning);
         stop.cancel();
         let grace = Duration::from_millis(self.shutdown_grace_ms);
         let mut first_error = None;

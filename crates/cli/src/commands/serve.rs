@@ -272,23 +272,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     if roles.contains(&Role::Payroll) {
+        // A round in progress stops at shutdown (it resumes at the next start); a
+        // dead-lettered stage raises an alert within seconds.
         let poller = payroll::poller::Poller::new(payroll.clone())?;
-        let every = Duration::from_secs(args.poll_every_s.max(1));
+        let every_ms = args.poll_every_s.max(1).saturating_mul(1_000);
         let signal = shutdown.clone();
         tasks.spawn(async move {
-            let mut stopped = std::pin::pin!(signal.wait());
-            loop {
-                match poller.run_round().await {
-                    Ok(report) => tracing::info!(?report, "payroll poll round"),
-                    Err(error) => {
-                        tracing::warn!(%error, code = error.code(), "payroll poll round failed")
-                    }
-                }
-                tokio::select! {
-                    _ = &mut stopped => return Ok(()),
-                    _ = tokio::time::sleep(every) => {}
-                }
-            }
+            poller.run(every_ms, signal.wait()).await;
+            Ok(())
+        });
+        let (watcher, signal) = (payroll.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            watcher.watch_dead_letters(2_000, signal.wait()).await;
+            Ok(())
         });
     }
     let roles_text: Vec<String> = roles
