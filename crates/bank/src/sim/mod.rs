@@ -25,10 +25,10 @@ use store::{Store, StoreError};
 
 pub use db::Movement;
 pub use faults::{FaultRates, FaultsInjected, PPM_ALWAYS};
-pub use submissions::SubmissionsReport;
 pub use server::{
     AdminClient, ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
 };
+pub use submissions::SubmissionsReport;
 
 use crate::types::{
     AccountNumber, AccountRequest, Balance, DepositLookup, DepositPage, DepositsRequest, Holder,
@@ -241,8 +241,10 @@ impl Simulator {
         kind: TransferKind,
         request: &TransferRequest,
     ) -> TransferAnswer {
-        self.submissions.count(request.bank_tran_id.as_str());
         let answer = self.transfer_inner(kind, request).await;
+        // Counted once decided: a request cut off by its client's disconnect
+        // before the simulator decided it rolled back and had no effect.
+        self.submissions.count(request.bank_tran_id.as_str());
         let label = match &answer {
             TransferAnswer::Done(Ok(_)) => "ok",
             TransferAnswer::Done(Err(error)) => error.code(),

@@ -1,6 +1,7 @@
 //! How many times each `bank_tran_id` was submitted to the simulator (a deposit
-//! or withdraw transfer request that reached it, whatever it answered), so a test
-//! can prove that no process sent an id twice. In memory, shared by a
+//! or withdraw transfer request it decided, whatever it answered; a request whose
+//! client hung up before the decision rolled back, had no effect and is not
+//! counted), so a test can prove that no process sent an id twice. In memory, shared by a
 //! simulator's clones, and bounded: past [`SUBMISSIONS_TRACKED_MAX`] ids it stops
 //! tracking new ones and says so, rather than forget and report a wrong count.
 
