@@ -264,8 +264,11 @@ impl From<payroll::PayrollError> for ApiError {
             E::UnknownDeposit(_) | E::UnknownUser(_) => {
                 ApiError::reason("not_found", error.code(), error.to_string())
             }
-            E::NotWaiting { .. } | E::IllegalTransition { .. } => {
+            E::NotWaiting { .. } | E::IllegalTransition { .. } | E::Busy { .. } => {
                 ApiError::reason("conflict", error.code(), error.to_string())
+            }
+            E::InvalidInput(_) | E::InvalidConfig(_) => {
+                ApiError::reason("invalid_input", error.code(), error.to_string())
             }
             E::Store(_) | E::Db(_) | E::Bank(_) | E::OutcomeUnknown { .. } | E::Events(_) => {
                 ApiError::internal("unavailable", &error)

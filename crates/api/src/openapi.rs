@@ -362,10 +362,40 @@ fn schemas() -> Map<String, Value> {
             "Deposit",
             obj(
                 &["deposit_id", "state"],
-                json!({ "deposit_id": t("string"), "user_id": t("string"), "account": t("string"), "amount_krw": t(INT), "state": t("string"), "waiting_stage": nullable("string"), "waiting_reason": nullable("string"), "provider": nullable("string"), "repayment_krw": t(INT), "suspend_krw": t(INT), "payout_krw": t(INT), "attempt": t(INT), "detected_at_ms": t(INT), "bank_cursor": t(INT) }),
+                json!({ "deposit_id": t("string"), "user_id": t("string"), "account": t("string"), "amount_krw": t(INT), "state": t("string"), "waiting_stage": nullable("string"), "waiting_reason": nullable("string"), "provider": nullable("string"), "repayment_krw": t(INT), "suspend_krw": t(INT), "payout_krw": t(INT), "attempt": t(INT), "detected_at_ms": t(INT), "updated_at_ms": t(INT), "bank_cursor": t(INT) }),
             ),
         ),
         ("DepositList", list("Deposit")),
+        (
+            "DepositDetail",
+            obj(
+                &[
+                    "deposit",
+                    "why",
+                    "actions_possible",
+                    "stuck",
+                    "claims",
+                    "alerts",
+                    "actions",
+                ],
+                json!({ "deposit": { "$ref": "#/components/schemas/Deposit" }, "why": t("string"), "actions_possible": { "type": "array", "items": { "enum": ["retry", "rollback", "resolve"] } }, "stuck": t("boolean"), "claims": t("array"), "alerts": { "type": "array", "items": { "$ref": "#/components/schemas/Alert" } }, "actions": t("array") }),
+            ),
+        ),
+        (
+            "ResolveRequest",
+            json!({ "type": "object", "additionalProperties": false, "required": ["reason"], "properties": { "reason": { "type": "string", "minLength": 1, "maxLength": 500 } } }),
+        ),
+        (
+            "EnrolRequest",
+            json!({ "type": "object", "additionalProperties": false, "required": ["user_id", "holder_name", "payout_account"], "properties": { "user_id": uuid, "holder_name": t("string"), "payout_account": t("string"), "payout_holder": t("string"), "advance_krw": t(INT), "suspend_percent": { "type": "integer", "minimum": 0, "maximum": 100 } } }),
+        ),
+        (
+            "Enrolled",
+            obj(
+                &["user_id", "virtual_account"],
+                json!({ "user_id": t("string"), "virtual_account": t("string") }),
+            ),
+        ),
         (
             "Alert",
             obj(

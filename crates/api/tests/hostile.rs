@@ -66,6 +66,10 @@ async fn targets(app: &TestApp, customer_key: &str, account: &str) -> Vec<Target
             }
             "Cohort" => json!({ "percent": 10 }),
             "Override" => json!({ "provider": "next" }),
+            "ResolveRequest" => json!({ "reason": "paid by wire" }),
+            "EnrolRequest" => {
+                json!({ "user_id": "0190a000-0000-7000-8000-000000000001", "holder_name": "홍길동", "payout_account": "3333000000001" })
+            }
             "Empty" => json!({}),
             other => panic!("no template for request schema {other}"),
         };

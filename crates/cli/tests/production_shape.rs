@@ -38,6 +38,10 @@ async fn scratch(label: &str) -> Option<Scratch> {
 fn settle() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_settle"));
     command.kill_on_drop(true);
+    // serve names no house account by default: the payout account is given.
+    command
+        .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
+        .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사");
     command
 }
 

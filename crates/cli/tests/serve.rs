@@ -39,6 +39,9 @@ async fn bank_sim(database_url: &str) -> (Child, String) {
 
 async fn serve(database_url: &str, bank_url: &str, roles: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
+        // serve names no house account by default: the payout account is given.
+        .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
+        .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사")
         .args([
             "serve",
             "--database-url",
@@ -177,6 +180,9 @@ async fn serve_answers_with_a_cli_key_audits_ops_actions_and_stops_on_ctrl_c() {
     // A process with only the workers runs no API: nothing listens for it, and it
     // still stops cleanly.
     let worker = Command::new(env!("CARGO_BIN_EXE_settle"))
+        // serve names no house account by default: the payout account is given.
+        .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
+        .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사")
         .args([
             "serve",
             "--database-url",

@@ -53,6 +53,9 @@ pub struct Fees {
     config: Arc<FeesConfig>,
     /// Pauses sending to this bank while it answers "not processed".
     breaker: Arc<breaker::Breaker>,
+    /// Set once shutdown is asked: a payout or withdrawal sends no new window
+    /// (the calls in flight finish and are recorded); the next run resumes.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Fees {
@@ -77,6 +80,7 @@ impl Fees {
                 config.breaker_open_ms,
             )),
             config: Arc::new(config),
+            stopping: Arc::default(),
         };
         accounts::open_house_accounts(&fees.ledger).await?;
         Ok(fees)
@@ -108,5 +112,18 @@ impl Fees {
 
     fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Asks every run of this handle and its clones to stop after the window of
+    /// bank calls in flight: nothing new is sent, what was sent is recorded, and
+    /// the unsent chunks wait (held) for the next run. For a process shutting down.
+    pub fn stop_after_window(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Fees::stop_after_window`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

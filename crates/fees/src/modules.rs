@@ -654,6 +654,9 @@ impl Fees {
             "bank_breaker_opened_total",
             i64::try_from(self.breaker.opened_total()).unwrap_or(i64::MAX),
         );
+        if self.is_stopping() {
+            counts.insert("stopped_after_window", 1);
+        }
         Ok(Outcome::Done)
     }
 

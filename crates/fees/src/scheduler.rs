@@ -43,6 +43,9 @@ impl Scheduler {
         let mut reports = Vec::new();
         for day in self.open_days().await? {
             for module in Module::ALL {
+                if self.fees.is_stopping() {
+                    return Ok(reports);
+                }
                 let result = match module {
                     Module::Record => self.fees.record(day, Trigger::Scheduler).await,
                     Module::Pay => self.fees.pay(day, Trigger::Scheduler).await,
@@ -60,7 +63,10 @@ impl Scheduler {
         Ok(reports)
     }
 
-    /// Ticks every `interval` until `shutdown` completes.
+    /// Ticks every `interval` until `shutdown` completes. A shutdown during a
+    /// tick stops it after the window of bank calls in flight (their answers are
+    /// recorded; the rest resumes at the next start), so stopping takes one
+    /// window, not a whole day's payout.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,11 +74,27 @@ impl Scheduler {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = ticks.tick() => {
-                    if let Err(error) = self.run_once().await {
-                        tracing::error!(%error, "fee scheduler tick failed");
+                _ = ticks.tick() => {}
+            }
+            let tick = self.run_once();
+            tokio::pin!(tick);
+            let finished = tokio::select! {
+                result = &mut tick => Some(result),
+                () = &mut shutdown => None,
+            };
+            let result = match finished {
+                Some(result) => result,
+                None => {
+                    self.fees.stop_after_window();
+                    let result = tick.await;
+                    if let Err(error) = result {
+                        tracing::error!(%error, "fee scheduler tick failed while stopping");
                     }
+                    break;
                 }
+            };
+            if let Err(error) = result {
+                tracing::error!(%error, "fee scheduler tick failed");
             }
         }
     }

@@ -339,6 +339,10 @@ impl Fees {
             loop {
                 while in_flight.len() < in_flight_max {
                     if ready.is_empty() {
+                        if self.is_stopping() {
+                            // Shutdown: no new window; the rest stays for the next run.
+                            break;
+                        }
                         let window: Vec<W> = queued.by_ref().take(in_flight_max).collect();
                         if window.is_empty() {
                             break;

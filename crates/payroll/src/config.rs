@@ -131,6 +131,12 @@ pub struct PayrollConfig {
     pub webhook_url: Option<String>,
     pub webhook_timeout_ms: u64,
     pub failure_policy: FailurePolicy,
+    /// How long a claim on (deposit, stage) holds without being renewed; a
+    /// process that dies holding one delays that stage this long. Renewed before
+    /// each payout chunk.
+    pub claim_lease_ms: i64,
+    /// A deposit not finished and untouched this long is stuck.
+    pub stuck_after_ms: i64,
 }
 
 impl PayrollConfig {
@@ -151,6 +157,8 @@ impl PayrollConfig {
             webhook_url: None,
             webhook_timeout_ms: 5_000,
             failure_policy: FailurePolicy::default(),
+            claim_lease_ms: 30_000,
+            stuck_after_ms: 5 * 60_000,
         }
     }
 
@@ -171,6 +179,12 @@ impl PayrollConfig {
             || self.poll_deposit_pages_max == 0
         {
             return bad("poll limits must be positive");
+        }
+        if !(100..=3_600_000).contains(&self.claim_lease_ms) {
+            return bad("claim_lease_ms must be 100..=3600000");
+        }
+        if self.stuck_after_ms <= 0 {
+            return bad("stuck_after_ms must be positive");
         }
         Ok(())
     }

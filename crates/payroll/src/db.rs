@@ -129,6 +129,18 @@ pub(crate) fn migrations() -> Vec<Migration> {
             sqlite: STAGE_LOG_SQLITE,
             postgres: STAGE_LOG_POSTGRES,
         },
+        Migration {
+            version: 3,
+            name: "stage claims",
+            sqlite: crate::claims::SCHEMA,
+            postgres: crate::claims::SCHEMA,
+        },
+        Migration {
+            version: 4,
+            name: "operator actions",
+            sqlite: crate::operations::SCHEMA_SQLITE,
+            postgres: crate::operations::SCHEMA_POSTGRES,
+        },
     ]
 }
 
@@ -313,6 +325,7 @@ pub(crate) struct DepositRow {
     pub attempt: i64,
     pub attempt_at_ms: i64,
     pub detected_at_ms: i64,
+    pub updated_at_ms: i64,
 }
 
 type DepositTuple = (
@@ -331,11 +344,12 @@ type DepositTuple = (
     i64,
     i64,
     i64,
+    i64,
 );
 
 const DEPOSIT_COLUMNS: &str = "deposit_id, user_id, account, bank_cursor, amount_krw, state, \
     waiting_stage, waiting_reason, provider, repayment_krw, suspend_krw, payout_krw, attempt, \
-    attempt_at_ms, detected_at_ms";
+    attempt_at_ms, detected_at_ms, updated_at_ms";
 
 fn deposit_from(t: DepositTuple) -> Result<DepositRow, PayrollError> {
     let state = DepositState::parse(&t.5)
@@ -362,6 +376,7 @@ fn deposit_from(t: DepositTuple) -> Result<DepositRow, PayrollError> {
         attempt: t.12,
         attempt_at_ms: t.13,
         detected_at_ms: t.14,
+        updated_at_ms: t.15,
     })
 }
 
@@ -449,7 +464,7 @@ pub(crate) async fn stuck(
 ) -> Result<Vec<DepositRow>, PayrollError> {
     let sql = format!(
         "SELECT {DEPOSIT_COLUMNS} FROM payroll_deposits
-         WHERE state NOT IN ('completed', 'rolled_back') AND updated_at_ms < $1
+         WHERE state NOT IN ('completed', 'rolled_back', 'resolved') AND updated_at_ms < $1
          ORDER BY updated_at_ms, deposit_id LIMIT $2"
     );
     let rows: Vec<DepositTuple> = on_pool!(

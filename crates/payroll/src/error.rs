@@ -54,6 +54,32 @@ pub enum PayrollError {
         deposit: String,
         stage: &'static str,
     },
+    /// Another process holds (deposit, stage) under a live claim; this one skips it.
+    #[error("stage {stage} of deposit {deposit} is claimed by another process")]
+    Claimed {
+        deposit: String,
+        stage: &'static str,
+    },
+    /// The claim this work ran under was taken over or overridden: its result is
+    /// not recorded.
+    #[error("claim {token} on stage {stage} of deposit {deposit} is no longer the newest")]
+    StaleClaim {
+        deposit: String,
+        stage: &'static str,
+        token: i64,
+    },
+    /// An operator action on a deposit a worker is working on right now.
+    #[error(
+        "deposit {deposit} is being worked on ({stage} by {owner} until {expires_at_ms}); try again after that"
+    )]
+    Busy {
+        deposit: String,
+        stage: String,
+        owner: String,
+        expires_at_ms: i64,
+    },
+    #[error("{0}")]
+    InvalidInput(String),
 }
 
 impl PayrollError {
@@ -77,6 +103,18 @@ impl PayrollError {
             PayrollError::OutcomeUnknown { .. } => "bank_outcome_unknown",
             PayrollError::Webhook(_) => "webhook_failed",
             PayrollError::NotPrepared { .. } => "stage_not_prepared",
+            PayrollError::Claimed { .. } => "stage_claimed",
+            PayrollError::StaleClaim { .. } => "claim_stale",
+            PayrollError::Busy { .. } => "deposit_busy",
+            PayrollError::InvalidInput(_) => "invalid_input",
         }
+    }
+
+    /// A claim conflict between processes: not a failure of the work itself.
+    pub fn is_claim_conflict(&self) -> bool {
+        matches!(
+            self,
+            PayrollError::Claimed { .. } | PayrollError::StaleClaim { .. }
+        )
     }
 }

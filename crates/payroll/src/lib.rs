@@ -5,7 +5,10 @@
 //! the event backbone ([`stages`]), keyed by user so each user's deposits go through
 //! each stage in order, then settle the deposit: compute → repay → suspend → payout
 //! → complete. A business failure raises a deduplicated alert ([`alerts`]) and,
-//! per failure kind, waits for an operator's [`Payroll::retry`] or rolls back.
+//! per failure kind, waits for an operator's [`Payroll::retry`] or rolls back
+//! (decided first, compensated after as its own step: [`rollback`]). Every stage
+//! works under a claim on (deposit, stage) ([`claims`]), so several processes
+//! do each thing once.
 //!
 //! `payroll` never settles a deposit twice: the bank's deposit id is the primary key
 //! of a deposit, the provider guard (`bank_settlements`) is claimed in the compute
@@ -16,12 +19,15 @@
 pub mod alerts;
 pub mod bench;
 pub mod books;
+mod claims;
 mod config;
 mod db;
 mod error;
+mod operations;
 mod payout;
 pub mod poller;
 mod prepared;
+mod rollback;
 mod stages;
 pub mod state;
 mod workers;
@@ -35,9 +41,11 @@ use money::{Clock, Krw, Timestamp};
 use serde::Serialize;
 use store::{Store, Tx};
 
+pub use claims::ClaimView;
 pub use config::{FailureKind, FailurePolicy, OnFailure, PayrollConfig};
 pub use db::AlertRow;
 pub use error::PayrollError;
+pub use operations::{ActionRow, DepositDetail, REASON_CHARS_MAX, REASON_DEAD_LETTERED};
 pub use stages::StageConsumer;
 pub use state::{DepositState, Stage};
 pub use workers::{Workers, WorkersConfig};
@@ -68,6 +76,8 @@ struct Inner {
     config: PayrollConfig,
     /// Sends alerts to the webhook.
     http: reqwest::Client,
+    /// This process's name on its claims: unique per `Payroll::open`.
+    owner: String,
 }
 
 /// A user to enrol.
@@ -101,6 +111,8 @@ pub struct DepositView {
     pub suspend_krw: i64,
     pub payout_krw: i64,
     pub attempt: i64,
+    /// Last state change (or operator action).
+    pub updated_at_ms: i64,
 }
 
 impl From<db::DepositRow> for DepositView {
@@ -120,6 +132,7 @@ impl From<db::DepositRow> for DepositView {
             suspend_krw: row.suspend_krw,
             payout_krw: row.payout_krw,
             attempt: row.attempt,
+            updated_at_ms: row.updated_at_ms,
         }
     }
 }
@@ -168,6 +181,7 @@ impl Payroll {
                 clock,
                 config,
                 http,
+                owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             }),
         })
     }
@@ -338,72 +352,6 @@ impl Payroll {
     /// The order stages ran in: `(deposit_id, user_id, stage)`, oldest first.
     pub async fn stage_log(&self) -> Result<Vec<(String, String, String)>, PayrollError> {
         db::stage_log(&self.inner.store, LIST_ROWS_MAX.saturating_mul(10)).await
-    }
-
-    /// An operator fixed the cause: runs the stage the deposit waits at again,
-    /// under a new payout attempt (new `bank_tran_id`s for chunks not yet paid).
-    #[tracing::instrument(skip(self))]
-    pub async fn retry(&self, deposit_id: &str) -> Result<DepositView, PayrollError> {
-        let mut tx = self.inner.store.begin().await?;
-        let deposit = self.waiting(&mut tx, deposit_id, "retry").await?;
-        let stage = deposit.waiting_stage.ok_or_else(|| {
-            PayrollError::Corrupt(format!("waiting deposit {deposit_id} has no stage"))
-        })?;
-        let next = deposit
-            .state
-            .after(state::Step::Retry(stage), Some(stage))
-            .ok_or(PayrollError::IllegalTransition {
-                deposit: deposit_id.to_owned(),
-                from: deposit.state.as_str(),
-                step: "retry",
-            })?;
-        let now_ms = self.now().unix_ms();
-        db::next_attempt(&mut tx, deposit_id, now_ms).await?;
-        if !db::move_state(&mut tx, deposit_id, deposit.state, next, None, now_ms).await? {
-            return Err(PayrollError::Corrupt(format!(
-                "deposit {deposit_id} moved under retry"
-            )));
-        }
-        self.emit(&mut tx, &deposit.user_id, stage.trigger_kind(), deposit_id)
-            .await?;
-        tx.commit().await?;
-        metrics::counter!("payroll_retries_total", "stage" => stage.as_str()).increment(1);
-        tracing::info!(deposit_id, stage = stage.as_str(), "operator retry");
-        self.deposit(deposit_id).await
-    }
-
-    /// Rolls a waiting deposit back: its completed stages are compensated in the
-    /// ledger and it is never settled again.
-    #[tracing::instrument(skip(self))]
-    pub async fn rollback(&self, deposit_id: &str) -> Result<DepositView, PayrollError> {
-        let mut tx = self.inner.store.begin().await?;
-        let deposit = self.waiting(&mut tx, deposit_id, "rollback").await?;
-        let stage = deposit.waiting_stage.ok_or_else(|| {
-            PayrollError::Corrupt(format!("waiting deposit {deposit_id} has no stage"))
-        })?;
-        self.roll_back_in(&mut tx, &deposit, stage.ready_state())
-            .await?;
-        tx.commit().await?;
-        self.deposit(deposit_id).await
-    }
-
-    async fn waiting(
-        &self,
-        tx: &mut Tx,
-        deposit_id: &str,
-        action: &'static str,
-    ) -> Result<db::DepositRow, PayrollError> {
-        let deposit = db::deposit_tx(tx, deposit_id)
-            .await?
-            .ok_or_else(|| PayrollError::UnknownDeposit(deposit_id.to_owned()))?;
-        if deposit.state != DepositState::Waiting {
-            return Err(PayrollError::NotWaiting {
-                deposit: deposit_id.to_owned(),
-                state: deposit.state.as_str(),
-                action,
-            });
-        }
-        Ok(deposit)
     }
 
     /// Appends `kind` for the user's next seq and remembers which deposit it is about.

@@ -15,6 +15,7 @@ use bank::{AccountNumber, BankError, BankTranId, DepositId, HolderName, TranDate
 use money::{Krw, Timestamp};
 
 use crate::books::{self, Movement};
+use crate::claims::{self, Claim};
 use crate::config::{ATTEMPTS_MAX, CHUNKS_PER_ATTEMPT, FailureKind};
 use crate::db::{self, DepositRow};
 use crate::prepared::{PaidChunk, Prepared};
@@ -80,6 +81,7 @@ pub(crate) fn tran_id(
 pub(crate) async fn prepare(
     payroll: &Payroll,
     deposit: &DepositRow,
+    claim: &Claim,
 ) -> Result<Prepared, PayrollError> {
     let config = &payroll.inner.config;
     let store = payroll.store();
@@ -126,6 +128,11 @@ pub(crate) async fn prepare(
             holder_name: holder_name.clone(),
             amount_krw: *chunk_amount,
         };
+        // Still ours? A process paused past its lease stops before the bank.
+        let (now_ms, lease_ms) = (payroll.now().unix_ms(), config.claim_lease_ms);
+        if !claims::renew(store, claim, now_ms, lease_ms).await? {
+            return Err(stale(claim));
+        }
         match settle_chunk(provider.as_ref(), &request).await? {
             Chunk::Paid => {
                 metrics::counter!("payroll_payout_chunks_total", "outcome" => "paid").increment(1);
@@ -147,6 +154,9 @@ pub(crate) async fn prepare(
         }
     }
     // Every chunk is at the user's bank: the ledger follows.
+    if !claims::renew(store, claim, payroll.now().unix_ms(), config.claim_lease_ms).await? {
+        return Err(stale(claim));
+    }
     books::apply(
         &payroll.inner.ledger,
         &deposit.deposit_id,
@@ -164,6 +174,14 @@ pub(crate) async fn prepare(
         paid,
         refused: None,
     })
+}
+
+fn stale(claim: &Claim) -> PayrollError {
+    PayrollError::StaleClaim {
+        deposit: claim.deposit_id.clone(),
+        stage: claim.stage.as_str(),
+        token: claim.token,
+    }
 }
 
 /// Asks first, sends only what the bank has never seen, asks again on an unknown.

@@ -63,6 +63,31 @@ impl Poller {
         })
     }
 
+    /// A round every `every_ms` (from the start of one to the next) until
+    /// `shutdown` resolves; a round in progress is cut off at once (its progress
+    /// is saved per page, so the next start resumes it) and a failed round is
+    /// logged and continued at the next tick.
+    pub async fn run(&self, every_ms: u64, shutdown: impl std::future::Future<Output = ()>) {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_millis(every_ms.max(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticks.tick() => {}
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                round = self.run_round() => match round {
+                    Ok(report) => tracing::info!(?report, "payroll poll round"),
+                    Err(error) => {
+                        tracing::warn!(code = error.code(), %error, "poll round failed; next tick continues it");
+                    }
+                },
+            }
+        }
+    }
+
     /// Polls every user once (continuing an unfinished round).
     pub async fn run_round(&self) -> Result<RoundReport, PayrollError> {
         self.run_round_observed(&|_| {}).await

@@ -15,15 +15,15 @@ use std::sync::Mutex;
 
 use bank::DepositId;
 use bank::routing::SettlementStart;
-use events::{Consumer, Event, HandleError};
+use events::{Consumer, Deferred, Event, HandleError};
 use money::Krw;
 use store::Tx;
 
-use crate::books::{self, Movement};
+use crate::claims;
 use crate::config::{FailureKind, OnFailure};
 use crate::db::{self, AlertRow, DepositRow};
 use crate::payout;
-use crate::prepared::{self, Prepared, PreparedCache};
+use crate::prepared::{self, Handoff, Prepared, PreparedCache};
 use crate::state::{DepositState, KIND_ALERT, Stage, Step};
 use crate::{Payroll, PayrollError};
 
@@ -69,10 +69,7 @@ impl Consumer for StageConsumer {
             .payroll
             .prepare_stage(self.stage, event)
             .await
-            .map_err(|error| {
-                tracing::warn!(stage = self.stage.as_str(), key = %event.key, seq = event.seq, code = error.code(), %error, "stage work failed; the backbone retries it");
-                Box::new(error) as HandleError
-            })?;
+            .map_err(|error| self.backbone_error(event, error, "stage work"))?;
         self.prepared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -89,10 +86,20 @@ impl Consumer for StageConsumer {
         self.payroll
             .run_stage(self.stage, event, tx, done)
             .await
-            .map_err(|error| {
-                tracing::warn!(stage = self.stage.as_str(), key = %event.key, seq = event.seq, code = error.code(), %error, "stage failed; the backbone retries it");
-                Box::new(error) as HandleError
-            })
+            .map_err(|error| self.backbone_error(event, error, "stage"))
+    }
+}
+
+impl StageConsumer {
+    /// A claim held elsewhere (or lost) defers the event without counting a
+    /// failed attempt; anything else is a failed attempt the backbone retries.
+    fn backbone_error(&self, event: &Event, error: PayrollError, what: &str) -> HandleError {
+        if error.is_claim_conflict() {
+            tracing::debug!(stage = self.stage.as_str(), key = %event.key, seq = event.seq, %error, "{what} deferred");
+            return Box::new(Deferred::new(error.to_string()));
+        }
+        tracing::warn!(stage = self.stage.as_str(), key = %event.key, seq = event.seq, code = error.code(), %error, "{what} failed; the backbone retries it");
+        Box::new(error)
     }
 }
 
@@ -111,7 +118,10 @@ pub(crate) fn progress(state: DepositState) -> u8 {
         DepositState::Suspended => 3,
         DepositState::PaidOut => 4,
         DepositState::Completed => 5,
-        DepositState::Waiting | DepositState::RolledBack => 0,
+        DepositState::Waiting
+        | DepositState::RollingBack
+        | DepositState::RolledBack
+        | DepositState::Resolved => 0,
     }
 }
 
@@ -122,7 +132,7 @@ impl Payroll {
         stage: Stage,
         event: &Event,
         tx: &mut Tx,
-        done: Option<Prepared>,
+        done: Option<Handoff>,
     ) -> Result<(), PayrollError> {
         let event_id = event.id.as_uuid().hyphenated().to_string();
         let deposit_id = db::deposit_of_event(db::Reader::Tx(tx), &event_id)
@@ -140,7 +150,11 @@ impl Payroll {
             return Ok(());
         }
         let now_ms = self.now().unix_ms();
-        if let Some(blocker) = self.blocker(tx, &deposit, stage).await? {
+        let blocker = match stage {
+            Stage::Compensate => None,
+            _ => self.blocker(tx, &deposit, stage).await?,
+        };
+        if let Some(blocker) = blocker {
             // Strict per-user order: an earlier salary of this user is parked at this
             // stage (or before it), so this one waits behind it, without an alert,
             // until that one finishes the stage or is rolled back.
@@ -174,11 +188,18 @@ impl Payroll {
             );
             return Ok(());
         }
+        let (done, deposit) = match stage {
+            Stage::Complete => (None, deposit),
+            _ => match self.fenced(tx, &deposit, stage, done).await? {
+                Some(fenced) => fenced,
+                None => return Ok(()),
+            },
+        };
         db::log_stage(tx, &deposit_id, &deposit.user_id, stage, now_ms).await?;
         let worked = match stage {
             Stage::Compute => self.compute(tx, &deposit, done).await?,
             Stage::Repay => self.repay(tx, &deposit, done).await?,
-            Stage::Suspend => self.suspend(&deposit, done).await?,
+            Stage::Suspend | Stage::Compensate => booked(&deposit, stage, done)?,
             Stage::Payout => self.pay_out(tx, &deposit, done).await?,
             Stage::Complete => Worked::Done,
         };
@@ -202,6 +223,9 @@ impl Payroll {
                         .await?;
                 }
                 self.release_behind(tx, &deposit).await?;
+                if stage == Stage::Compensate {
+                    metrics::counter!("payroll_rollbacks_total").increment(1);
+                }
                 metrics::counter!("payroll_stages_total", "stage" => stage.as_str(), "outcome" => "done").increment(1);
                 if next == DepositState::Completed {
                     metrics::counter!("payroll_deposits_completed_total").increment(1);
@@ -314,22 +338,8 @@ impl Payroll {
         deposit: &DepositRow,
         done: Option<Prepared>,
     ) -> Result<Worked, PayrollError> {
-        if done != Some(Prepared::Booked) {
-            // The hand-off was lost: a ledger call (never a bank call) is safe here.
-            self.book(deposit, Stage::Repay).await?;
-        }
+        booked(deposit, Stage::Repay, done)?;
         db::reduce_advance(tx, &deposit.user_id, deposit.repayment_krw).await?;
-        Ok(Worked::Done)
-    }
-
-    async fn suspend(
-        &self,
-        deposit: &DepositRow,
-        done: Option<Prepared>,
-    ) -> Result<Worked, PayrollError> {
-        if done != Some(Prepared::Booked) {
-            self.book(deposit, Stage::Suspend).await?;
-        }
         Ok(Worked::Done)
     }
 
@@ -390,7 +400,7 @@ impl Payroll {
                 deposit.deposit_id
             ),
             OnFailure::RollBack => {
-                "completed stages are rolled back; the deposit will not be settled".to_owned()
+                "completed stages are being rolled back; the deposit will not be settled".to_owned()
             }
         };
         tracing::warn!(
@@ -430,7 +440,7 @@ impl Payroll {
                 }
             }
             OnFailure::RollBack => {
-                self.roll_back_in(tx, deposit, deposit.state).await?;
+                self.decide_roll_back(tx, deposit, deposit.state).await?;
             }
         }
         Ok(())
@@ -469,114 +479,41 @@ impl Payroll {
         metrics::counter!("payroll_alerts_total", "reason" => kind.as_str()).increment(1);
         Ok(())
     }
-
-    /// Compensates, newest first, every ledger transfer of the deposit's stages
-    /// that the ledger has applied (a stage's transfer may be applied outside its
-    /// transaction before the stage committed), and marks the deposit
-    /// `rolled_back`. `deposit.state` is where it stands now; `reached` is how far
-    /// its stages committed (the advance is restored only for a committed repay).
-    pub(crate) async fn roll_back_in(
-        &self,
-        tx: &mut Tx,
-        deposit: &DepositRow,
-        reached: DepositState,
-    ) -> Result<(), PayrollError> {
-        if !db::paid_chunks(db::Reader::Tx(tx), &deposit.deposit_id)
-            .await?
-            .is_empty()
-        {
-            return Err(PayrollError::NotWaiting {
-                deposit: deposit.deposit_id.clone(),
-                state: "partly_paid_out",
-                action: "rollback",
-            });
-        }
-        let next = deposit
-            .state
-            .after(Step::RollBack, deposit.waiting_stage)
-            .ok_or(PayrollError::IllegalTransition {
-                deposit: deposit.deposit_id.clone(),
-                from: deposit.state.as_str(),
-                step: "roll back",
-            })?;
-        let id = &deposit.deposit_id;
-        let ledger = &self.inner.ledger;
-        let now = self.now();
-        let wallet = books::wallet(&deposit.user_id)?;
-        let ids = [
-            books::transfer_id(id, "deposit")?,
-            books::transfer_id(id, "repay")?,
-            books::transfer_id(id, "suspend")?,
-            books::transfer_id(id, "payout")?,
-        ];
-        let applied = ledger.lookup_transfers(&ids).await?;
-        let amount_of = |which: usize| {
-            applied
-                .iter()
-                .find(|t| t.id == ids[which])
-                .map(|t| t.amount)
-        };
-        if amount_of(3).is_some() {
-            return Err(PayrollError::NotWaiting {
-                deposit: id.clone(),
-                state: "paid_out",
-                action: "rollback",
-            });
-        }
-        if amount_of(2).is_some() {
-            books::apply(
-                ledger,
-                id,
-                "undo-suspend",
-                Movement::Void { hold: ids[2] },
-                now,
-            )
-            .await?;
-        }
-        if let Some(amount) = amount_of(1) {
-            books::apply(
-                ledger,
-                id,
-                "undo-repay",
-                Movement::Move {
-                    debit: books::lender()?,
-                    credit: wallet,
-                    amount,
-                },
-                now,
-            )
-            .await?;
-        }
-        if progress(reached) >= progress(DepositState::Repaid) {
-            db::restore_advance(tx, &deposit.user_id, deposit.repayment_krw).await?;
-        }
-        if let Some(amount) = amount_of(0) {
-            books::apply(
-                ledger,
-                id,
-                "undo-deposit",
-                Movement::Move {
-                    debit: wallet,
-                    credit: books::virtual_accounts()?,
-                    amount,
-                },
-                now,
-            )
-            .await?;
-        }
-        if !db::move_state(tx, id, deposit.state, next, None, now.unix_ms()).await? {
-            return Err(PayrollError::Corrupt(format!(
-                "deposit {id} moved under rollback"
-            )));
-        }
-        self.release_behind(tx, deposit).await?;
-        metrics::counter!("payroll_rollbacks_total").increment(1);
-        tracing::info!(deposit_id = id, "rolled back");
-        Ok(())
-    }
 }
 
 impl Payroll {
+    /// Checks the claim `prepare` worked under is still the newest for (deposit,
+    /// stage) and releases it in `tx`, then reads the deposit again under that
+    /// lock: `None` when it is no longer ready (someone finished first).
+    async fn fenced(
+        &self,
+        tx: &mut Tx,
+        deposit: &DepositRow,
+        stage: Stage,
+        done: Option<Handoff>,
+    ) -> Result<Option<(Option<Prepared>, DepositRow)>, PayrollError> {
+        let Some((prepared, Some(claim))) = done else {
+            return Err(not_prepared(deposit, stage));
+        };
+        if claim.deposit_id != deposit.deposit_id || claim.stage != stage {
+            return Err(not_prepared(deposit, stage));
+        }
+        if !claims::fence(tx, &claim).await? {
+            return Err(PayrollError::StaleClaim {
+                deposit: deposit.deposit_id.clone(),
+                stage: stage.as_str(),
+                token: claim.token,
+            });
+        }
+        let again = db::deposit_tx(tx, &deposit.deposit_id)
+            .await?
+            .ok_or_else(|| PayrollError::UnknownDeposit(deposit.deposit_id.clone()))?;
+        if again.state != stage.ready_state() {
+            return Ok(None);
+        }
+        Ok(Some((Some(prepared), again)))
+    }
+
     /// An earlier deposit of the same user parked at `stage` or before it.
     async fn blocker(
         &self,
@@ -590,7 +527,11 @@ impl Payroll {
     }
 
     /// Sends every deposit queued behind `deposit` back to the stage it waits at.
-    async fn release_behind(&self, tx: &mut Tx, deposit: &DepositRow) -> Result<(), PayrollError> {
+    pub(crate) async fn release_behind(
+        &self,
+        tx: &mut Tx,
+        deposit: &DepositRow,
+    ) -> Result<(), PayrollError> {
         let reason = behind(&deposit.deposit_id);
         for id in db::waiting_behind(tx, &deposit.user_id, &reason).await? {
             let Some(waiting) = db::deposit_tx(tx, &id).await? else {
@@ -616,6 +557,19 @@ impl Payroll {
     }
 }
 
+/// A stage whose outside work is one ledger step (repay, suspend, compensate)
+/// finished it exactly when `prepare` says so.
+fn booked(
+    deposit: &DepositRow,
+    stage: Stage,
+    done: Option<Prepared>,
+) -> Result<Worked, PayrollError> {
+    match done {
+        Some(Prepared::Booked) => Ok(Worked::Done),
+        _ => Err(not_prepared(deposit, stage)),
+    }
+}
+
 /// The stage's outside work is not at hand (or is stale): the backbone retries,
 /// and the retry prepares again.
 fn not_prepared(deposit: &DepositRow, stage: Stage) -> PayrollError {
@@ -636,7 +590,7 @@ fn following(stage: Stage) -> Option<Stage> {
         Stage::Repay => Some(Stage::Suspend),
         Stage::Suspend => Some(Stage::Payout),
         Stage::Payout => Some(Stage::Complete),
-        Stage::Complete => None,
+        Stage::Complete | Stage::Compensate => None,
     }
 }
 

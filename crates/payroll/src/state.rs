@@ -15,15 +15,19 @@ pub enum Stage {
     Suspend,
     Payout,
     Complete,
+    /// Not a step forward: the compensating ledger transfers of a deposit whose
+    /// rollback was decided (and committed) before.
+    Compensate,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Compute,
         Stage::Repay,
         Stage::Suspend,
         Stage::Payout,
         Stage::Complete,
+        Stage::Compensate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +37,7 @@ impl Stage {
             Stage::Suspend => "suspend",
             Stage::Payout => "payout",
             Stage::Complete => "complete",
+            Stage::Compensate => "compensate",
         }
     }
 
@@ -48,6 +53,7 @@ impl Stage {
             Stage::Suspend => KIND_REPAID,
             Stage::Payout => KIND_SUSPENDED,
             Stage::Complete => KIND_PAID_OUT,
+            Stage::Compensate => KIND_ROLLING_BACK,
         }
     }
 
@@ -59,6 +65,7 @@ impl Stage {
             Stage::Suspend => DepositState::Repaid,
             Stage::Payout => DepositState::Suspended,
             Stage::Complete => DepositState::PaidOut,
+            Stage::Compensate => DepositState::RollingBack,
         }
     }
 }
@@ -68,6 +75,7 @@ pub const KIND_COMPUTED: &str = "payroll.computed";
 pub const KIND_REPAID: &str = "payroll.repaid";
 pub const KIND_SUSPENDED: &str = "payroll.suspended";
 pub const KIND_PAID_OUT: &str = "payroll.paid_out";
+pub const KIND_ROLLING_BACK: &str = "payroll.rolling_back";
 pub const KIND_ALERT: &str = "payroll.alert";
 
 /// Where a deposit stands.
@@ -82,8 +90,13 @@ pub enum DepositState {
     Completed,
     /// A business failure at a stage; an operator retries or rolls back.
     Waiting,
+    /// The rollback is decided (and committed); the compensating ledger transfers
+    /// are the [`Stage::Compensate`] step's work.
+    RollingBack,
     /// Completed stages were compensated; the deposit is never settled again.
     RolledBack,
+    /// An operator settled the deposit by hand and said why; nothing moves it again.
+    Resolved,
 }
 
 /// What can happen to a deposit.
@@ -95,8 +108,10 @@ pub enum Step {
     Failed(Stage),
     /// An operator retries the stage the deposit waits at.
     Retry(Stage),
-    /// Completed stages are compensated.
+    /// The decision to compensate completed stages.
     RollBack,
+    /// An operator marks the deposit settled by hand.
+    Resolve,
 }
 
 impl Step {
@@ -106,12 +121,13 @@ impl Step {
             Step::Failed(_) => "fail a stage",
             Step::Retry(_) => "retry",
             Step::RollBack => "roll back",
+            Step::Resolve => "resolve",
         }
     }
 }
 
 impl DepositState {
-    pub const ALL: [DepositState; 8] = [
+    pub const ALL: [DepositState; 10] = [
         DepositState::Detected,
         DepositState::Computed,
         DepositState::Repaid,
@@ -119,7 +135,9 @@ impl DepositState {
         DepositState::PaidOut,
         DepositState::Completed,
         DepositState::Waiting,
+        DepositState::RollingBack,
         DepositState::RolledBack,
+        DepositState::Resolved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -131,7 +149,9 @@ impl DepositState {
             DepositState::PaidOut => "paid_out",
             DepositState::Completed => "completed",
             DepositState::Waiting => "waiting",
+            DepositState::RollingBack => "rolling_back",
             DepositState::RolledBack => "rolled_back",
+            DepositState::Resolved => "resolved",
         }
     }
 
@@ -150,23 +170,34 @@ impl DepositState {
                 Stage::Suspend => S::Suspended,
                 Stage::Payout => S::PaidOut,
                 Stage::Complete => S::Completed,
+                Stage::Compensate => S::RolledBack,
             }),
-            (state, Step::Failed(stage)) if state == stage.ready_state() => Some(S::Waiting),
+            // Compensation has no business failure: it is retried, or an operator
+            // resolves the deposit.
+            (state, Step::Failed(stage))
+                if state == stage.ready_state() && stage != Stage::Compensate =>
+            {
+                Some(S::Waiting)
+            }
             (S::Waiting, Step::Retry(stage)) if waiting_at == Some(stage) => {
                 Some(stage.ready_state())
             }
-            (S::Waiting, Step::RollBack) => Some(S::RolledBack),
-            // A failure at compute or before a stage ran may roll back at once.
-            (S::Detected | S::Computed | S::Repaid | S::Suspended, Step::RollBack) => {
-                Some(S::RolledBack)
+            // A deposit not yet (fully) paid out may be rolled back: the decision
+            // commits first, the compensation follows as its own step.
+            (S::Waiting | S::Detected | S::Computed | S::Repaid | S::Suspended, Step::RollBack) => {
+                Some(S::RollingBack)
             }
+            (state, Step::Resolve) if !state.is_terminal() => Some(S::Resolved),
             _ => None,
         }
     }
 
     /// Terminal states never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, DepositState::Completed | DepositState::RolledBack)
+        matches!(
+            self,
+            DepositState::Completed | DepositState::RolledBack | DepositState::Resolved
+        )
     }
 }
 
@@ -177,7 +208,7 @@ mod tests {
     #[test]
     fn stages_move_in_order_and_nothing_skips_or_leaves_a_terminal_state() {
         let mut state = DepositState::Detected;
-        for stage in Stage::ALL {
+        for stage in Stage::ALL.into_iter().filter(|s| *s != Stage::Compensate) {
             assert_eq!(
                 state.after(Step::Finished(Stage::Payout), None).is_some(),
                 stage == Stage::Payout
@@ -190,9 +221,11 @@ mod tests {
             Step::Failed(Stage::Payout),
             Step::Retry(Stage::Payout),
             Step::RollBack,
+            Step::Resolve,
         ] {
             assert_eq!(DepositState::Completed.after(step, None), None);
             assert_eq!(DepositState::RolledBack.after(step, None), None);
+            assert_eq!(DepositState::Resolved.after(step, None), None);
         }
     }
 
@@ -212,9 +245,32 @@ mod tests {
         );
         assert_eq!(
             waiting.after(Step::RollBack, Some(Stage::Payout)),
-            Some(DepositState::RolledBack)
+            Some(DepositState::RollingBack)
         );
         assert_eq!(DepositState::PaidOut.after(Step::RollBack, None), None);
+    }
+
+    #[test]
+    fn a_rollback_is_decided_first_and_compensated_as_its_own_step() {
+        let deciding = DepositState::Computed.after(Step::RollBack, None).unwrap();
+        assert_eq!(deciding, DepositState::RollingBack);
+        assert_eq!(deciding.after(Step::RollBack, None), None, "decided once");
+        assert_eq!(deciding.after(Step::Failed(Stage::Compensate), None), None);
+        assert_eq!(
+            deciding.after(Step::Finished(Stage::Compensate), None),
+            Some(DepositState::RolledBack)
+        );
+    }
+
+    #[test]
+    fn an_operator_can_resolve_any_unfinished_deposit_and_nothing_else() {
+        for state in DepositState::ALL {
+            assert_eq!(
+                state.after(Step::Resolve, None).is_some(),
+                !state.is_terminal(),
+                "{state:?}"
+            );
+        }
     }
 
     #[test]

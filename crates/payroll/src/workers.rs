@@ -29,6 +29,12 @@ pub struct WorkersConfig {
     /// Time from the start of one poll round to the next; `None`: [`Workers::run`]
     /// does not poll (another process does).
     pub poll_every_ms: Option<u64>,
+    /// How often [`Workers::run`] looks for dead-lettered stage events to alert on.
+    pub dead_letter_scan_ms: u64,
+    /// After shutdown, how long the dispatchers may take to finish the work in
+    /// hand before they are cut off (claims they hold then expire; nothing is
+    /// recorded half).
+    pub shutdown_grace_ms: u64,
 }
 
 impl WorkersConfig {
@@ -59,6 +65,8 @@ impl Default for WorkersConfig {
                 ..DispatcherConfig::default()
             },
             poll_every_ms: Some(60_000),
+            dead_letter_scan_ms: 2_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -70,6 +78,8 @@ pub struct Workers {
     stages: Vec<Dispatcher<StageConsumer>>,
     alerts: Dispatcher<AlertConsumer>,
     poll_every_ms: Option<u64>,
+    dead_letter_scan_ms: u64,
+    shutdown_grace_ms: u64,
 }
 
 impl Workers {
@@ -104,6 +114,8 @@ impl Workers {
             stages,
             alerts,
             poll_every_ms: config.poll_every_ms,
+            dead_letter_scan_ms: config.dead_letter_scan_ms,
+            shutdown_grace_ms: config.shutdown_grace_ms,
         })
     }
 
@@ -158,9 +170,12 @@ impl Workers {
         Ok(self.alerts.caught_up().await?)
     }
 
-    /// Runs every dispatcher, and a poll round every `poll_every_ms`, until
-    /// `shutdown` resolves. Step errors are logged and retried by the dispatchers;
-    /// a failed poll round is logged and continued at the next tick.
+    /// Runs every dispatcher, a poll round every `poll_every_ms` and a dead-letter
+    /// scan every `dead_letter_scan_ms`, until `shutdown` resolves; then gives the
+    /// dispatchers `shutdown_grace_ms` to finish and cuts them off. A poll round
+    /// in progress stops at once (its progress is saved per page). Step errors
+    /// are logged and retried by the dispatchers; a failed poll round is logged
+    /// and continued at the next tick.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), PayrollError> {
         let stop = Shutdown::default();
         let mut tasks = tokio::task::JoinSet::new();
@@ -168,35 +183,47 @@ impl Workers {
             tasks.spawn(dispatcher.run(stop.clone().wait()));
         }
         tasks.spawn(self.alerts.run(stop.clone().wait()));
+        let stopping = Shutdown::default();
         let poller = self.poller;
-        let poll_every_ms = self.poll_every_ms;
-        let polling = async move {
-            let Some(every_ms) = poll_every_ms else {
-                return std::future::pending::<()>().await;
-            };
-            let mut ticks = tokio::time::interval(Duration::from_millis(every_ms.max(1)));
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                if let Err(error) = poller.run_round().await {
-                    tracing::warn!(code = error.code(), %error, "poll round failed; next tick continues it");
+        let polling = {
+            let stopping = stopping.clone();
+            async move {
+                match self.poll_every_ms {
+                    Some(every_ms) => poller.run(every_ms, stopping.wait()).await,
+                    None => stopping.wait().await,
                 }
             }
         };
-        tokio::select! {
-            _ = shutdown => {}
-            _ = polling => {}
-        }
+        let scanning = self
+            .payroll
+            .watch_dead_letters(self.dead_letter_scan_ms, stopping.clone().wait());
+        let watching = async {
+            shutdown.await;
+            stopping.cancel();
+        };
+        tokio::join!(watching, polling, scanning);
         stop.cancel();
+        let grace = Duration::from_millis(self.shutdown_grace_ms);
         let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    first_error.get_or_insert(PayrollError::from(error));
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        first_error.get_or_insert(PayrollError::from(error));
+                    }
+                    Err(error) => tracing::error!(%error, "payroll dispatcher task failed"),
                 }
-                Err(error) => tracing::error!(%error, "payroll dispatcher task failed"),
             }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                grace_ms = self.shutdown_grace_ms,
+                left = tasks.len(),
+                "payroll dispatchers did not stop within the grace; cut off (their claims expire)"
+            );
+            tasks.abort_all();
         }
         first_error.map_or(Ok(()), Err)
     }

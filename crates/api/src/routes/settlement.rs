@@ -1,6 +1,7 @@
 //! Operators' settlement endpoints: fee days (status, module runs, the
-//! reconciliation report) and the salary pipeline (status, deposits, retry,
-//! rollback, alerts). Every action is written to the audit log before it runs.
+//! reconciliation report) and the salary pipeline (status, deposits, one
+//! deposit in detail, retry, rollback, resolve, enrolling one user, alerts).
+//! Every action is written to the audit log before it runs.
 
 use axum::response::Response;
 use fees::{BusinessDay, Module, Trigger};
@@ -10,9 +11,6 @@ use serde_json::json;
 use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
 use crate::auth::Caller;
 use crate::error::ApiError;
-
-/// How long a deposit may sit untouched before the status calls it stuck.
-const STUCK_AFTER_MS: i64 = 15 * 60 * 1_000;
 
 fn parse_day(text: &str) -> Result<BusinessDay, ApiError> {
     BusinessDay::parse(text).map_err(|error| ApiError::new("invalid_path", error.to_string()))
@@ -96,7 +94,8 @@ pub async fn report(state: Shared, Path(day): Path<String>) -> Result<Response, 
 }
 
 pub async fn payroll_status(state: Shared) -> Result<Response, ApiError> {
-    let status = state.payroll()?.status(STUCK_AFTER_MS).await?;
+    let payroll = state.payroll()?;
+    let status = payroll.status(payroll.config().stuck_after_ms).await?;
     let alerts = status.alerts.len();
     Ok(answer(
         200,
@@ -151,7 +150,7 @@ pub async fn retry(
     state
         .audit(&caller, "payroll.retry", &id, json!({}))
         .await?;
-    Ok(answer(200, payroll.retry(&id).await?))
+    Ok(answer(200, payroll.retry_as(&id, &caller.key_id).await?))
 }
 
 pub async fn rollback(
@@ -165,7 +164,107 @@ pub async fn rollback(
     state
         .audit(&caller, "payroll.rollback", &id, json!({}))
         .await?;
-    Ok(answer(200, payroll.rollback(&id).await?))
+    Ok(answer(
+        200,
+        payroll.rollback_as(&id, &caller.key_id, None).await?,
+    ))
+}
+
+/// Why a deposit is where it is, who holds it, and what can be done.
+pub async fn deposit(state: Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(answer(200, state.payroll()?.detail(&id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolve {
+    reason: String,
+}
+
+pub async fn resolve(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<Resolve>,
+) -> Result<Response, ApiError> {
+    let payroll = state.payroll()?;
+    payroll.deposit(&id).await?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > payroll::REASON_CHARS_MAX {
+        return Err(ApiError::reason(
+            "invalid_input",
+            "invalid_reason",
+            format!(
+                "reason must be 1..={} characters",
+                payroll::REASON_CHARS_MAX
+            ),
+        ));
+    }
+    state
+        .audit(&caller, "payroll.resolve", &id, json!({ "reason": reason }))
+        .await?;
+    Ok(answer(
+        200,
+        payroll.resolve(&id, &caller.key_id, reason).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrol {
+    user_id: String,
+    holder_name: String,
+    payout_account: String,
+    #[serde(default)]
+    payout_holder: Option<String>,
+    #[serde(default)]
+    advance_krw: i64,
+    #[serde(default)]
+    suspend_percent: u8,
+}
+
+/// Enrols one user: their virtual account from their provider, their wallet.
+pub async fn enrol(
+    state: Shared,
+    caller: Caller,
+    Json(body): Json<Enrol>,
+) -> Result<Response, ApiError> {
+    let payroll = state.payroll()?;
+    let bad = |field: &'static str| {
+        move |e: bank::BankError| ApiError::reason("invalid_input", field, e.to_string())
+    };
+    let user_id = bank::UserId::parse(&body.user_id).map_err(bad("invalid_user_id"))?;
+    let holder_name =
+        bank::HolderName::new(&body.holder_name).map_err(bad("invalid_holder_name"))?;
+    let payout_holder = match &body.payout_holder {
+        Some(name) => bank::HolderName::new(name).map_err(bad("invalid_payout_holder"))?,
+        None => holder_name.clone(),
+    };
+    let payout_account =
+        bank::AccountNumber::new(&body.payout_account).map_err(bad("invalid_payout_account"))?;
+    if body.advance_krw < 0 || body.suspend_percent > 100 {
+        return Err(ApiError::reason(
+            "invalid_input",
+            "out_of_range",
+            "advance_krw must not be negative and suspend_percent must be 0..=100",
+        ));
+    }
+    let user = payroll::NewUser {
+        user_id,
+        holder_name,
+        payout_account,
+        payout_holder,
+        advance_krw: money::Krw::new(body.advance_krw),
+        suspend_percent: body.suspend_percent,
+    };
+    state
+        .audit(&caller, "payroll.enrol", &body.user_id, json!({}))
+        .await?;
+    let account = payroll.enrol(&user).await?;
+    Ok(answer(
+        201,
+        json!({ "user_id": body.user_id, "virtual_account": account.to_string() }),
+    ))
 }
 
 pub async fn alerts(state: Shared) -> Result<Response, ApiError> {

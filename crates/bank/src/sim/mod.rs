@@ -12,6 +12,7 @@ mod db;
 pub mod faults;
 mod legacy_wire;
 mod server;
+mod submissions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,7 @@ pub use server::{
     AdminClient, ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
     serve_simulator_tls,
 };
+pub use submissions::SubmissionsReport;
 
 use crate::types::{
     AccountNumber, AccountRequest, Balance, DepositLookup, DepositPage, DepositsRequest, Holder,
@@ -149,6 +151,8 @@ pub struct Simulator {
     attempts: Arc<faults::Attempts>,
     /// How many faults this simulator injected, for reliability reports.
     injected: Arc<faults::InjectedCounters>,
+    /// Transfer requests per `bank_tran_id`, for "no id was sent twice" checks.
+    submissions: Arc<submissions::Submissions>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -190,11 +194,17 @@ impl Simulator {
             call_counter: Arc::new(AtomicU64::new(0)),
             attempts: Arc::new(faults::Attempts::default()),
             injected: Arc::new(faults::InjectedCounters::default()),
+            submissions: Arc::new(submissions::Submissions::default()),
         })
     }
 
     pub fn config(&self) -> &SimConfig {
         &self.config
+    }
+
+    /// Transfer requests per `bank_tran_id` so far (this simulator and its clones).
+    pub fn submissions(&self) -> SubmissionsReport {
+        self.submissions.report()
     }
 
     /// The faults injected so far by this simulator (and its clones).
@@ -237,6 +247,9 @@ impl Simulator {
         request: &TransferRequest,
     ) -> TransferAnswer {
         let answer = self.transfer_inner(kind, request).await;
+        // Counted once decided: a request cut off by its client's disconnect
+        // before the simulator decided it rolled back and had no effect.
+        self.submissions.count(request.bank_tran_id.as_str());
         let label = match &answer {
             TransferAnswer::Done(Ok(_)) => "ok",
             TransferAnswer::Done(Err(error)) => error.code(),

@@ -147,6 +147,7 @@ pub fn router(server: SimServer) -> Router {
         .route("/admin/repayment_due", post(admin_repayment_due))
         .route("/admin/statement", get(admin_statement))
         .route("/admin/stats", get(admin_stats))
+        .route("/admin/submissions", get(admin_submissions))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(server)
@@ -521,6 +522,11 @@ async fn admin_stats(State(server): State<SimServer>) -> Json<StatsBody> {
     })
 }
 
+/// Transfer requests per `bank_tran_id`: totals and the ids sent more than once.
+async fn admin_submissions(State(server): State<SimServer>) -> Json<super::SubmissionsReport> {
+    Json(server.sim.submissions())
+}
+
 async fn not_found() -> Response {
     ApiError::from(BankError::InvalidRequest("no such endpoint".into()))
         .with_status(StatusCode::NOT_FOUND)
@@ -612,6 +618,20 @@ impl AdminClient {
         let body = serde_json::json!({"account_number": account, "holder_name": holder});
         let _: serde_json::Value = self.post("/admin/rename", &body).await?;
         Ok(())
+    }
+
+    /// Transfer requests per `bank_tran_id` the simulator has seen.
+    pub async fn submissions(&self) -> Result<super::SubmissionsReport, BankError> {
+        let response = self
+            .http
+            .get(format!("{}/admin/submissions", self.base_url))
+            .send()
+            .await
+            .map_err(|error| BankError::Connection(error.to_string()))?;
+        response
+            .json()
+            .await
+            .map_err(|error| BankError::Connection(error.to_string()))
     }
 
     pub async fn statement(&self) -> Result<StatementBody, BankError> {

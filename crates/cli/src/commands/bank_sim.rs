@@ -19,7 +19,7 @@ use super::CliError;
 #[derive(Args, Debug)]
 pub struct BankSimArgs {
     /// Port to listen on; 0 picks a free one (printed on the first line of stdout).
-    #[arg(long, default_value_t = 8089)]
+    #[arg(long, default_value_t = 8080)]
     port: u16,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
@@ -176,4 +176,26 @@ fn announce(
     drop(stdout);
     tracing::info!(%address, scheme, profile = args.profile, seed = args.seed, "bank simulator started");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::BankSimArgs;
+
+    #[derive(Parser, Debug)]
+    struct Sim {
+        #[command(flatten)]
+        args: BankSimArgs,
+    }
+
+    #[test]
+    fn the_simulator_listens_by_default_where_serve_looks_for_the_bank() {
+        let sim = Sim::try_parse_from(["bank-sim"]).unwrap();
+        assert_eq!(
+            sim.args.port, 8080,
+            "serve's --bank-url default is http://127.0.0.1:8080"
+        );
+    }
 }

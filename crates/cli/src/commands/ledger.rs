@@ -90,8 +90,10 @@ pub struct TransferArgs {
     db: DatabaseArgs,
 }
 
+/// Exactly one of `--account` and `--transfer` (a group over the struct would also
+/// take in the flattened database arguments and ask for an unnamed one).
 #[derive(Args, Debug)]
-#[group(required = true, multiple = false)]
+#[command(group(clap::ArgGroup::new("what").args(["account", "transfer"]).required(true)))]
 pub struct LookupArgs {
     #[arg(long)]
     account: Option<String>,
@@ -246,3 +248,35 @@ pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("the ledger refused the transfer: {}", .0.code())]
 pub struct RefusedError(pub ledger::TransferResult);
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::LookupArgs;
+
+    #[derive(Parser, Debug)]
+    struct Lookup {
+        #[command(flatten)]
+        args: LookupArgs,
+    }
+
+    #[test]
+    fn lookup_takes_a_transfer_or_an_account_as_the_readme_shows_and_not_both() {
+        let db = ["--database-url", "sqlite:///tmp/readme.db"];
+        let id = "0192f1a8-7b2c-7d3e-8f40-0000000000a1";
+        let parse = |extra: &[&str]| {
+            let mut line = vec!["lookup"];
+            line.extend_from_slice(extra);
+            line.extend_from_slice(&db);
+            Lookup::try_parse_from(line)
+        };
+        assert_eq!(
+            parse(&["--transfer", id]).unwrap().args.transfer.as_deref(),
+            Some(id)
+        );
+        assert!(parse(&["--account", id]).is_ok());
+        assert!(parse(&[]).is_err(), "one of them is required");
+        assert!(parse(&["--account", id, "--transfer", id]).is_err());
+    }
+}

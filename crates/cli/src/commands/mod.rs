@@ -17,6 +17,7 @@ mod demo_report;
 mod demo_serve;
 mod events;
 mod fees;
+mod house_accounts;
 mod keys;
 mod ledger;
 mod payroll;

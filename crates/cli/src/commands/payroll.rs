@@ -1,8 +1,10 @@
 //! `settle payroll …`: operator access to the salary pipeline — one poll round with a
 //! progress bar, the workers (poller on a schedule plus the stage and alert
-//! consumers, until Ctrl-C or until idle), the status (counts per state, stuck
-//! deposits, alerts), and retry or rollback of a deposit waiting for an operator. Output is one JSON document on
-//! stdout. The work is in the `payroll` crate; this module only parses arguments
+//! consumers, until Ctrl-C/SIGTERM or until idle), the status (counts per state,
+//! stuck deposits, alerts), one deposit in detail (why it is where it is, who
+//! holds it, what was done to it), and the operator's ways out of any state:
+//! retry, rollback, resolve (with a reason), each recorded with who did it.
+//! Enrolling a single user. Output is one JSON document on stdout. The work is in the `payroll` crate; this module only parses arguments
 //! and wires stores, the bank connection and the ledger.
 
 use std::sync::Arc;
@@ -27,10 +29,18 @@ pub enum PayrollCommand {
     Work(WorkArgs),
     /// Deposits per state, stuck deposits and alerts.
     Status(StatusArgs),
-    /// Run the stage a waiting deposit stopped at again (after fixing the cause).
-    Retry(DepositArgs),
-    /// Compensate a waiting deposit's completed stages; it is never settled again.
-    Rollback(DepositArgs),
+    /// One deposit: why it is where it is, its claims, alerts and operator actions.
+    Show(DepositArgs),
+    /// Run the stage a deposit stands or waits at again (after fixing the cause);
+    /// replays its dead-lettered event if there is one.
+    Retry(ActionArgs),
+    /// Roll a deposit back (any state before its payout reached the bank): the
+    /// decision commits, then its ledger transfers are compensated; never settled again.
+    Rollback(ActionArgs),
+    /// Mark a deposit settled by hand (terminal), with the reason why.
+    Resolve(ActionArgs),
+    /// Enrol one user: issue their virtual account and open their wallet.
+    Enrol(EnrolArgs),
 }
 
 #[derive(Args, Debug)]
@@ -47,10 +57,11 @@ pub struct Connection {
     bank_url: String,
     #[command(flatten)]
     bank_ca: super::BankCaArgs,
-    /// settle's operating account that pays users out, and its holder.
-    #[arg(long, default_value = "1002000000001")]
+    /// settle's operating account that pays users out, and its holder. No
+    /// default: it must be named, and must not be the fee settlement account.
+    #[arg(long, env = "SETTLE_PAYOUT_ACCOUNT")]
     payout_account: String,
-    #[arg(long, default_value = "세틀주식회사")]
+    #[arg(long, env = "SETTLE_PAYOUT_HOLDER")]
     payout_holder: String,
     /// Slack-compatible webhook for alerts.
     #[arg(long, env = "SETTLE_PAYROLL_WEBHOOK_URL")]
@@ -86,6 +97,10 @@ pub struct WorkArgs {
     /// Balance requests in flight, at most.
     #[arg(long, default_value_t = 16)]
     concurrent: usize,
+    /// How long this process's claim on a (deposit, stage) holds unrenewed; a
+    /// process that dies holding one delays that stage this long.
+    #[arg(long, default_value_t = 30_000)]
+    claim_lease_ms: i64,
 }
 
 #[derive(Args, Debug)]
@@ -93,8 +108,46 @@ pub struct StatusArgs {
     #[command(flatten)]
     connection: Connection,
     /// A deposit untouched this long (and not finished) counts as stuck.
-    #[arg(long, default_value_t = 600_000)]
+    #[arg(long, default_value_t = 300_000)]
     stuck_after_ms: i64,
+}
+
+#[derive(Args, Debug)]
+pub struct ActionArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The bank's deposit id, e.g. D000000000042.
+    deposit: String,
+    /// Why (required for resolve; recorded with the action).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Who acts (recorded with the action); default: $USER.
+    #[arg(long, env = "USER", default_value = "cli")]
+    by: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EnrolArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The user's id (UUID).
+    #[arg(long)]
+    user: String,
+    /// The user's name as their virtual account shows it.
+    #[arg(long)]
+    holder: String,
+    /// The user's own bank account that payouts go to, and its holder (default:
+    /// the user's name).
+    #[arg(long)]
+    payout_to: String,
+    #[arg(long)]
+    payout_to_holder: Option<String>,
+    /// Salary advance outstanding, in won.
+    #[arg(long, default_value_t = 0)]
+    advance_krw: i64,
+    /// At least this share of what is left after repayment is held (0..=100).
+    #[arg(long, default_value_t = 0)]
+    suspend_percent: u8,
 }
 
 #[derive(Args, Debug)]
@@ -115,29 +168,81 @@ pub async fn run(command: PayrollCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(())
         }
+        PayrollCommand::Show(args) => {
+            let payroll = open(&args.connection, |_| {}).await?;
+            let detail = payroll.detail(&args.deposit).await.map_err(refused)?;
+            println!("{}", serde_json::to_string_pretty(&detail)?);
+            Ok(())
+        }
         PayrollCommand::Retry(args) => {
             let payroll = open(&args.connection, |_| {}).await?;
-            let view = payroll.retry(&args.deposit).await.map_err(refused)?;
-            println!("{}", serde_json::to_string_pretty(&view)?);
+            let view = payroll.retry_as(&args.deposit, &args.by).await;
+            println!("{}", serde_json::to_string_pretty(&view.map_err(refused)?)?);
             Ok(())
         }
         PayrollCommand::Rollback(args) => {
             let payroll = open(&args.connection, |_| {}).await?;
-            let view = payroll.rollback(&args.deposit).await.map_err(refused)?;
-            println!("{}", serde_json::to_string_pretty(&view)?);
+            let reason = args.reason.as_deref();
+            let view = payroll.rollback_as(&args.deposit, &args.by, reason).await;
+            println!("{}", serde_json::to_string_pretty(&view.map_err(refused)?)?);
             Ok(())
         }
+        PayrollCommand::Resolve(args) => {
+            let payroll = open(&args.connection, |_| {}).await?;
+            let reason = args.reason.as_deref().unwrap_or("");
+            let view = payroll.resolve(&args.deposit, &args.by, reason).await;
+            println!("{}", serde_json::to_string_pretty(&view.map_err(refused)?)?);
+            Ok(())
+        }
+        PayrollCommand::Enrol(args) => enrol(args).await,
     }
 }
 
-/// Operator mistakes (unknown deposit, not waiting) are exit 2 with their code.
+/// Operator mistakes (unknown deposit, wrong state, busy, bad input) are exit 2
+/// with their code.
 fn refused(error: payroll::PayrollError) -> anyhow::Error {
+    use payroll::PayrollError as E;
     match error {
-        payroll::PayrollError::UnknownDeposit(_) | payroll::PayrollError::NotWaiting { .. } => {
-            CliError::new(error.code(), error.to_string()).into()
-        }
+        E::UnknownDeposit(_)
+        | E::UnknownUser(_)
+        | E::NotWaiting { .. }
+        | E::IllegalTransition { .. }
+        | E::Busy { .. }
+        | E::InvalidInput(_)
+        | E::InvalidConfig(_) => CliError::new(error.code(), error.to_string()).into(),
         other => other.into(),
     }
+}
+
+async fn enrol(args: EnrolArgs) -> anyhow::Result<()> {
+    let payroll = open(&args.connection, |_| {}).await?;
+    let bad = |what: &'static str| {
+        move |e: bank::BankError| CliError::new("invalid_input", format!("{what}: {e}"))
+    };
+    let user_id = bank::UserId::parse(&args.user)
+        .map_err(|e| CliError::new("invalid_input", format!("--user: {e}")))?;
+    let holder_name = HolderName::new(&args.holder).map_err(bad("--holder"))?;
+    let payout_holder = match &args.payout_to_holder {
+        Some(name) => HolderName::new(name).map_err(bad("--payout-to-holder"))?,
+        None => holder_name.clone(),
+    };
+    let user = payroll::NewUser {
+        user_id,
+        holder_name,
+        payout_account: AccountNumber::new(&args.payout_to).map_err(bad("--payout-to"))?,
+        payout_holder,
+        advance_krw: money::Krw::new(args.advance_krw),
+        suspend_percent: args.suspend_percent,
+    };
+    let account = payroll.enrol(&user).await.map_err(refused)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "user": user.user_id.to_string(),
+            "virtual_account": account.to_string(),
+        }))?
+    );
+    Ok(())
 }
 
 async fn poll(args: PollArgs) -> anyhow::Result<()> {
@@ -159,10 +264,11 @@ async fn poll(args: PollArgs) -> anyhow::Result<()> {
 }
 
 async fn work(args: WorkArgs) -> anyhow::Result<()> {
-    let (rps, concurrent) = (args.rps, args.concurrent);
+    let (rps, concurrent, lease_ms) = (args.rps, args.concurrent, args.claim_lease_ms);
     let payroll = open(&args.connection, |config| {
         config.poll_requests_per_s_max = rps;
         config.poll_concurrent_max = concurrent;
+        config.claim_lease_ms = lease_ms;
     })
     .await?;
     let mut config = WorkersConfig::for_backend(payroll.store().backend());
@@ -182,13 +288,25 @@ async fn work(args: WorkArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    tracing::info!("payroll workers running; Ctrl-C stops them");
-    workers
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    tracing::info!("payroll workers running; Ctrl-C or SIGTERM stops them");
+    workers.run(stop_signal()).await?;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM, whichever comes first (SIGTERM only where there is one).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn open(
@@ -225,8 +343,16 @@ async fn open(
         providers::connect(ProviderName::Next, transport),
     );
     let bad = |e: bank::BankError| CliError::new("bad_payout_account", e.to_string());
+    let payout_account = AccountNumber::new(&connection.payout_account).map_err(bad)?;
+    // The fee accounts `serve` runs with (their configuration source is the same).
+    let fees_config = fees::bench::bench_config()?;
+    super::house_accounts::payout_apart_from_fees(
+        "--payout-account",
+        &payout_account,
+        &fees_config,
+    )?;
     let mut config = PayrollConfig::new(
-        AccountNumber::new(&connection.payout_account).map_err(bad)?,
+        payout_account,
         HolderName::new(&connection.payout_holder).map_err(bad)?,
     );
     config.webhook_url = connection.webhook_url.clone();

@@ -104,10 +104,11 @@ pub struct ServeArgs {
     /// work is resumable, so a cut loses nothing.
     #[arg(long, env = "SETTLE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
-    /// The operating account payroll pays out of, and its holder.
-    #[arg(long, default_value = "1002000000001")]
+    /// The operating account payroll pays out of, and its holder. No default:
+    /// it must be named, and must not be a fee account.
+    #[arg(long, env = "SETTLE_PAYOUT_ACCOUNT")]
     payout_account: String,
-    #[arg(long, default_value = "세틀주식회사")]
+    #[arg(long, env = "SETTLE_PAYOUT_HOLDER")]
     payout_holder: String,
 }
 
@@ -196,6 +197,12 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
     bank_transport.concurrent_max = Some(fees_config.bank_calls_in_flight_max);
     bank_transport.idle_connections_per_host_max = fees_config.bank_calls_in_flight_max;
     let bank: Arc<dyn BankApi> = Arc::new(HttpBank::new(bank_transport)?);
+    let payout_account = AccountNumber::new(&args.payout_account)?;
+    super::house_accounts::payout_apart_from_fees(
+        "--payout-account",
+        &payout_account,
+        &fees_config,
+    )?;
     let fees = fees::Fees::open(ledger.clone(), bank.clone(), clock.clone(), fees_config)
         .await
         .context("opening fee settlement")?;
@@ -406,26 +413,19 @@ async fn spawn_workers(
         });
     }
     if roles.contains(&Role::Payroll) {
+        // A round in progress stops at shutdown (it resumes at the next start); a
+        // dead-lettered stage raises an alert within seconds.
         let poller = payroll::poller::Poller::new(platform.payroll.clone())?;
-        let every = Duration::from_secs(args.poll_every_s.max(1));
+        let every_ms = args.poll_every_s.max(1).saturating_mul(1_000);
         let signal = shutdown.clone();
         tasks.spawn(async move {
-            let mut stopped = std::pin::pin!(signal.wait());
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return Ok(()),
-                    round = poller.run_round() => match round {
-                        Ok(report) => tracing::info!(?report, "payroll poll round"),
-                        Err(error) => {
-                            tracing::warn!(%error, code = error.code(), "payroll poll round failed")
-                        }
-                    },
-                }
-                tokio::select! {
-                    _ = &mut stopped => return Ok(()),
-                    _ = tokio::time::sleep(every) => {}
-                }
-            }
+            poller.run(every_ms, signal.wait()).await;
+            Ok(())
+        });
+        let (watcher, signal) = (platform.payroll.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            watcher.watch_dead_letters(2_000, signal.wait()).await;
+            Ok(())
         });
     }
     Ok(())

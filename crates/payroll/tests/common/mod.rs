@@ -35,6 +35,8 @@ pub struct Options {
     pub payout_chunk_max_krw: i64,
     pub configure: Box<dyn FnOnce(&mut PayrollConfig) + Send>,
     pub sim: Box<dyn FnOnce(&mut SimConfig) + Send>,
+    /// Failed attempts before the backbone dead-letters a stage event.
+    pub retry_attempts_max: u32,
 }
 
 impl Options {
@@ -44,6 +46,7 @@ impl Options {
             payout_chunk_max_krw: 100_000,
             configure: Box::new(|_| {}),
             sim: Box::new(|_| {}),
+            retry_attempts_max: 1_000,
         }
     }
 }
@@ -62,13 +65,22 @@ pub struct System {
     pub poller: Poller,
     pub users: Vec<(UserId, AccountNumber, AccountNumber)>,
     pub clock: Arc<dyn Clock>,
+    pub retry_attempts_max: u32,
 }
 
 /// The workers' dispatcher configuration, with short polls and fast retries.
 pub fn dispatcher_config(backend: store::Backend) -> DispatcherConfig {
+    dispatcher_config_with(backend, 1_000)
+}
+
+/// Same, dead-lettering after `retry_attempts_max` failed attempts.
+pub fn dispatcher_config_with(
+    backend: store::Backend,
+    retry_attempts_max: u32,
+) -> DispatcherConfig {
     DispatcherConfig {
         poll_interval_ms: 5,
-        retry: RetryPolicy::fast_for_tests(1_000),
+        retry: RetryPolicy::fast_for_tests(retry_attempts_max),
         ..payroll::WorkersConfig::for_backend(backend).dispatcher
     }
 }
@@ -170,6 +182,7 @@ impl System {
             poller,
             users: Vec::new(),
             clock,
+            retry_attempts_max: options.retry_attempts_max,
         };
         system.restart_dispatchers().await;
         Some(system)
@@ -216,7 +229,7 @@ impl System {
                 Dispatcher::new(
                     self.db.store.clone(),
                     Arc::new(consumer),
-                    dispatcher_config(self.db.store.backend()),
+                    dispatcher_config_with(self.db.store.backend(), self.retry_attempts_max),
                     self.clock.clone(),
                     Wake::new(),
                 )

@@ -1,12 +1,13 @@
 // The salary pipeline for operators: deposits per state (a bar per stage), deposits
-// stuck or waiting for an operator with retry and rollback, and the alerts raised.
+// stuck or waiting for an operator with why they are there (who holds them, what
+// was done), retry, rollback and resolve-with-a-reason, and the alerts raised.
 
 import {api, seg} from "../api.js";
 import {actionButton, h, mount, pill, progress, table} from "../dom.js";
 import {label, shortId, time, won} from "../format.js";
 
 /** The pipeline's states in the order a deposit passes them. */
-const ORDER = ["detected", "computed", "repaid", "suspended", "paid_out", "completed", "waiting", "rolled_back"];
+const ORDER = ["detected", "computed", "repaid", "suspended", "paid_out", "completed", "waiting", "rolling_back", "rolled_back", "resolved"];
 
 /** [[state, count]] in pipeline order, from `per_state: [{state, count}]`. */
 function perState(items) {
@@ -31,15 +32,33 @@ export async function render(el, {notify}) {
   // The status carries only the newest alerts; the alert list has them all.
   const alerts = alertsAnswer?.items ?? status.alerts ?? [];
 
-  const act = (deposit, verb) => async () => {
+  const act = (deposit, verb, body) => async () => {
     try {
-      const answer = await api.post(`/v1/payroll/deposits/${seg(deposit.deposit_id)}/${verb}`);
+      const answer = await api.post(`/v1/payroll/deposits/${seg(deposit.deposit_id)}/${verb}`, body);
       // The answer is the deposit as it now stands.
       notify(`${verb} ${deposit.deposit_id}: now ${label(answer.state)}`, {ok: true});
       await render(el, {notify});
     } catch (err) {
       notify(err);
     }
+  };
+
+  // Why a deposit is where it is: the server's sentence, then its claims and the
+  // operator actions taken on it.
+  const why = (deposit) => async () => {
+    try {
+      const detail = await api.get(`/v1/payroll/deposits/${seg(deposit.deposit_id)}`);
+      const held = (detail.claims ?? []).filter((c) => c.expires_at_ms > 0).map((c) => `${c.stage} by ${c.owner}`);
+      const done = (detail.actions ?? []).map((a) => `${a.action} by ${a.actor}${a.reason ? ` (${a.reason})` : ""}`);
+      notify(`${deposit.deposit_id}: ${detail.why}${held.length ? `; held: ${held.join(", ")}` : ""}${done.length ? `; actions: ${done.join(", ")}` : ""}`, {ok: true});
+    } catch (err) {
+      notify(err);
+    }
+  };
+  const resolve = (deposit) => async () => {
+    const reason = window.prompt(`Resolve ${deposit.deposit_id} by hand: why? (recorded)`);
+    if (!reason || !reason.trim()) return;
+    await act(deposit, "resolve", {reason: reason.trim()})();
   };
 
   mount(
@@ -73,7 +92,15 @@ export async function render(el, {notify}) {
           {label: "detected (KST)", class: "nowrap", cell: (d) => time(d.detected_at_ms)},
           {
             label: "",
-            cell: (d) => h("div", {class: "row"}, actionButton("Retry", act(d, "retry"), {kind: "small"}), actionButton("Roll back", act(d, "rollback"), {kind: "small danger"})),
+            cell: (d) =>
+              h(
+                "div",
+                {class: "row"},
+                actionButton("Why?", why(d), {kind: "small"}),
+                actionButton("Retry", act(d, "retry"), {kind: "small"}),
+                actionButton("Roll back", act(d, "rollback"), {kind: "small danger"}),
+                actionButton("Resolve…", resolve(d), {kind: "small danger"}),
+              ),
           },
         ],
         stuck,
