@@ -374,6 +374,7 @@ impl World {
         let mut config = PayrollConfig::new(
             AccountNumber::new(OPERATING).unwrap(),
             HolderName::new(OPERATING_HOLDER).unwrap(),
+            money::DerivedIds::for_tests(),
         );
         config.webhook_url = Some(webhook.url.clone());
         config.webhook_timeout_ms = 2_000;

@@ -71,7 +71,7 @@ impl Fees {
             clock,
             config: Arc::new(config),
         };
-        accounts::open_house_accounts(&fees.ledger).await?;
+        accounts::open_house_accounts(&fees.ledger, &fees.config.ids).await?;
         Ok(fees)
     }
 

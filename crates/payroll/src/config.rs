@@ -3,7 +3,7 @@
 //! [`PayrollConfig::validate`]; the rest of the crate trusts it.
 
 use bank::{AccountNumber, HolderName};
-use money::Krw;
+use money::{DerivedIds, Krw};
 use serde::{Deserialize, Serialize};
 
 use crate::PayrollError;
@@ -131,12 +131,16 @@ pub struct PayrollConfig {
     pub webhook_url: Option<String>,
     pub webhook_timeout_ms: u64,
     pub failure_policy: FailurePolicy,
+    /// Keys every ledger id payroll derives (accounts, stage transfers) with the
+    /// installation's secret, so no client can claim one first.
+    pub ids: DerivedIds,
 }
 
 impl PayrollConfig {
     pub fn new(
         payout_from_account: AccountNumber,
         payout_from_holder: HolderName,
+        ids: DerivedIds,
     ) -> PayrollConfig {
         PayrollConfig {
             institution_code: "P202500001".to_owned(),
@@ -151,6 +155,7 @@ impl PayrollConfig {
             webhook_url: None,
             webhook_timeout_ms: 5_000,
             failure_policy: FailurePolicy::default(),
+            ids,
         }
     }
 

@@ -502,12 +502,12 @@ impl Payroll {
         let id = &deposit.deposit_id;
         let ledger = &self.inner.ledger;
         let now = self.now();
-        let wallet = books::wallet(&deposit.user_id)?;
+        let wallet = books::wallet(&self.inner.config.ids, &deposit.user_id)?;
         let ids = [
-            books::transfer_id(id, "deposit")?,
-            books::transfer_id(id, "repay")?,
-            books::transfer_id(id, "suspend")?,
-            books::transfer_id(id, "payout")?,
+            books::transfer_id(&self.inner.config.ids, id, "deposit")?,
+            books::transfer_id(&self.inner.config.ids, id, "repay")?,
+            books::transfer_id(&self.inner.config.ids, id, "suspend")?,
+            books::transfer_id(&self.inner.config.ids, id, "payout")?,
         ];
         let applied = ledger.lookup_transfers(&ids).await?;
         let amount_of = |which: usize| {
@@ -526,6 +526,7 @@ impl Payroll {
         if amount_of(2).is_some() {
             books::apply(
                 ledger,
+                &self.inner.config.ids,
                 id,
                 "undo-suspend",
                 Movement::Void { hold: ids[2] },
@@ -536,10 +537,11 @@ impl Payroll {
         if let Some(amount) = amount_of(1) {
             books::apply(
                 ledger,
+                &self.inner.config.ids,
                 id,
                 "undo-repay",
                 Movement::Move {
-                    debit: books::lender()?,
+                    debit: books::lender(&self.inner.config.ids)?,
                     credit: wallet,
                     amount,
                 },
@@ -553,11 +555,12 @@ impl Payroll {
         if let Some(amount) = amount_of(0) {
             books::apply(
                 ledger,
+                &self.inner.config.ids,
                 id,
                 "undo-deposit",
                 Movement::Move {
                     debit: wallet,
-                    credit: books::virtual_accounts()?,
+                    credit: books::virtual_accounts(&self.inner.config.ids)?,
                     amount,
                 },
                 now,

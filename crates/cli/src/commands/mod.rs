@@ -17,6 +17,7 @@ mod demo_report;
 mod demo_serve;
 mod events;
 mod fees;
+mod id_secret;
 mod keys;
 mod ledger;
 mod payroll;

@@ -225,6 +225,7 @@ async fn open(
     let mut config = PayrollConfig::new(
         AccountNumber::new(&connection.payout_account).map_err(bad)?,
         HolderName::new(&connection.payout_holder).map_err(bad)?,
+        super::id_secret::installation_ids()?,
     );
     config.webhook_url = connection.webhook_url.clone();
     configure(&mut config);

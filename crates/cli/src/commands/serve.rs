@@ -113,6 +113,7 @@ pub fn beside(main: &str, component: &str) -> String {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let ids = super::id_secret::installation_ids()?;
     let url = args.db.url()?;
     let store = Store::connect(&url)
         .await
@@ -155,7 +156,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ledger.clone(),
         bank.clone(),
         clock.clone(),
-        fees::bench::bench_config()?,
+        fees::FeesConfig {
+            ids: ids.clone(),
+            ..fees::bench::bench_config()?
+        },
     )
     .await
     .context("opening fee settlement")?;
@@ -176,6 +180,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         PayrollConfig::new(
             AccountNumber::new(&args.payout_account)?,
             HolderName::new(&args.payout_holder)?,
+            ids,
         ),
     )
     .await
