@@ -53,6 +53,30 @@ impl Role {
     }
 }
 
+/// What a key may do beyond its role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// A service key may move money on house accounts (settlement, corporate,
+    /// lender, suspense, operating…); without it only customer accounts.
+    HouseAccounts,
+}
+
+impl Grant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::HouseAccounts => "house_accounts",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Grant> {
+        match text {
+            "house_accounts" => Some(Grant::HouseAccounts),
+            _ => None,
+        }
+    }
+}
+
 /// The authenticated caller of a `/v1` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -60,6 +84,8 @@ pub struct Caller {
     pub role: Role,
     /// Set exactly for customer keys: the customer (channel user id, a UUID).
     pub customer_id: Option<String>,
+    /// A service key granted [`Grant::HouseAccounts`].
+    pub house_accounts: bool,
 }
 
 impl Caller {
@@ -112,6 +138,24 @@ pub async fn create_key(
     created_by: &str,
     now_ms: i64,
 ) -> Result<CreatedKey, ApiError> {
+    create_key_granted(store, role, customer_id, &[], created_by, now_ms).await
+}
+
+/// [`create_key`] with grants; only service keys may hold any.
+pub async fn create_key_granted(
+    store: &store::Store,
+    role: Role,
+    customer_id: Option<&str>,
+    grants: &[Grant],
+    created_by: &str,
+    now_ms: i64,
+) -> Result<CreatedKey, ApiError> {
+    if role != Role::Service && !grants.is_empty() {
+        return Err(ApiError::invalid(
+            "grant_not_allowed",
+            "only service keys carry grants",
+        ));
+    }
     let customer_id = match (role, customer_id) {
         (Role::Customer, Some(customer)) => Some(parse_customer(customer)?),
         (Role::Customer, None) => {
@@ -143,6 +187,11 @@ pub async fn create_key(
             customer_id: customer_id.clone(),
             created_at_ms: now_ms,
             created_by: created_by.to_owned(),
+            grants: grants
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
         },
     )
     .await?;
@@ -202,10 +251,15 @@ impl Gate {
                 &format!("key {} has unknown role {:?}", row.key_id, row.role),
             ));
         };
+        let house_accounts = row
+            .grants
+            .split(',')
+            .any(|g| Grant::parse(g) == Some(Grant::HouseAccounts));
         let caller = Caller {
             key_id: row.key_id,
             role,
             customer_id: row.customer_id,
+            house_accounts: role == Role::Service && house_accounts,
         };
         if let Ok(mut known) = self.known.lock() {
             if known.len() >= KNOWN_KEYS_MAX {
@@ -289,6 +343,7 @@ mod tests {
             key_id: "k".into(),
             role: Role::Customer,
             customer_id: Some("c1".into()),
+            house_accounts: false,
         };
         assert!(customer.may_see(Some("c1")));
         assert!(!customer.may_see(Some("c2")));

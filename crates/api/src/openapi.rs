@@ -209,7 +209,7 @@ fn schemas() -> Map<String, Value> {
             "NewKey",
             obj(
                 &["role"],
-                json!({ "role": { "enum": ["ops", "service", "customer"] }, "customer_id": nullable("string") }),
+                json!({ "role": { "enum": ["ops", "service", "customer"] }, "customer_id": nullable("string"), "grants": { "type": "array", "items": { "enum": ["house_accounts"] } } }),
             ),
         ),
         (
@@ -235,7 +235,7 @@ fn schemas() -> Map<String, Value> {
         ),
         (
             "AccountFlags",
-            json!({ "type": "object", "properties": { "debits_must_not_exceed_credits": t("boolean"), "credits_must_not_exceed_debits": t("boolean") } }),
+            json!({ "type": "object", "additionalProperties": false, "properties": { "debits_must_not_exceed_credits": t("boolean"), "credits_must_not_exceed_debits": t("boolean") } }),
         ),
         (
             "NewAccount",

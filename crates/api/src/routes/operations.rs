@@ -32,6 +32,9 @@ pub struct NewKeyBody {
     role: String,
     #[serde(default)]
     customer_id: Option<String>,
+    /// Only for service keys: `house_accounts`.
+    #[serde(default)]
+    grants: Vec<String>,
 }
 
 pub async fn create_key(
@@ -45,10 +48,17 @@ pub async fn create_key(
     if let Some(customer) = &body.customer_id {
         auth::parse_customer(customer)?;
     }
-    let created = auth::create_key(
+    let mut grants = Vec::with_capacity(body.grants.len());
+    for grant in &body.grants {
+        grants.push(auth::Grant::parse(grant).ok_or_else(|| {
+            ApiError::invalid("grant_invalid", format!("unknown grant {grant:?}"))
+        })?);
+    }
+    let created = auth::create_key_granted(
         state.store(),
         role,
         body.customer_id.as_deref(),
+        &grants,
         &caller.key_id,
         state.now_ms(),
     )
@@ -58,7 +68,7 @@ pub async fn create_key(
             &caller,
             "keys.create",
             &created.key_id,
-            json!({ "role": role, "customer_id": created.customer_id }),
+            json!({ "role": role, "customer_id": created.customer_id, "grants": grants }),
         )
         .await?;
     Ok(answer(201, created))
@@ -270,9 +280,17 @@ pub async fn set_override(
             })?)
         }
         _ => {
+            let unknown: Vec<&str> = body
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "provider")
+                .collect();
             return Err(ApiError::new(
                 "invalid_json",
-                "the body is {\"provider\": \"legacy\" | \"next\" | null}",
+                format!(
+                    "the body is {{\"provider\": \"legacy\" | \"next\" | null}}; unknown \
+                     fields: {unknown:?}"
+                ),
             ));
         }
     };

@@ -161,10 +161,18 @@ impl TestApp {
             .await
             .unwrap()
             .key;
-        let service = api::auth::create_key(&api_db.store, Role::Service, None, "test", 0)
-            .await
-            .unwrap()
-            .key;
+        // The services of these tests fund customers from house accounts.
+        let service = api::auth::create_key_granted(
+            &api_db.store,
+            Role::Service,
+            None,
+            &[api::auth::Grant::HouseAccounts],
+            "test",
+            0,
+        )
+        .await
+        .unwrap()
+        .key;
         let app = TestApp {
             base,
             http: reqwest::Client::builder()

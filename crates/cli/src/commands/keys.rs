@@ -34,6 +34,10 @@ pub struct CreateArgs {
     /// The customer (a UUID) a customer key may act for.
     #[arg(long)]
     customer: Option<String>,
+    /// Let a service key move money on house accounts (settlement, corporate,
+    /// lender, suspense, operating…); without it, only customer accounts.
+    #[arg(long)]
+    grant_house_accounts: bool,
 }
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
@@ -59,16 +63,30 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         KeyRole::Customer => api::Role::Customer,
     };
     let now_ms = SystemClock.now().unix_ms();
-    let created = api::auth::create_key(&store, role, args.customer.as_deref(), "cli", now_ms)
-        .await
-        .map_err(|error| CliError::new(error.code, error.message))?;
+    let grants: &[api::auth::Grant] = if args.grant_house_accounts {
+        &[api::auth::Grant::HouseAccounts]
+    } else {
+        &[]
+    };
+    let created = api::auth::create_key_granted(
+        &store,
+        role,
+        args.customer.as_deref(),
+        grants,
+        "cli",
+        now_ms,
+    )
+    .await
+    .map_err(|error| CliError::new(error.code, error.message))?;
     api::db::append_audit(
         &store,
         now_ms,
         "cli",
         "keys.create",
         &created.key_id,
-        &serde_json::json!({ "role": role, "customer_id": created.customer_id }),
+        &serde_json::json!({
+            "role": role, "customer_id": created.customer_id, "grants": grants,
+        }),
     )
     .await?;
     println!("{}", serde_json::to_string_pretty(&created)?);

@@ -8,12 +8,17 @@
 use serde::Serialize;
 use store::{Migration, Store, on_pool};
 
+mod accounts;
+
+pub use accounts::{AccountClass, account_class, accounts_of, claim_account, owner_of};
+
 pub const COMPONENT: &str = "api";
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "keys, ownership, idempotency, audit",
-    sqlite: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "keys, ownership, idempotency, audit",
+        sqlite: "
 CREATE TABLE api_keys (
     key_id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,
@@ -60,7 +65,7 @@ BEGIN SELECT RAISE(ABORT, 'api_audit is append-only'); END;
 CREATE TRIGGER api_audit_no_delete BEFORE DELETE ON api_audit
 BEGIN SELECT RAISE(ABORT, 'api_audit is append-only'); END;
 ",
-    postgres: "
+        postgres: "
 CREATE TABLE api_keys (
     key_id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,
@@ -107,7 +112,36 @@ BEGIN RAISE EXCEPTION 'api_audit is append-only'; END $$;
 CREATE TRIGGER api_audit_no_change BEFORE UPDATE OR DELETE ON api_audit
 FOR EACH ROW EXECUTE FUNCTION api_audit_append_only();
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "account classes, key grants",
+        sqlite: "
+CREATE TABLE api_accounts_v2 (
+    account_id TEXT PRIMARY KEY,
+    class TEXT NOT NULL CHECK (class IN ('customer', 'house')),
+    customer_id TEXT,
+    created_at_ms INTEGER NOT NULL,
+    CHECK ((class = 'customer') = (customer_id IS NOT NULL))
+);
+INSERT INTO api_accounts_v2 (account_id, class, customer_id, created_at_ms)
+    SELECT account_id, 'customer', customer_id, created_at_ms FROM api_accounts;
+DROP TABLE api_accounts;
+ALTER TABLE api_accounts_v2 RENAME TO api_accounts;
+CREATE INDEX api_accounts_by_customer ON api_accounts (customer_id, account_id);
+ALTER TABLE api_keys ADD COLUMN grants TEXT NOT NULL DEFAULT '';
+",
+        postgres: "
+ALTER TABLE api_accounts ALTER COLUMN customer_id DROP NOT NULL;
+ALTER TABLE api_accounts ADD COLUMN class TEXT NOT NULL DEFAULT 'customer'
+    CHECK (class IN ('customer', 'house'));
+ALTER TABLE api_accounts ALTER COLUMN class DROP DEFAULT;
+ALTER TABLE api_accounts ADD CONSTRAINT api_accounts_class_owner
+    CHECK ((class = 'customer') = (customer_id IS NOT NULL));
+ALTER TABLE api_keys ADD COLUMN grants TEXT NOT NULL DEFAULT '';
+",
+    },
+];
 
 /// A stored API key (its hash, never the key).
 #[derive(Clone, Debug)]
@@ -118,46 +152,51 @@ pub struct KeyRow {
     pub customer_id: Option<String>,
     pub created_at_ms: i64,
     pub created_by: String,
+    /// What the key may do beyond its role, comma-separated (`house_accounts`).
+    pub grants: String,
 }
 
 pub async fn insert_key(store: &Store, key: &KeyRow) -> Result<(), sqlx::Error> {
     on_pool!(
         store,
         sqlx::query(
-            "INSERT INTO api_keys (key_id, key_hash, role, customer_id, created_at_ms, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO api_keys
+                 (key_id, key_hash, role, customer_id, created_at_ms, created_by, grants)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
         .bind(&key.key_id)
         .bind(&key.key_hash)
         .bind(&key.role)
         .bind(&key.customer_id)
         .bind(key.created_at_ms)
-        .bind(&key.created_by),
+        .bind(&key.created_by)
+        .bind(&key.grants),
         execute
     )?;
     Ok(())
 }
 
-type KeyTuple = (String, String, String, Option<String>, i64, String);
+type KeyTuple = (String, String, String, Option<String>, i64, String, String);
 
 pub async fn key_by_hash(store: &Store, key_hash: &str) -> Result<Option<KeyRow>, sqlx::Error> {
     let row: Option<KeyTuple> = on_pool!(
         store,
         sqlx::query_as::<_, KeyTuple>(
-            "SELECT key_id, key_hash, role, customer_id, created_at_ms, created_by
+            "SELECT key_id, key_hash, role, customer_id, created_at_ms, created_by, grants
              FROM api_keys WHERE key_hash = $1"
         )
         .bind(key_hash),
         fetch_optional
     )?;
     Ok(row.map(
-        |(key_id, key_hash, role, customer_id, created_at_ms, created_by)| KeyRow {
+        |(key_id, key_hash, role, customer_id, created_at_ms, created_by, grants)| KeyRow {
             key_id,
             key_hash,
             role,
             customer_id,
             created_at_ms,
             created_by,
+            grants,
         },
     ))
 }
@@ -226,61 +265,6 @@ pub async fn audit_page(
             details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
         })
         .collect())
-}
-
-/// The customer an account belongs to, if any.
-pub async fn owner_of(store: &Store, account_id: &str) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(String,)> = on_pool!(
-        store,
-        sqlx::query_as::<_, (String,)>(
-            "SELECT customer_id FROM api_accounts WHERE account_id = $1"
-        )
-        .bind(account_id),
-        fetch_optional
-    )?;
-    Ok(row.map(|(customer,)| customer))
-}
-
-/// Records that `account_id` belongs to `customer_id`; an account already owned
-/// keeps its owner, which is returned.
-pub async fn claim_account(
-    store: &Store,
-    account_id: &str,
-    customer_id: &str,
-    now_ms: i64,
-) -> Result<String, sqlx::Error> {
-    on_pool!(
-        store,
-        sqlx::query(
-            "INSERT INTO api_accounts (account_id, customer_id, created_at_ms)
-             VALUES ($1, $2, $3) ON CONFLICT (account_id) DO NOTHING"
-        )
-        .bind(account_id)
-        .bind(customer_id)
-        .bind(now_ms),
-        execute
-    )?;
-    Ok(owner_of(store, account_id)
-        .await?
-        .unwrap_or_else(|| customer_id.to_owned()))
-}
-
-pub async fn accounts_of(
-    store: &Store,
-    customer_id: &str,
-    limit: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String,)> = on_pool!(
-        store,
-        sqlx::query_as::<_, (String,)>(
-            "SELECT account_id FROM api_accounts WHERE customer_id = $1
-             ORDER BY account_id LIMIT $2"
-        )
-        .bind(customer_id)
-        .bind(limit),
-        fetch_all
-    )?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 pub async fn record_channel_transfer(
