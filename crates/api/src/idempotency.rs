@@ -7,6 +7,10 @@
 //! bad input leaves no row and a retry after a transient failure runs again (the
 //! domain ids underneath make that retry safe). A claim left `running` by a dead
 //! process is taken over after [`ABANDONED_AFTER_MS`].
+//!
+//! An answer that holds a secret (a new API key) is never stored: a handler marks
+//! it with [`SecretAnswer`], only the marker and the non-secret fields it names are
+//! kept, and a replay is 409 `conflict` / `secret_shown_once`.
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
@@ -27,6 +31,15 @@ pub const KEY_CHARS_MAX: usize = 255;
 pub const ABANDONED_AFTER_MS: i64 = 120_000;
 /// A stored response is at most this large (larger successes are not stored).
 const RESPONSE_BYTES_MAX: usize = 1024 * 1024;
+/// The field that marks a stored answer whose secret was withheld.
+const SECRET_MARKER: &str = "__secret_withheld";
+
+/// A response extension: this answer holds a secret, shown once. `withheld` is
+/// what a replay may say instead (e.g. the new key's id), never the secret.
+#[derive(Clone, Debug)]
+pub struct SecretAnswer {
+    pub withheld: serde_json::Value,
+}
 
 /// Middleware on `/v1` (inside authentication).
 pub(crate) async fn idempotent(
@@ -124,7 +137,12 @@ pub(crate) async fn idempotent(
         return ApiError::new("internal_error", "the response was too large to keep")
             .into_response();
     };
-    let text = String::from_utf8_lossy(&body);
+    let text = match parts.extensions.get::<SecretAnswer>() {
+        Some(secret) => {
+            serde_json::json!({ SECRET_MARKER: true, "withheld": secret.withheld }).to_string()
+        }
+        None => String::from_utf8_lossy(&body).into_owned(),
+    };
     if let Err(error) =
         db::finish_idempotency(store, &caller.key_id, &key, parts.status.as_u16(), &text).await
     {
@@ -150,6 +168,21 @@ fn fingerprint(method: &Method, path: &str, body: &Bytes) -> String {
 }
 
 fn replay(status: Option<i64>, response: Option<String>) -> Response {
+    let withheld = response
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .filter(|stored| stored.get(SECRET_MARKER).is_some())
+        .map(|stored| stored["withheld"].clone());
+    if let Some(withheld) = withheld {
+        return ApiError::reason(
+            "conflict",
+            "secret_shown_once",
+            "this Idempotency-Key already created a secret, which is shown only once; \
+             revoke that key and create a new one if it was lost",
+        )
+        .with_details(serde_json::json!({ "reason": "secret_shown_once", "withheld": withheld }))
+        .into_response();
+    }
     let status = status
         .and_then(|s| u16::try_from(s).ok())
         .and_then(|s| StatusCode::from_u16(s).ok())

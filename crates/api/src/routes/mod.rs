@@ -188,11 +188,12 @@ pub fn table() -> Vec<Route> {
             M::POST,
             "/v1/keys",
             "create_key",
-            "Creates an API key; the key is shown only in this answer.",
+            "Creates an API key; the key is shown only in this answer (Cache-Control: no-store; \
+             a replayed Idempotency-Key is 409 secret_shown_once).",
             OPS,
             Some("NewKey"),
             "CreatedKey",
-            &["forbidden", "invalid_input"],
+            &["forbidden", "invalid_input", "conflict"],
             post(operations::create_key),
         ),
         route(

@@ -71,7 +71,17 @@ pub async fn create_key(
             json!({ "role": role, "customer_id": created.customer_id, "grants": grants }),
         )
         .await?;
-    Ok(answer(201, created))
+    let mut response = answer(201, &created);
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+        .extensions_mut()
+        .insert(crate::idempotency::SecretAnswer {
+            withheld: json!({ "key_id": created.key_id, "role": role }),
+        });
+    Ok(response)
 }
 
 #[derive(Deserialize)]
