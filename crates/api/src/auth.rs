@@ -8,10 +8,11 @@
 //! customer cannot learn which ids exist.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
@@ -221,18 +222,39 @@ pub(crate) struct Gate {
     known: Mutex<HashMap<String, Caller>>,
     limiter:
         RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>,
+    /// Per peer address, for requests without a known key.
+    strangers:
+        RateLimiter<IpAddr, governor::state::keyed::DefaultKeyedStateStore<IpAddr>, DefaultClock>,
 }
 
 /// Keys remembered before the cache starts over.
 const KNOWN_KEYS_MAX: usize = 10_000;
 
 impl Gate {
-    pub(crate) fn new(requests_per_s_max: u32) -> Gate {
+    pub(crate) fn new(requests_per_s_max: u32, unauthenticated_per_s_max: u32) -> Gate {
         let per_s = NonZeroU32::new(requests_per_s_max.max(1)).unwrap_or(NonZeroU32::MIN);
+        let strangers_per_s =
+            NonZeroU32::new(unauthenticated_per_s_max.max(1)).unwrap_or(NonZeroU32::MIN);
         Gate {
             known: Mutex::new(HashMap::new()),
             limiter: RateLimiter::keyed(Quota::per_second(per_s)),
+            strangers: RateLimiter::keyed(Quota::per_second(strangers_per_s)),
         }
+    }
+
+    fn is_known(&self, key: &str) -> bool {
+        self.known
+            .lock()
+            .is_ok_and(|known| known.contains_key(&hash_key(key)))
+    }
+
+    /// `Err(seconds)` when this peer made too many requests without a known key.
+    fn admit_stranger(&self, peer: Option<IpAddr>) -> Result<(), u64> {
+        let Some(peer) = peer else { return Ok(()) };
+        self.strangers.check_key(&peer).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
     }
 
     async fn caller(&self, store: &store::Store, key: &str) -> Result<Option<Caller>, ApiError> {
@@ -265,6 +287,7 @@ impl Gate {
             if known.len() >= KNOWN_KEYS_MAX {
                 known.clear();
                 self.limiter.retain_recent();
+                self.strangers.retain_recent();
             }
             known.insert(key_hash, caller.clone());
         }
@@ -280,6 +303,19 @@ impl Gate {
                 wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
             })
     }
+}
+
+/// The caller a request's key names, if it names one (for public routes that show
+/// more to a key, such as `/readyz`). Counts against the key's rate limit.
+pub(crate) async fn optional_caller(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
+    let key = bearer(headers)?;
+    let gate = &state.inner.gate;
+    if !gate.is_known(key) {
+        return None;
+    }
+    let caller = gate.caller(&state.inner.store, key).await.ok()??;
+    gate.admit(&caller.key_id).ok()?;
+    Some(caller)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -299,14 +335,30 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(key) = bearer(request.headers()) else {
+    let gate: &Arc<Gate> = &state.inner.gate;
+    let key = bearer(request.headers());
+    if !key.is_some_and(|key| gate.is_known(key)) {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        if let Err(seconds) = gate.admit_stranger(peer) {
+            metrics::counter!("api_rate_limited_total", "who" => "unauthenticated").increment(1);
+            let mut error = ApiError::new(
+                "rate_limited",
+                "too many requests without a known key from this address",
+            );
+            error.retry_after_s = Some(seconds);
+            return error.into_response();
+        }
+    }
+    let Some(key) = key else {
         return ApiError::new(
             "unauthenticated",
             "an API key is required: Authorization: Bearer <key>",
         )
         .into_response();
     };
-    let gate: &Arc<Gate> = &state.inner.gate;
     let caller = match gate.caller(&state.inner.store, key).await {
         Ok(Some(caller)) => caller,
         Ok(None) => {

@@ -18,6 +18,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -31,6 +32,8 @@ pub const KEY_CHARS_MAX: usize = 255;
 pub const ABANDONED_AFTER_MS: i64 = 120_000;
 /// A stored response is at most this large (larger successes are not stored).
 const RESPONSE_BYTES_MAX: usize = 1024 * 1024;
+/// Pruning runs at most this often per process.
+const PRUNE_EVERY_MS: i64 = 60_000;
 /// The field that marks a stored answer whose secret was withheld.
 const SECRET_MARKER: &str = "__secret_withheld";
 
@@ -78,6 +81,7 @@ pub(crate) async fn idempotent(
     let request_hash = fingerprint(&parts.method, parts.uri.path(), &bytes);
     let store = state.store();
     let now_ms = state.now_ms();
+    prune(&state, now_ms).await;
     let claim =
         match db::claim_idempotency(store, &caller.key_id, &key, &request_hash, now_ms).await {
             Ok(claim) => claim,
@@ -151,6 +155,30 @@ pub(crate) async fn idempotent(
         tracing::warn!(error = %error, "could not store an idempotent response");
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Records older than the retention go, at most once per [`PRUNE_EVERY_MS`] per
+/// process (and before a claim, so an expired key is claimed afresh).
+async fn prune(state: &AppState, now_ms: i64) {
+    let retention_ms = state.config().idempotency_retention_ms.max(0);
+    let last = state.inner.pruned_at_ms.load(Ordering::Relaxed);
+    let due = now_ms.saturating_sub(last) >= PRUNE_EVERY_MS.min(retention_ms.max(1));
+    if !due
+        || state
+            .inner
+            .pruned_at_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    match db::prune_idempotency(state.store(), now_ms.saturating_sub(retention_ms)).await {
+        Ok(pruned) if pruned > 0 => {
+            metrics::counter!("api_idempotency_pruned_total").increment(pruned);
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(error = %error, "could not prune idempotency records"),
+    }
 }
 
 fn fingerprint(method: &Method, path: &str, body: &Bytes) -> String {

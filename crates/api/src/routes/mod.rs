@@ -619,36 +619,40 @@ pub fn router(state: &AppState) -> Router<AppState> {
             public = public.route(route.path, route.handler);
         } else {
             let roles = route.roles;
-            let handler = route.handler.route_layer(middleware::from_fn(
-                move |request: Request, next: Next| async move {
-                    let allowed = request
-                        .extensions()
-                        .get::<Caller>()
-                        .map(|caller| caller.require(roles));
-                    match allowed {
-                        Some(Ok(())) => next.run(request).await,
-                        Some(Err(error)) => error.into_response(),
-                        None => ApiError::new("unauthenticated", "an API key is required")
-                            .into_response(),
-                    }
-                },
-            ));
+            // Innermost first: the write permit, then idempotency, then — outside
+            // both — the role check, so a caller without the role is 403 before
+            // its Idempotency-Key is even looked at.
+            let handler = route
+                .handler
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::limits::write_permit,
+                ))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::idempotency::idempotent,
+                ))
+                .route_layer(middleware::from_fn(
+                    move |request: Request, next: Next| async move {
+                        let allowed = request
+                            .extensions()
+                            .get::<Caller>()
+                            .map(|caller| caller.require(roles));
+                        match allowed {
+                            Some(Ok(())) => next.run(request).await,
+                            Some(Err(error)) => error.into_response(),
+                            None => ApiError::new("unauthenticated", "an API key is required")
+                                .into_response(),
+                        }
+                    },
+                ));
             v1 = v1.route(route.path, handler);
         }
     }
-    let v1 = v1
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::write_permit,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::idempotency::idempotent,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::authenticate,
-        ));
+    let v1 = v1.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::authenticate,
+    ));
     public.merge(v1)
 }
 

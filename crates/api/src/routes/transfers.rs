@@ -78,7 +78,10 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let ledger = state.ledger()?;
     let request = input
-        .parse(ledger.clock().now())
+        .parse_within(
+            ledger.clock().now(),
+            state.config().requested_at_future_skew_ms,
+        )
         .map_err(|error| ApiError::invalid(error.code(), error.to_string()))?;
     check_classes(state, caller, &accounts_moved(state, &request).await?).await?;
     let result = ledger.transfer(request).await?;
