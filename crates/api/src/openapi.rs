@@ -249,6 +249,10 @@ fn schemas() -> Map<String, Value> {
             ),
         ),
         (
+            "OwnerChange",
+            json!({ "type": "object", "additionalProperties": false, "required": ["customer_id", "reason"], "properties": { "customer_id": t("string"), "reason": { "type": "string", "minLength": 1, "maxLength": 500 } } }),
+        ),
+        (
             "AccountCreated",
             json!({ "allOf": [{ "$ref": "#/components/schemas/Account" }, obj(&["result"], json!({ "result": { "enum": ["ok", "exists"] } }))] }),
         ),

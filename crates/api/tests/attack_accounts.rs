@@ -217,3 +217,67 @@ on_both!(
     postgres_a_service_key_moves_house_money_only_when_granted,
     a_service_key_moves_house_money_only_when_granted
 );
+
+async fn an_owner_changes_only_by_an_audited_ops_action(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let account = id();
+    app.open_funded(ALICE, &account, 3_000).await;
+    let path = format!("/v1/accounts/{account}/owner");
+    let body = json!({ "customer_id": MALLORY, "reason": "support ticket 42: profiles merged" });
+    let alice = app.customer_key(ALICE).await;
+    let footprint = app.footprint().await;
+    for key in [app.service.clone(), alice.clone()] {
+        let (status, answer) = app.post(&key, &path, body.clone()).await;
+        assert_eq!(status, 403, "{answer}");
+    }
+    let (status, answer) = app
+        .post(
+            &app.ops,
+            &format!("/v1/accounts/{HOUSE}/owner"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["details"]["reason"].as_str()),
+        (409, Some("account_is_house")),
+        "{answer}"
+    );
+    let (status, answer) = app
+        .post(
+            &app.ops,
+            &path,
+            json!({ "customer_id": MALLORY, "reason": " " }),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(app.footprint().await, footprint, "refusals write nothing");
+
+    let (status, answer) = app.post(&app.ops, &path, body).await;
+    assert_eq!(
+        (status, answer["customer_id"].as_str()),
+        (200, Some(MALLORY)),
+        "{answer}"
+    );
+    let (_, audit) = app.get(&app.ops, "/v1/audit").await;
+    let row = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "accounts.change_owner")
+        .unwrap_or_else(|| panic!("no audit row: {audit}"));
+    assert_eq!(row["target"], account.as_str());
+    assert_eq!(row["details"]["from"], ALICE);
+    assert_eq!(row["details"]["to"], MALLORY);
+    let mallory = app.customer_key(MALLORY).await;
+    let (status, _) = app.get(&mallory, &format!("/v1/accounts/{account}")).await;
+    assert_eq!(status, 200);
+    let (status, _) = app.get(&alice, &format!("/v1/accounts/{account}")).await;
+    assert_eq!(status, 404);
+}
+on_both!(
+    sqlite_an_owner_changes_only_by_an_audited_ops_action,
+    postgres_an_owner_changes_only_by_an_audited_ops_action,
+    an_owner_changes_only_by_an_audited_ops_action
+);

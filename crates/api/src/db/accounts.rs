@@ -89,6 +89,28 @@ pub async fn claim_account(
         .unwrap_or_else(|| class.clone()))
 }
 
+/// Moves a customer account from `from` to `to`; false if it is not `from`'s
+/// (any more).
+pub async fn change_owner(
+    store: &Store,
+    account_id: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = on_pool!(
+        store,
+        sqlx::query(
+            "UPDATE api_accounts SET customer_id = $1
+             WHERE account_id = $2 AND class = 'customer' AND customer_id = $3"
+        )
+        .bind(to)
+        .bind(account_id)
+        .bind(from),
+        execute
+    )?;
+    Ok(done == 1)
+}
+
 pub async fn accounts_of(
     store: &Store,
     customer_id: &str,

@@ -10,7 +10,9 @@ use store::{Migration, Store, on_pool};
 
 mod accounts;
 
-pub use accounts::{AccountClass, account_class, accounts_of, claim_account, owner_of};
+pub use accounts::{
+    AccountClass, account_class, accounts_of, change_owner, claim_account, owner_of,
+};
 
 pub const COMPONENT: &str = "api";
 

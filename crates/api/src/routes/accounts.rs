@@ -171,6 +171,62 @@ fn other_fields() -> ApiError {
     )
 }
 
+/// Characters an owner change's reason may have.
+const REASON_CHARS_MAX: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerChangeBody {
+    customer_id: String,
+    reason: String,
+}
+
+/// The one way an account changes hands: an ops key, a reason, an audit row
+/// before the change. Only customer accounts; a house account is never handed out.
+pub async fn change_owner(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<OwnerChangeBody>,
+) -> Result<Response, ApiError> {
+    let id = parse_account(&id)?;
+    let to = parse_customer(&body.customer_id)?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > REASON_CHARS_MAX {
+        return Err(ApiError::invalid(
+            "reason_invalid",
+            format!("reason must be 1..={REASON_CHARS_MAX} characters"),
+        ));
+    }
+    let key = id.to_string();
+    let from = match db::account_class(state.store(), &key).await? {
+        Some(AccountClass::Customer(from)) => from,
+        Some(AccountClass::House) => {
+            return Err(ApiError::reason(
+                "conflict",
+                "account_is_house",
+                "a house account never belongs to a customer",
+            ));
+        }
+        None => return Err(ApiError::not_found("account")),
+    };
+    if from != to {
+        let details = json!({ "from": from, "to": to, "reason": reason });
+        state
+            .audit(&caller, "accounts.change_owner", &key, details)
+            .await?;
+        if !db::change_owner(state.store(), &key, &from, &to).await? {
+            return Err(ApiError::reason(
+                "conflict",
+                "owner_changed_meanwhile",
+                "the account changed hands while this request ran",
+            ));
+        }
+    }
+    let account = lookup(&state, id).await?;
+    Ok(answer(200, AccountView::new(&account, Some(to))))
+}
+
 async fn lookup(state: &AppState, id: AccountId) -> Result<Account, ApiError> {
     state
         .ledger()?

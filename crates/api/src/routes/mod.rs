@@ -234,6 +234,25 @@ pub fn table() -> Vec<Route> {
             get(accounts::get),
         ),
         route(
+            M::POST,
+            "/v1/accounts/{id}/owner",
+            "change_owner",
+            "Hands a customer account to another customer (audited; the only way an owner changes).",
+            OPS,
+            Some("OwnerChange"),
+            "Account",
+            &[
+                "forbidden",
+                "invalid_path",
+                "invalid_input",
+                "not_found",
+                "conflict",
+                "role_disabled",
+            ],
+            post(accounts::change_owner),
+        )
+        .status(200),
+        route(
             M::GET,
             "/v1/accounts/{id}/balance",
             "balance",
