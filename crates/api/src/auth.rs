@@ -216,8 +216,9 @@ pub fn hash_key(key: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Known keys by hash (keys are never changed, so a hit stays right) and each
-/// key's rate limiter.
+/// Keys seen valid by hash (only to spare them the strangers' limiter: every
+/// request still reads its key from the database, so a revoke takes effect at once
+/// in every process) and each key's rate limiter.
 pub(crate) struct Gate {
     known: Mutex<HashMap<String, Caller>>,
     limiter:
@@ -259,12 +260,10 @@ impl Gate {
 
     async fn caller(&self, store: &store::Store, key: &str) -> Result<Option<Caller>, ApiError> {
         let key_hash = hash_key(key);
-        if let Ok(known) = self.known.lock()
-            && let Some(caller) = known.get(&key_hash)
-        {
-            return Ok(Some(caller.clone()));
-        }
         let Some(row) = db::key_by_hash(store, &key_hash).await? else {
+            if let Ok(mut known) = self.known.lock() {
+                known.remove(&key_hash);
+            }
             return Ok(None);
         };
         let Some(role) = Role::parse(&row.role) else {

@@ -220,6 +220,21 @@ fn schemas() -> Map<String, Value> {
             ),
         ),
         (
+            "KeyListing",
+            obj(
+                &["key_id", "role", "created_at_ms"],
+                json!({ "key_id": t("string"), "role": t("string"), "customer_id": nullable("string"), "grants": t("string"), "created_at_ms": t(INT), "created_by": t("string"), "revoked_at_ms": nullable(INT) }),
+            ),
+        ),
+        ("KeyList", list("KeyListing")),
+        (
+            "KeyRevoked",
+            obj(
+                &["key_id", "revoked_at_ms"],
+                json!({ "key_id": t("string"), "revoked_at_ms": t(INT) }),
+            ),
+        ),
+        (
             "AuditRecord",
             obj(
                 &["id", "at_ms", "key_id", "action", "target"],

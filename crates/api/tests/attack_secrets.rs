@@ -79,3 +79,69 @@ on_both!(
     postgres_a_replayed_key_creation_never_hands_out_the_key_again,
     a_replayed_key_creation_never_hands_out_the_key_again
 );
+
+async fn a_revoked_key_is_refused_at_once_by_every_process(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    // A second API process over the same api tables, as in a scaled-out deployment.
+    let other = api::AppState::new(
+        app.api_db.store.clone(),
+        api::Handles::default(),
+        api::ApiConfig::default(),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(api::serve(listener, other, std::future::pending()));
+    let (status, created) = app
+        .post(&app.ops, "/v1/keys", json!({ "role": "service" }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["key_id"].as_str().unwrap().to_owned();
+    let me = |base: String| {
+        let (http, key) = (app.http.clone(), key.clone());
+        async move {
+            let response = http
+                .get(format!("{base}/v1/me"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            common::read(response).await.0
+        }
+    };
+    // Both processes know (and would have cached) the key.
+    assert_eq!(me(app.base.clone()).await, 200);
+    assert_eq!(me(other_base.clone()).await, 200);
+
+    let (status, listed) = app.get(&app.ops, "/v1/keys").await;
+    assert_eq!(status, 200);
+    assert!(!listed.to_string().contains(&key), "a listing shows a key");
+    let (status, body) = app
+        .post(&app.ops, &format!("/v1/keys/{key_id}/revoke"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(me(app.base.clone()).await, 401);
+    assert_eq!(me(other_base).await, 401, "the other process still took it");
+    let (status, _) = app
+        .post(&app.ops, &format!("/v1/keys/{key_id}/revoke"), json!({}))
+        .await;
+    assert_eq!(status, 404, "a key is revoked once");
+    let (_, audit) = app.get(&app.ops, "/v1/audit").await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "keys.revoke" && r["target"] == key_id.as_str()),
+        "{audit}"
+    );
+}
+on_both!(
+    sqlite_a_revoked_key_is_refused_at_once_by_every_process,
+    postgres_a_revoked_key_is_refused_at_once_by_every_process,
+    a_revoked_key_is_refused_at_once_by_every_process
+);

@@ -132,6 +132,7 @@ DROP TABLE api_accounts;
 ALTER TABLE api_accounts_v2 RENAME TO api_accounts;
 CREATE INDEX api_accounts_by_customer ON api_accounts (customer_id, account_id);
 ALTER TABLE api_keys ADD COLUMN grants TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN revoked_at_ms INTEGER;
 CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at_ms);
 ",
         postgres: "
@@ -142,6 +143,7 @@ ALTER TABLE api_accounts ALTER COLUMN class DROP DEFAULT;
 ALTER TABLE api_accounts ADD CONSTRAINT api_accounts_class_owner
     CHECK ((class = 'customer') = (customer_id IS NOT NULL));
 ALTER TABLE api_keys ADD COLUMN grants TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN revoked_at_ms BIGINT;
 CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at_ms);
 ",
     },
@@ -187,7 +189,7 @@ pub async fn key_by_hash(store: &Store, key_hash: &str) -> Result<Option<KeyRow>
         store,
         sqlx::query_as::<_, KeyTuple>(
             "SELECT key_id, key_hash, role, customer_id, created_at_ms, created_by, grants
-             FROM api_keys WHERE key_hash = $1"
+             FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL"
         )
         .bind(key_hash),
         fetch_optional
@@ -203,6 +205,84 @@ pub async fn key_by_hash(store: &Store, key_hash: &str) -> Result<Option<KeyRow>
             grants,
         },
     ))
+}
+
+/// A key as listed (never its hash).
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyListing {
+    pub key_id: String,
+    pub role: String,
+    pub customer_id: Option<String>,
+    pub grants: String,
+    pub created_at_ms: i64,
+    pub created_by: String,
+    pub revoked_at_ms: Option<i64>,
+}
+
+type ListingTuple = (
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    String,
+    Option<i64>,
+);
+
+/// Keys by id, at most `limit`.
+pub async fn list_keys(store: &Store, limit: i64) -> Result<Vec<KeyListing>, sqlx::Error> {
+    let rows: Vec<ListingTuple> = on_pool!(
+        store,
+        sqlx::query_as::<_, ListingTuple>(
+            "SELECT key_id, role, customer_id, grants, created_at_ms, created_by, revoked_at_ms
+             FROM api_keys ORDER BY key_id LIMIT $1"
+        )
+        .bind(limit),
+        fetch_all
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(key_id, role, customer_id, grants, created_at_ms, created_by, revoked_at_ms)| {
+                KeyListing {
+                    key_id,
+                    role,
+                    customer_id,
+                    grants,
+                    created_at_ms,
+                    created_by,
+                    revoked_at_ms,
+                }
+            },
+        )
+        .collect())
+}
+
+/// Whether `key_id` names a key that is not revoked.
+pub async fn key_is_live(store: &Store, key_id: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(String,)> = on_pool!(
+        store,
+        sqlx::query_as::<_, (String,)>(
+            "SELECT key_id FROM api_keys WHERE key_id = $1 AND revoked_at_ms IS NULL"
+        )
+        .bind(key_id),
+        fetch_optional
+    )?;
+    Ok(row.is_some())
+}
+
+/// Revokes a key (once); false if there is no such key or it was revoked before.
+pub async fn revoke_key(store: &Store, key_id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let done = on_pool!(
+        store,
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = $1 WHERE key_id = $2 AND revoked_at_ms IS NULL"
+        )
+        .bind(now_ms)
+        .bind(key_id),
+        execute
+    )?;
+    Ok(done == 1)
 }
 
 /// One audit record.

@@ -198,6 +198,30 @@ pub fn table() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/v1/keys",
+            "list_keys",
+            "Every API key (never the key itself), revoked ones with their time.",
+            OPS,
+            None,
+            "KeyList",
+            &["forbidden", "invalid_query"],
+            get(operations::list_keys),
+        )
+        .query(PAGE),
+        route(
+            M::POST,
+            "/v1/keys/{id}/revoke",
+            "revoke_key",
+            "Revokes an API key: every process refuses it from the next request on.",
+            OPS,
+            Some("Empty"),
+            "KeyRevoked",
+            &["forbidden", "not_found"],
+            post(operations::revoke_key),
+        )
+        .status(200),
+        route(
+            M::GET,
             "/v1/audit",
             "audit",
             "The append-only audit log, newest first.",

@@ -86,6 +86,46 @@ pub async fn create_key(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct KeysQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn list_keys(
+    state: Shared,
+    Query(query): Query<KeysQuery>,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(query.limit, 100, &state)?;
+    let items = db::list_keys(state.store(), limit).await?;
+    Ok(answer(200, json!({ "items": items })))
+}
+
+/// Revokes a key: audited first; from then on every process refuses it, since
+/// each request reads its key from the database.
+pub async fn revoke_key(
+    state: Shared,
+    caller: Caller,
+    Path(key_id): Path<String>,
+    Json(Empty {}): Json<Empty>,
+) -> Result<Response, ApiError> {
+    if !db::key_is_live(state.store(), &key_id).await? {
+        return Err(ApiError::not_found("key"));
+    }
+    state
+        .audit(&caller, "keys.revoke", &key_id, json!({}))
+        .await?;
+    let now_ms = state.now_ms();
+    if !db::revoke_key(state.store(), &key_id, now_ms).await? {
+        return Err(ApiError::not_found("key"));
+    }
+    Ok(answer(
+        200,
+        json!({ "key_id": key_id, "revoked_at_ms": now_ms }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(default)]
     before_id: Option<i64>,

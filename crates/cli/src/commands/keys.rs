@@ -1,6 +1,8 @@
 //! `settle keys create --role ops|service|customer [--customer ID]`: makes an API
-//! key, prints it once as JSON, and keeps only its hash. The creation is written
-//! to the API's audit log with the actor `cli`.
+//! key, prints it once as JSON, and keeps only its hash. `settle keys list` shows
+//! every key (never the key itself); `settle keys revoke --key-id ID` revokes one,
+//! refused from the next request on by every process. Creations and revokes are
+//! written to the API's audit log with the actor `cli`.
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
@@ -12,6 +14,74 @@ use super::{CliError, DatabaseArgs};
 pub enum KeysCommand {
     /// Creates an API key and prints it (the only time it is shown).
     Create(CreateArgs),
+    /// Lists every key (ids, roles, grants, revocation), never the key itself.
+    List(StoreArgs),
+    /// Revokes a key.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// The API's database, as given to `settle serve`.
+    #[arg(long, env = "SETTLE_API_DATABASE_URL")]
+    api_database_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The key's id (`key_…`), as `list` shows it.
+    #[arg(long)]
+    key_id: String,
+}
+
+async fn open(args: &StoreArgs) -> anyhow::Result<store::Store> {
+    let url = match &args.api_database_url {
+        Some(url) => url.clone(),
+        None => super::serve::beside(&args.db.url()?, "api"),
+    };
+    let store = store::Store::connect(&url)
+        .await
+        .with_context(|| format!("opening {}", store::redact(&url)))?;
+    store
+        .migrate(api::db::COMPONENT, api::db::MIGRATIONS)
+        .await?;
+    Ok(store)
+}
+
+async fn list(args: StoreArgs) -> anyhow::Result<()> {
+    let store = open(&args).await?;
+    let keys = api::db::list_keys(&store, 100_000).await?;
+    println!("{}", serde_json::to_string_pretty(&keys)?);
+    Ok(())
+}
+
+async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
+    let store = open(&args.store).await?;
+    if !api::db::key_is_live(&store, &args.key_id).await? {
+        return Err(CliError::new("not_found", format!("no live key {}", args.key_id)).into());
+    }
+    let now_ms = SystemClock.now().unix_ms();
+    api::db::append_audit(
+        &store,
+        now_ms,
+        "cli",
+        "keys.revoke",
+        &args.key_id,
+        &serde_json::json!({}),
+    )
+    .await?;
+    if !api::db::revoke_key(&store, &args.key_id, now_ms).await? {
+        return Err(CliError::new("not_found", format!("no live key {}", args.key_id)).into());
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "key_id": args.key_id, "revoked_at_ms": now_ms })
+    );
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -43,6 +113,8 @@ pub struct CreateArgs {
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create(args) => create(args).await,
+        KeysCommand::List(args) => list(args).await,
+        KeysCommand::Revoke(args) => revoke(args).await,
     }
 }
 
