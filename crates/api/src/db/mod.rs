@@ -9,10 +9,12 @@ use serde::Serialize;
 use store::{Migration, Store, on_pool};
 
 mod accounts;
+mod audit;
 
 pub use accounts::{
     AccountClass, account_class, accounts_of, change_owner, claim_account, owner_of,
 };
+pub use audit::{AuditBreak, append_audit, verify_audit};
 
 pub const COMPONENT: &str = "api";
 
@@ -133,6 +135,8 @@ ALTER TABLE api_accounts_v2 RENAME TO api_accounts;
 CREATE INDEX api_accounts_by_customer ON api_accounts (customer_id, account_id);
 ALTER TABLE api_keys ADD COLUMN grants TEXT NOT NULL DEFAULT '';
 ALTER TABLE api_keys ADD COLUMN revoked_at_ms INTEGER;
+ALTER TABLE api_audit ADD COLUMN prev_hash TEXT;
+ALTER TABLE api_audit ADD COLUMN hash TEXT;
 CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at_ms);
 ",
         postgres: "
@@ -144,6 +148,8 @@ ALTER TABLE api_accounts ADD CONSTRAINT api_accounts_class_owner
     CHECK ((class = 'customer') = (customer_id IS NOT NULL));
 ALTER TABLE api_keys ADD COLUMN grants TEXT NOT NULL DEFAULT '';
 ALTER TABLE api_keys ADD COLUMN revoked_at_ms BIGINT;
+ALTER TABLE api_audit ADD COLUMN prev_hash TEXT;
+ALTER TABLE api_audit ADD COLUMN hash TEXT;
 CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at_ms);
 ",
     },
@@ -294,30 +300,6 @@ pub struct AuditRow {
     pub action: String,
     pub target: String,
     pub details: serde_json::Value,
-}
-
-pub async fn append_audit(
-    store: &Store,
-    at_ms: i64,
-    key_id: &str,
-    action: &str,
-    target: &str,
-    details: &serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    on_pool!(
-        store,
-        sqlx::query(
-            "INSERT INTO api_audit (at_ms, key_id, action, target, details)
-             VALUES ($1, $2, $3, $4, $5)"
-        )
-        .bind(at_ms)
-        .bind(key_id)
-        .bind(action)
-        .bind(target)
-        .bind(details.to_string()),
-        execute
-    )?;
-    Ok(())
 }
 
 type AuditTuple = (i64, i64, String, String, String, String);

@@ -38,7 +38,7 @@ pub struct RevokeArgs {
     key_id: String,
 }
 
-async fn open(args: &StoreArgs) -> anyhow::Result<store::Store> {
+pub(super) async fn open(args: &StoreArgs) -> anyhow::Result<store::Store> {
     let url = match &args.api_database_url {
         Some(url) => url.clone(),
         None => super::serve::beside(&args.db.url()?, "api"),
