@@ -223,9 +223,12 @@ pub(crate) struct Gate {
     known: Mutex<HashMap<String, Caller>>,
     limiter:
         RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>,
-    /// Per peer address, for requests without a known key.
+    /// Per peer address, counting failed authentications (no key, unknown or
+    /// revoked key).
     strangers:
         RateLimiter<IpAddr, governor::state::keyed::DefaultKeyedStateStore<IpAddr>, DefaultClock>,
+    /// Peers over their failure budget, until when: refused before any lookup.
+    held: Mutex<HashMap<IpAddr, std::time::Instant>>,
 }
 
 /// Keys remembered before the cache starts over.
@@ -240,6 +243,7 @@ impl Gate {
             known: Mutex::new(HashMap::new()),
             limiter: RateLimiter::keyed(Quota::per_second(per_s)),
             strangers: RateLimiter::keyed(Quota::per_second(strangers_per_s)),
+            held: Mutex::new(HashMap::new()),
         }
     }
 
@@ -249,13 +253,44 @@ impl Gate {
             .is_ok_and(|known| known.contains_key(&hash_key(key)))
     }
 
-    /// `Err(seconds)` when this peer made too many requests without a known key.
-    fn admit_stranger(&self, peer: Option<IpAddr>) -> Result<(), u64> {
+    /// `Err(seconds)` while `peer` is held for too many failed authentications.
+    fn held(&self, peer: Option<IpAddr>) -> Result<(), u64> {
         let Some(peer) = peer else { return Ok(()) };
-        self.strangers.check_key(&peer).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+        let Ok(mut held) = self.held.lock() else {
+            return Ok(());
+        };
+        match held.get(&peer) {
+            Some(until) if *until > std::time::Instant::now() => {
+                let wait = until.saturating_duration_since(std::time::Instant::now());
+                Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            }
+            Some(_) => {
+                held.remove(&peer);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication of `peer`: 401 within its budget, else 429
+    /// and the peer is held (refused before any lookup) until the budget refills.
+    fn failed(&self, peer: Option<IpAddr>, message: &str) -> Response {
+        let over = peer.and_then(|peer| {
+            self.strangers.check_key(&peer).err().map(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                if let Ok(mut held) = self.held.lock() {
+                    if held.len() >= KNOWN_KEYS_MAX {
+                        held.clear();
+                    }
+                    held.insert(peer, std::time::Instant::now() + wait);
+                }
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            })
+        });
+        match over {
+            Some(seconds) => stranger_limited(seconds),
+            None => ApiError::new("unauthenticated", message.to_owned()).into_response(),
+        }
     }
 
     async fn caller(&self, store: &store::Store, key: &str) -> Result<Option<Caller>, ApiError> {
@@ -327,6 +362,16 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (!key.is_empty() && key.len() <= 200).then_some(key)
 }
 
+fn stranger_limited(seconds: u64) -> Response {
+    metrics::counter!("api_rate_limited_total", "who" => "unauthenticated").increment(1);
+    let mut error = ApiError::new(
+        "rate_limited",
+        "too many failed authentications from this address",
+    );
+    error.retry_after_s = Some(seconds);
+    error.into_response()
+}
+
 /// Middleware on `/v1`: resolves the key into a [`Caller`] (401 without one) and
 /// applies the key's rate limit (429 with `Retry-After`).
 pub(crate) async fn authenticate(
@@ -336,33 +381,23 @@ pub(crate) async fn authenticate(
 ) -> Response {
     let gate: &Arc<Gate> = &state.inner.gate;
     let key = bearer(request.headers());
-    if !key.is_some_and(|key| gate.is_known(key)) {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
-        if let Err(seconds) = gate.admit_stranger(peer) {
-            metrics::counter!("api_rate_limited_total", "who" => "unauthenticated").increment(1);
-            let mut error = ApiError::new(
-                "rate_limited",
-                "too many requests without a known key from this address",
-            );
-            error.retry_after_s = Some(seconds);
-            return error.into_response();
-        }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    // A key seen valid is not held back; anything else from a held peer is
+    // refused before it costs a lookup.
+    if !key.is_some_and(|key| gate.is_known(key))
+        && let Err(seconds) = gate.held(peer)
+    {
+        return stranger_limited(seconds);
     }
     let Some(key) = key else {
-        return ApiError::new(
-            "unauthenticated",
-            "an API key is required: Authorization: Bearer <key>",
-        )
-        .into_response();
+        return gate.failed(peer, "an API key is required: Authorization: Bearer <key>");
     };
     let caller = match gate.caller(&state.inner.store, key).await {
         Ok(Some(caller)) => caller,
-        Ok(None) => {
-            return ApiError::new("unauthenticated", "unknown API key").into_response();
-        }
+        Ok(None) => return gate.failed(peer, "unknown API key"),
         Err(error) => return error.into_response(),
     };
     if let Err(seconds) = gate.admit(&caller.key_id) {
