@@ -35,6 +35,15 @@ pub struct Cli {
     /// Log progress at info level to stderr (RUST_LOG overrides).
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// How log lines are written to stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SETTLE_LOG_FORMAT"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -123,6 +132,12 @@ pub fn report_error(error: &anyhow::Error) -> std::process::ExitCode {
     let code = error
         .downcast_ref::<CliError>()
         .map(|e| e.code.as_str())
+        .or_else(|| {
+            error
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<store::StoreError>())
+                .map(store::StoreError::code)
+        })
         .unwrap_or("internal_error");
     let causes: Vec<String> = error.chain().skip(1).map(|c| c.to_string()).collect();
     let body = serde_json::json!({
