@@ -8,10 +8,11 @@
 //! customer cannot learn which ids exist.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
@@ -53,6 +54,30 @@ impl Role {
     }
 }
 
+/// What a key may do beyond its role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// A service key may move money on house accounts (settlement, corporate,
+    /// lender, suspense, operating…); without it only customer accounts.
+    HouseAccounts,
+}
+
+impl Grant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::HouseAccounts => "house_accounts",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Grant> {
+        match text {
+            "house_accounts" => Some(Grant::HouseAccounts),
+            _ => None,
+        }
+    }
+}
+
 /// The authenticated caller of a `/v1` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -60,6 +85,8 @@ pub struct Caller {
     pub role: Role,
     /// Set exactly for customer keys: the customer (channel user id, a UUID).
     pub customer_id: Option<String>,
+    /// A service key granted [`Grant::HouseAccounts`].
+    pub house_accounts: bool,
 }
 
 impl Caller {
@@ -112,6 +139,24 @@ pub async fn create_key(
     created_by: &str,
     now_ms: i64,
 ) -> Result<CreatedKey, ApiError> {
+    create_key_granted(store, role, customer_id, &[], created_by, now_ms).await
+}
+
+/// [`create_key`] with grants; only service keys may hold any.
+pub async fn create_key_granted(
+    store: &store::Store,
+    role: Role,
+    customer_id: Option<&str>,
+    grants: &[Grant],
+    created_by: &str,
+    now_ms: i64,
+) -> Result<CreatedKey, ApiError> {
+    if role != Role::Service && !grants.is_empty() {
+        return Err(ApiError::invalid(
+            "grant_not_allowed",
+            "only service keys carry grants",
+        ));
+    }
     let customer_id = match (role, customer_id) {
         (Role::Customer, Some(customer)) => Some(parse_customer(customer)?),
         (Role::Customer, None) => {
@@ -143,6 +188,11 @@ pub async fn create_key(
             customer_id: customer_id.clone(),
             created_at_ms: now_ms,
             created_by: created_by.to_owned(),
+            grants: grants
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
         },
     )
     .await?;
@@ -166,34 +216,89 @@ pub fn hash_key(key: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Known keys by hash (keys are never changed, so a hit stays right) and each
-/// key's rate limiter.
+/// Keys seen valid by hash (only to spare them the strangers' limiter: every
+/// request still reads its key from the database, so a revoke takes effect at once
+/// in every process) and each key's rate limiter.
 pub(crate) struct Gate {
     known: Mutex<HashMap<String, Caller>>,
     limiter:
         RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>,
+    /// Per peer address, counting failed authentications (no key, unknown or
+    /// revoked key).
+    strangers:
+        RateLimiter<IpAddr, governor::state::keyed::DefaultKeyedStateStore<IpAddr>, DefaultClock>,
+    /// Peers over their failure budget, until when: refused before any lookup.
+    held: Mutex<HashMap<IpAddr, std::time::Instant>>,
 }
 
 /// Keys remembered before the cache starts over.
 const KNOWN_KEYS_MAX: usize = 10_000;
 
 impl Gate {
-    pub(crate) fn new(requests_per_s_max: u32) -> Gate {
+    pub(crate) fn new(requests_per_s_max: u32, unauthenticated_per_s_max: u32) -> Gate {
         let per_s = NonZeroU32::new(requests_per_s_max.max(1)).unwrap_or(NonZeroU32::MIN);
+        let strangers_per_s =
+            NonZeroU32::new(unauthenticated_per_s_max.max(1)).unwrap_or(NonZeroU32::MIN);
         Gate {
             known: Mutex::new(HashMap::new()),
             limiter: RateLimiter::keyed(Quota::per_second(per_s)),
+            strangers: RateLimiter::keyed(Quota::per_second(strangers_per_s)),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn is_known(&self, key: &str) -> bool {
+        self.known
+            .lock()
+            .is_ok_and(|known| known.contains_key(&hash_key(key)))
+    }
+
+    /// `Err(seconds)` while `peer` is held for too many failed authentications.
+    fn held(&self, peer: Option<IpAddr>) -> Result<(), u64> {
+        let Some(peer) = peer else { return Ok(()) };
+        let Ok(mut held) = self.held.lock() else {
+            return Ok(());
+        };
+        match held.get(&peer) {
+            Some(until) if *until > std::time::Instant::now() => {
+                let wait = until.saturating_duration_since(std::time::Instant::now());
+                Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            }
+            Some(_) => {
+                held.remove(&peer);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication of `peer`: 401 within its budget, else 429
+    /// and the peer is held (refused before any lookup) until the budget refills.
+    fn failed(&self, peer: Option<IpAddr>, message: &str) -> Response {
+        let over = peer.and_then(|peer| {
+            self.strangers.check_key(&peer).err().map(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                if let Ok(mut held) = self.held.lock() {
+                    if held.len() >= KNOWN_KEYS_MAX {
+                        held.clear();
+                    }
+                    held.insert(peer, std::time::Instant::now() + wait);
+                }
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            })
+        });
+        match over {
+            Some(seconds) => stranger_limited(seconds),
+            None => ApiError::new("unauthenticated", message.to_owned()).into_response(),
         }
     }
 
     async fn caller(&self, store: &store::Store, key: &str) -> Result<Option<Caller>, ApiError> {
         let key_hash = hash_key(key);
-        if let Ok(known) = self.known.lock()
-            && let Some(caller) = known.get(&key_hash)
-        {
-            return Ok(Some(caller.clone()));
-        }
         let Some(row) = db::key_by_hash(store, &key_hash).await? else {
+            if let Ok(mut known) = self.known.lock() {
+                known.remove(&key_hash);
+            }
             return Ok(None);
         };
         let Some(role) = Role::parse(&row.role) else {
@@ -202,15 +307,21 @@ impl Gate {
                 &format!("key {} has unknown role {:?}", row.key_id, row.role),
             ));
         };
+        let house_accounts = row
+            .grants
+            .split(',')
+            .any(|g| Grant::parse(g) == Some(Grant::HouseAccounts));
         let caller = Caller {
             key_id: row.key_id,
             role,
             customer_id: row.customer_id,
+            house_accounts: role == Role::Service && house_accounts,
         };
         if let Ok(mut known) = self.known.lock() {
             if known.len() >= KNOWN_KEYS_MAX {
                 known.clear();
                 self.limiter.retain_recent();
+                self.strangers.retain_recent();
             }
             known.insert(key_hash, caller.clone());
         }
@@ -228,6 +339,19 @@ impl Gate {
     }
 }
 
+/// The caller a request's key names, if it names one (for public routes that show
+/// more to a key, such as `/readyz`). Counts against the key's rate limit.
+pub(crate) async fn optional_caller(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
+    let key = bearer(headers)?;
+    let gate = &state.inner.gate;
+    if !gate.is_known(key) {
+        return None;
+    }
+    let caller = gate.caller(&state.inner.store, key).await.ok()??;
+    gate.admit(&caller.key_id).ok()?;
+    Some(caller)
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
@@ -238,6 +362,16 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (!key.is_empty() && key.len() <= 200).then_some(key)
 }
 
+fn stranger_limited(seconds: u64) -> Response {
+    metrics::counter!("api_rate_limited_total", "who" => "unauthenticated").increment(1);
+    let mut error = ApiError::new(
+        "rate_limited",
+        "too many failed authentications from this address",
+    );
+    error.retry_after_s = Some(seconds);
+    error.into_response()
+}
+
 /// Middleware on `/v1`: resolves the key into a [`Caller`] (401 without one) and
 /// applies the key's rate limit (429 with `Retry-After`).
 pub(crate) async fn authenticate(
@@ -245,19 +379,25 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(key) = bearer(request.headers()) else {
-        return ApiError::new(
-            "unauthenticated",
-            "an API key is required: Authorization: Bearer <key>",
-        )
-        .into_response();
-    };
     let gate: &Arc<Gate> = &state.inner.gate;
+    let key = bearer(request.headers());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    // A key seen valid is not held back; anything else from a held peer is
+    // refused before it costs a lookup.
+    if !key.is_some_and(|key| gate.is_known(key))
+        && let Err(seconds) = gate.held(peer)
+    {
+        return stranger_limited(seconds);
+    }
+    let Some(key) = key else {
+        return gate.failed(peer, "an API key is required: Authorization: Bearer <key>");
+    };
     let caller = match gate.caller(&state.inner.store, key).await {
         Ok(Some(caller)) => caller,
-        Ok(None) => {
-            return ApiError::new("unauthenticated", "unknown API key").into_response();
-        }
+        Ok(None) => return gate.failed(peer, "unknown API key"),
         Err(error) => return error.into_response(),
     };
     if let Err(seconds) = gate.admit(&caller.key_id) {
@@ -289,6 +429,7 @@ mod tests {
             key_id: "k".into(),
             role: Role::Customer,
             customer_id: Some("c1".into()),
+            house_accounts: false,
         };
         assert!(customer.may_see(Some("c1")));
         assert!(!customer.may_see(Some("c2")));

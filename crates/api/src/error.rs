@@ -195,6 +195,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "code": self.code, "message": self.message, "details": self.details });
         let mut response = (self.status(), axum::Json(body)).into_response();
+        if self.code == "unauthenticated" {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"settle\""),
+            );
+        }
         if let Some(seconds) = self.retry_after_s {
             response
                 .headers_mut()

@@ -7,6 +7,10 @@
 //! bad input leaves no row and a retry after a transient failure runs again (the
 //! domain ids underneath make that retry safe). A claim left `running` by a dead
 //! process is taken over after [`ABANDONED_AFTER_MS`].
+//!
+//! An answer that holds a secret (a new API key) is never stored: a handler marks
+//! it with [`SecretAnswer`], only the marker and the non-secret fields it names are
+//! kept, and a replay is 409 `conflict` / `secret_shown_once`.
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
@@ -14,6 +18,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -27,6 +32,17 @@ pub const KEY_CHARS_MAX: usize = 255;
 pub const ABANDONED_AFTER_MS: i64 = 120_000;
 /// A stored response is at most this large (larger successes are not stored).
 const RESPONSE_BYTES_MAX: usize = 1024 * 1024;
+/// Pruning runs at most this often per process.
+const PRUNE_EVERY_MS: i64 = 60_000;
+/// The field that marks a stored answer whose secret was withheld.
+const SECRET_MARKER: &str = "__secret_withheld";
+
+/// A response extension: this answer holds a secret, shown once. `withheld` is
+/// what a replay may say instead (e.g. the new key's id), never the secret.
+#[derive(Clone, Debug)]
+pub struct SecretAnswer {
+    pub withheld: serde_json::Value,
+}
 
 /// Middleware on `/v1` (inside authentication).
 pub(crate) async fn idempotent(
@@ -65,6 +81,7 @@ pub(crate) async fn idempotent(
     let request_hash = fingerprint(&parts.method, parts.uri.path(), &bytes);
     let store = state.store();
     let now_ms = state.now_ms();
+    prune(&state, now_ms).await;
     let claim =
         match db::claim_idempotency(store, &caller.key_id, &key, &request_hash, now_ms).await {
             Ok(claim) => claim,
@@ -124,7 +141,12 @@ pub(crate) async fn idempotent(
         return ApiError::new("internal_error", "the response was too large to keep")
             .into_response();
     };
-    let text = String::from_utf8_lossy(&body);
+    let text = match parts.extensions.get::<SecretAnswer>() {
+        Some(secret) => {
+            serde_json::json!({ SECRET_MARKER: true, "withheld": secret.withheld }).to_string()
+        }
+        None => String::from_utf8_lossy(&body).into_owned(),
+    };
     if let Err(error) =
         db::finish_idempotency(store, &caller.key_id, &key, parts.status.as_u16(), &text).await
     {
@@ -133,6 +155,30 @@ pub(crate) async fn idempotent(
         tracing::warn!(error = %error, "could not store an idempotent response");
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Records older than the retention go, at most once per [`PRUNE_EVERY_MS`] per
+/// process (and before a claim, so an expired key is claimed afresh).
+async fn prune(state: &AppState, now_ms: i64) {
+    let retention_ms = state.config().idempotency_retention_ms.max(0);
+    let last = state.inner.pruned_at_ms.load(Ordering::Relaxed);
+    let due = now_ms.saturating_sub(last) >= PRUNE_EVERY_MS.min(retention_ms.max(1));
+    if !due
+        || state
+            .inner
+            .pruned_at_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    match db::prune_idempotency(state.store(), now_ms.saturating_sub(retention_ms)).await {
+        Ok(pruned) if pruned > 0 => {
+            metrics::counter!("api_idempotency_pruned_total").increment(pruned);
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(error = %error, "could not prune idempotency records"),
+    }
 }
 
 fn fingerprint(method: &Method, path: &str, body: &Bytes) -> String {
@@ -150,6 +196,21 @@ fn fingerprint(method: &Method, path: &str, body: &Bytes) -> String {
 }
 
 fn replay(status: Option<i64>, response: Option<String>) -> Response {
+    let withheld = response
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .filter(|stored| stored.get(SECRET_MARKER).is_some())
+        .map(|stored| stored["withheld"].clone());
+    if let Some(withheld) = withheld {
+        return ApiError::reason(
+            "conflict",
+            "secret_shown_once",
+            "this Idempotency-Key already created a secret, which is shown only once; \
+             revoke that key and create a new one if it was lost",
+        )
+        .with_details(serde_json::json!({ "reason": "secret_shown_once", "withheld": withheld }))
+        .into_response();
+    }
     let status = status
         .and_then(|s| u16::try_from(s).ok())
         .and_then(|s| StatusCode::from_u16(s).ok())

@@ -15,6 +15,7 @@ mod idempotency;
 mod limits;
 pub mod openapi;
 pub mod routes;
+mod server;
 mod state;
 pub mod telemetry;
 
@@ -51,13 +52,19 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then drains in-flight
-/// requests.
+/// requests. Connections are capped and timed out (`server.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let config = state.config().clone();
+    let limits = server::ConnectionLimits {
+        connections_max: config.connections_max,
+        header_read_timeout_ms: config.header_read_timeout_ms,
+        idle_timeout_ms: config
+            .idle_timeout_ms
+            .max(config.request_timeout_ms.saturating_add(1_000)),
+    };
+    server::serve(listener, app(state), limits, shutdown).await
 }

@@ -209,7 +209,7 @@ fn schemas() -> Map<String, Value> {
             "NewKey",
             obj(
                 &["role"],
-                json!({ "role": { "enum": ["ops", "service", "customer"] }, "customer_id": nullable("string") }),
+                json!({ "role": { "enum": ["ops", "service", "customer"] }, "customer_id": nullable("string"), "grants": { "type": "array", "items": { "enum": ["house_accounts"] } } }),
             ),
         ),
         (
@@ -217,6 +217,21 @@ fn schemas() -> Map<String, Value> {
             obj(
                 &["key_id", "key", "role"],
                 json!({ "key_id": t("string"), "key": { "type": "string", "description": "shown only here" }, "role": t("string"), "customer_id": nullable("string") }),
+            ),
+        ),
+        (
+            "KeyListing",
+            obj(
+                &["key_id", "role", "created_at_ms"],
+                json!({ "key_id": t("string"), "role": t("string"), "customer_id": nullable("string"), "grants": t("string"), "created_at_ms": t(INT), "created_by": t("string"), "revoked_at_ms": nullable(INT) }),
+            ),
+        ),
+        ("KeyList", list("KeyListing")),
+        (
+            "KeyRevoked",
+            obj(
+                &["key_id", "revoked_at_ms"],
+                json!({ "key_id": t("string"), "revoked_at_ms": t(INT) }),
             ),
         ),
         (
@@ -235,7 +250,7 @@ fn schemas() -> Map<String, Value> {
         ),
         (
             "AccountFlags",
-            json!({ "type": "object", "properties": { "debits_must_not_exceed_credits": t("boolean"), "credits_must_not_exceed_debits": t("boolean") } }),
+            json!({ "type": "object", "additionalProperties": false, "properties": { "debits_must_not_exceed_credits": t("boolean"), "credits_must_not_exceed_debits": t("boolean") } }),
         ),
         (
             "NewAccount",
@@ -247,6 +262,10 @@ fn schemas() -> Map<String, Value> {
                 &["id", "code", "seq"],
                 json!({ "id": t("string"), "code": t(INT), "flags": { "$ref": "#/components/schemas/AccountFlags" }, "user_data": t(INT), "customer_id": nullable("string"), "debits_posted_krw": t(INT), "credits_posted_krw": t(INT), "debits_pending_krw": t(INT), "credits_pending_krw": t(INT), "balance_krw": nullable(INT), "available_krw": nullable(INT), "seq": t(INT), "created_at_ms": t(INT) }),
             ),
+        ),
+        (
+            "OwnerChange",
+            json!({ "type": "object", "additionalProperties": false, "required": ["customer_id", "reason"], "properties": { "customer_id": t("string"), "reason": { "type": "string", "minLength": 1, "maxLength": 500 } } }),
         ),
         (
             "AccountCreated",

@@ -51,10 +51,25 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// Requests per second one API key may make (burst the same).
     pub key_requests_per_s_max: u32,
+    /// Requests per second one peer address may make without a known key (a
+    /// missing or unknown key): guessing keys costs a database lookup each.
+    pub unauthenticated_requests_per_s_max: u32,
     pub page_items_max: usize,
     /// POSTs running at once; more wait in line (first come, first served). On
     /// SQLite this keeps writers from starving each other in the busy handler.
     pub writes_in_flight_max: usize,
+    /// Connections open at once; at the cap new ones wait in the listen backlog.
+    pub connections_max: usize,
+    /// A client must send a request's headers within this (a half-sent request
+    /// cannot hold a connection slot).
+    pub header_read_timeout_ms: u64,
+    /// A connection with no bytes either way for this long is closed; longer than
+    /// `request_timeout_ms`, so an answer being computed is never cut.
+    pub idle_timeout_ms: u64,
+    /// How far a transfer's `requested_at_ms` may be ahead of the server's clock.
+    pub requested_at_future_skew_ms: i64,
+    /// How long a finished `Idempotency-Key` is remembered (pruned afterwards).
+    pub idempotency_retention_ms: i64,
 }
 
 impl Default for ApiConfig {
@@ -63,8 +78,14 @@ impl Default for ApiConfig {
             body_bytes_max: 64 * 1024,
             request_timeout_ms: 10_000,
             key_requests_per_s_max: 100,
+            unauthenticated_requests_per_s_max: 10,
             page_items_max: 100,
             writes_in_flight_max: 64,
+            connections_max: 1_024,
+            header_read_timeout_ms: 5_000,
+            idle_timeout_ms: 60_000,
+            requested_at_future_skew_ms: ledger::REQUESTED_AT_FUTURE_SKEW_MS_DEFAULT,
+            idempotency_retention_ms: 24 * 60 * 60 * 1_000,
         }
     }
 }
@@ -85,6 +106,8 @@ pub(crate) struct Inner {
     pub gate: Arc<Gate>,
     /// Bounds the POSTs in flight (see `ApiConfig::writes_in_flight_max`).
     pub writes: Arc<tokio::sync::Semaphore>,
+    /// When this process last pruned idempotency records (Unix ms).
+    pub pruned_at_ms: std::sync::atomic::AtomicI64,
 }
 
 impl AppState {
@@ -103,7 +126,10 @@ impl AppState {
             .clock
             .clone()
             .unwrap_or_else(|| Arc::new(SystemClock));
-        let gate = Arc::new(Gate::new(config.key_requests_per_s_max));
+        let gate = Arc::new(Gate::new(
+            config.key_requests_per_s_max,
+            config.unauthenticated_requests_per_s_max,
+        ));
         let writes = Arc::new(tokio::sync::Semaphore::new(
             config.writes_in_flight_max.max(1),
         ));
@@ -115,6 +141,7 @@ impl AppState {
                 clock,
                 gate,
                 writes,
+                pruned_at_ms: std::sync::atomic::AtomicI64::new(0),
             }),
         })
     }

@@ -374,6 +374,7 @@ impl World {
         let mut config = PayrollConfig::new(
             AccountNumber::new(OPERATING).unwrap(),
             HolderName::new(OPERATING_HOLDER).unwrap(),
+            money::DerivedIds::for_tests(),
         );
         config.webhook_url = Some(webhook.url.clone());
         config.webhook_timeout_ms = 2_000;
@@ -464,7 +465,13 @@ impl World {
         let mine = account(1);
         let house = account(100);
         let shop = account(101);
-        for (id, customer) in [(house, None), (shop, None), (mine, Some(&keys.customer_id))] {
+        // The shop is a customer too (a merchant): customers pay only customer accounts.
+        let merchant = "0190a000-0000-7000-8000-00000000540b".to_owned();
+        for (id, customer) in [
+            (house, None),
+            (shop, Some(&merchant)),
+            (mine, Some(&keys.customer_id)),
+        ] {
             let mut body = serde_json::json!({"id": id.to_string(), "code": 1});
             if let Some(customer) = customer {
                 body["customer_id"] = customer.as_str().into();

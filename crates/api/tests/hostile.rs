@@ -65,6 +65,7 @@ async fn targets(app: &TestApp, customer_key: &str, account: &str) -> Vec<Target
                 json!({ "id": id(), "from_account_id": account, "to_account_id": HOUSE, "amount_krw": 1 })
             }
             "Cohort" => json!({ "percent": 10 }),
+            "OwnerChange" => json!({ "customer_id": DAVE, "reason": "merged profiles" }),
             "Override" => json!({ "provider": "next" }),
             "ResolveRequest" => json!({ "reason": "paid by wire" }),
             "EnrolRequest" => {

@@ -63,11 +63,17 @@ async fn replay_returns_the_first_answer_and_moves_money_once(backend: Backend) 
     assert_eq!(app.footprint().await, footprint);
 
     // Keys belong to an API key: another caller's same key is its own.
-    let other_service =
-        api::auth::create_key(&app.api_db.store, api::Role::Service, None, "test", 0)
-            .await
-            .unwrap()
-            .key;
+    let other_service = api::auth::create_key_granted(
+        &app.api_db.store,
+        api::Role::Service,
+        None,
+        &[api::auth::Grant::HouseAccounts],
+        "test",
+        0,
+    )
+    .await
+    .unwrap()
+    .key;
     let (status, body, replayed) = app
         .post_idempotent(
             &other_service,

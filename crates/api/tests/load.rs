@@ -91,9 +91,14 @@ async fn customers(app: &TestApp, count: usize) -> Vec<Customer> {
             )
             .unwrap(),
         );
-        api::db::claim_account(&app.api_db.store, &account.to_string(), &user, 0)
-            .await
-            .unwrap();
+        api::db::claim_account(
+            &app.api_db.store,
+            &account.to_string(),
+            &api::db::AccountClass::Customer(user.clone()),
+            0,
+        )
+        .await
+        .unwrap();
         let key = app.customer_key(&user).await;
         customers.push(Customer {
             user,

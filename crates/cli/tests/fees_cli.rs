@@ -5,8 +5,12 @@
 
 use std::process::{Command, Output};
 
+/// The installation's id secret every `settle fees` process of a test shares.
+const ID_SECRET: &str = "fees-cli-test-secret-0123456789abcdef";
+
 fn settle(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_settle"))
+        .env("SETTLE_ID_SECRET", ID_SECRET)
         .args(args)
         .output()
         .expect("settle runs")
@@ -140,6 +144,7 @@ fn a_payout_process_killed_with_sigkill_twenty_times_still_pays_each_item_once()
     let mut killed_mid_run = 0;
     for _ in 0..20 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
+            .env("SETTLE_ID_SECRET", ID_SECRET)
             .args(with(&["fees", "pay", "--day", day, "--concurrency", "2"]))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -78,6 +78,7 @@ async fn world(seed: u64) -> Option<World> {
     let mut config = PayrollConfig::new(
         AccountNumber::new(OPERATING).unwrap(),
         HolderName::new(HOLDER).unwrap(),
+        ids(),
     );
     config.poll_requests_per_s_max = 100_000;
     let payroll = Payroll::open(db.store.clone(), ledger.clone(), facade, clock, config)
@@ -138,6 +139,13 @@ async fn salaries(world: &World, seed: u64) {
     poller.run_round().await.unwrap();
 }
 
+/// The installation secret the test and its worker processes share.
+const ID_SECRET: &str = "payroll-workers-test-id-secret-0123456789";
+
+fn ids() -> money::DerivedIds {
+    money::DerivedIds::new(ID_SECRET.as_bytes()).unwrap()
+}
+
 fn worker(world: &World) -> Child {
     Command::new(env!("CARGO_BIN_EXE_settle"))
         .args([
@@ -157,6 +165,7 @@ fn worker(world: &World) -> Child {
             LEASE_MS,
         ])
         .env("RUST_LOG", "error")
+        .env("SETTLE_ID_SECRET", ID_SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -242,7 +251,7 @@ async fn check(world: &World, seed: u64) {
     for d in &deposits {
         let ids: Vec<_> = purposes
             .iter()
-            .map(|p| books::transfer_id(&d.deposit_id, p).unwrap())
+            .map(|p| books::transfer_id(&ids(), &d.deposit_id, p).unwrap())
             .collect();
         let found = world.ledger.lookup_transfers(&ids).await.unwrap();
         let amount = |i: usize| {

@@ -41,7 +41,11 @@ fn settle() -> Command {
     // serve names no house account by default: the payout account is given.
     command
         .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
-        .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사");
+        .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사")
+        .env(
+            "SETTLE_ID_SECRET",
+            "production-shape-test-id-secret-0123456789",
+        );
     command
 }
 
@@ -184,7 +188,16 @@ async fn a_single_dispatcher_brings_history_to_the_core_after_a_burst_ending_on_
 
 /// A service key for the API on `url`.
 async fn service_key(url: &str) -> String {
-    let created = cli(&["keys", "create", "--role", "service", "--database-url", url]).await;
+    let created = cli(&[
+        "keys",
+        "create",
+        "--role",
+        "service",
+        "--grant-house-accounts",
+        "--database-url",
+        url,
+    ])
+    .await;
     created["key"].as_str().unwrap().to_owned()
 }
 

@@ -37,11 +37,15 @@ async fn bank_sim(database_url: &str) -> (Child, String) {
     (child, format!("http://{address}"))
 }
 
+/// The installation's id secret the test's processes share.
+const ID_SECRET: &str = "serve-test-id-secret-0123456789abcdef";
+
 async fn serve(database_url: &str, bank_url: &str, roles: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
         // serve names no house account by default: the payout account is given.
         .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
         .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사")
+        .env("SETTLE_ID_SECRET", ID_SECRET)
         .args([
             "serve",
             "--database-url",
@@ -183,6 +187,7 @@ async fn serve_answers_with_a_cli_key_audits_ops_actions_and_stops_on_ctrl_c() {
         // serve names no house account by default: the payout account is given.
         .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
         .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사")
+        .env("SETTLE_ID_SECRET", ID_SECRET)
         .args([
             "serve",
             "--database-url",
@@ -198,5 +203,45 @@ async fn serve_answers_with_a_cli_key_audits_ops_actions_and_stops_on_ctrl_c() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     interrupt_and_wait(worker).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_an_id_secret_or_with_the_test_one() {
+    let dir = std::env::temp_dir().join(format!("settle-serve-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let database_url = format!("sqlite://{}", dir.join("settle.db").display());
+    for secret in [
+        None,
+        Some("too-short"),
+        Some("settle-test-only-id-secret-00001"),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_settle"));
+        command
+            .env_remove("SETTLE_ID_SECRET")
+            .env_remove("SETTLE_ID_SECRET_FILE")
+            .args([
+                "serve",
+                "--database-url",
+                &database_url,
+                "--listen",
+                "127.0.0.1:0",
+            ]);
+        if let Some(secret) = secret {
+            command.env("SETTLE_ID_SECRET", secret);
+        }
+        let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+            .await
+            .expect("serve refuses at once")
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{secret:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("id_secret_refused"), "{secret:?}: {stderr}");
+        assert!(stderr.contains("SETTLE_ID_SECRET"), "{secret:?}: {stderr}");
+    }
+    assert!(
+        !dir.join("settle.db").exists(),
+        "no database is touched before the secret is known"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,7 +52,7 @@ impl Fees {
         for page in loans.chunks(LOANS_PER_CALL_MAX) {
             let accounts = page
                 .iter()
-                .map(|loan| accounts::loan_account(loan.loan_id))
+                .map(|loan| accounts::loan_account(&self.config.ids, loan.loan_id))
                 .collect::<Result<Vec<_>, _>>()?;
             accounts::check_opened(&self.ledger.create_accounts(&accounts).await?)?;
             let mut tx = self.store.begin().await?;
@@ -76,7 +76,7 @@ impl Fees {
     /// reused with other fields is refused as invalid input.
     pub async fn accrue(&self, accruals: &[Accrual]) -> Result<AccrueSummary, FeesError> {
         let mut summary = AccrueSummary::default();
-        let source = accounts::fee_source()?;
+        let source = accounts::fee_source(&self.config.ids)?;
         for page in accruals.chunks(ACCRUALS_PER_CALL_MAX) {
             let now = self.now();
             let mut tx = self.store.begin().await?;
@@ -109,7 +109,7 @@ impl Fees {
                     TransferRequest::single(
                         accrual.id,
                         source,
-                        accounts::loan_fees(accrual.loan_id)?,
+                        accounts::loan_fees(&self.config.ids, accrual.loan_id)?,
                         accrual.amount,
                         now,
                     )

@@ -165,5 +165,6 @@ pub fn bench_config() -> Result<FeesConfig, FeesError> {
         HolderName::new("세틀주식회사")?,
         AccountNumber::new("1002000000009")?,
         HolderName::new("세틀주식회사 법인")?,
+        money::DerivedIds::for_tests(),
     ))
 }

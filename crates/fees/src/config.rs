@@ -2,7 +2,7 @@
 //! the bank's per-call limits, and every limit on fees' own work (`*_max`).
 
 use bank::{AccountNumber, HolderName};
-use money::Krw;
+use money::{DerivedIds, Krw};
 
 use crate::FeesError;
 
@@ -53,6 +53,9 @@ pub struct FeesConfig {
     pub day_accruals_max: usize,
     /// Rows per page when reading a bank statement.
     pub statement_pages_max: usize,
+    /// Keys every id fees derives (accounts, holds, posts, voids) with the
+    /// installation's secret, so no client can claim one first.
+    pub ids: DerivedIds,
 }
 
 impl FeesConfig {
@@ -62,6 +65,7 @@ impl FeesConfig {
         settlement_holder: HolderName,
         corporate_account: AccountNumber,
         corporate_holder: HolderName,
+        ids: DerivedIds,
     ) -> FeesConfig {
         FeesConfig {
             institution_code: "F202600001".to_owned(),
@@ -85,6 +89,7 @@ impl FeesConfig {
             ledger_batch_transfers_max: 4_096,
             day_accruals_max: 1_000_000,
             statement_pages_max: 100_000,
+            ids,
         }
     }
 
@@ -129,18 +134,20 @@ impl FeesConfig {
     }
 }
 
-/// The ledger accounts and transfer ids fees uses. Every id is derived (UUID v5)
-/// from what it stands for, so a retry after a crash names the same thing.
+/// The ledger accounts and transfer ids fees uses. Every id is derived from what it
+/// stands for, so a retry after a crash names the same thing, and keyed by the
+/// installation's secret ([`DerivedIds`]), so a client cannot compute one and claim
+/// it first (the names — institution code, day, sequence — are public).
 pub mod accounts {
     use bank::BankTranId;
     use ledger::{AccountFlags, CreateAccountResult, Ledger, NewAccount};
-    use money::{AccountId, TransferId};
+    use money::{AccountId, DerivedIds, TransferId};
     use uuid::Uuid;
 
     use crate::FeesError;
 
-    /// The namespace of every id fees derives.
-    const NAMESPACE: Uuid = Uuid::from_u128(0x5e77_1e00_fee5_4000_8000_0000_0000_0001);
+    /// The domain of every id fees derives.
+    const DOMAIN: &str = "fees";
 
     /// Account codes in the ledger's chart of accounts.
     pub const CODE_FEE_SOURCE: u16 = 7000;
@@ -150,51 +157,51 @@ pub mod accounts {
     /// Transfer code of a withdraw hold, post or void.
     pub const CODE_WITHDRAW: u16 = 7110;
 
-    fn derived(text: &str) -> Uuid {
-        Uuid::new_v5(&NAMESPACE, text.as_bytes())
+    fn derived(ids: &DerivedIds, text: &str) -> Uuid {
+        ids.uuid(DOMAIN, text)
     }
 
-    fn account(text: &str) -> Result<AccountId, FeesError> {
-        AccountId::from_uuid(derived(text)).map_err(|e| FeesError::Invalid(e.to_string()))
+    fn account(ids: &DerivedIds, text: &str) -> Result<AccountId, FeesError> {
+        AccountId::from_uuid(derived(ids, text)).map_err(|e| FeesError::Invalid(e.to_string()))
     }
 
-    fn transfer(text: &str) -> Result<TransferId, FeesError> {
-        TransferId::from_uuid(derived(text)).map_err(|e| FeesError::Invalid(e.to_string()))
+    fn transfer(ids: &DerivedIds, text: &str) -> Result<TransferId, FeesError> {
+        TransferId::from_uuid(derived(ids, text)).map_err(|e| FeesError::Invalid(e.to_string()))
     }
 
     /// Where accrued fees come from: borrowers' charges, before they are settled.
-    pub fn fee_source() -> Result<AccountId, FeesError> {
-        account("account/fee-source")
+    pub fn fee_source(ids: &DerivedIds) -> Result<AccountId, FeesError> {
+        account(ids, "account/fee-source")
     }
 
     /// The fee account of one loan: credited by accruals, debited by payouts; it is
     /// never overdrawn, so more than was accrued can never be paid.
-    pub fn loan_fees(loan_id: u64) -> Result<AccountId, FeesError> {
-        account(&format!("account/loan/{loan_id}"))
+    pub fn loan_fees(ids: &DerivedIds, loan_id: u64) -> Result<AccountId, FeesError> {
+        account(ids, &format!("account/loan/{loan_id}"))
     }
 
     /// The settlement account's book: credited by payouts, debited by withdraws.
-    pub fn settlement() -> Result<AccountId, FeesError> {
-        account("account/settlement")
+    pub fn settlement(ids: &DerivedIds) -> Result<AccountId, FeesError> {
+        account(ids, "account/settlement")
     }
 
-    pub fn corporate() -> Result<AccountId, FeesError> {
-        account("account/corporate")
+    pub fn corporate(ids: &DerivedIds) -> Result<AccountId, FeesError> {
+        account(ids, "account/corporate")
     }
 
     /// The hold that reserves a chunk before it is sent.
-    pub fn hold(id: &BankTranId) -> Result<TransferId, FeesError> {
-        transfer(&format!("hold/{id}"))
+    pub fn hold(ids: &DerivedIds, id: &BankTranId) -> Result<TransferId, FeesError> {
+        transfer(ids, &format!("hold/{id}"))
     }
 
     /// The post of a chunk the bank confirmed.
-    pub fn post(id: &BankTranId) -> Result<TransferId, FeesError> {
-        transfer(&format!("post/{id}"))
+    pub fn post(ids: &DerivedIds, id: &BankTranId) -> Result<TransferId, FeesError> {
+        transfer(ids, &format!("post/{id}"))
     }
 
     /// The void of a chunk the bank proved failed.
-    pub fn void(id: &BankTranId) -> Result<TransferId, FeesError> {
-        transfer(&format!("void/{id}"))
+    pub fn void(ids: &DerivedIds, id: &BankTranId) -> Result<TransferId, FeesError> {
+        transfer(ids, &format!("void/{id}"))
     }
 
     fn never_overdrawn() -> AccountFlags {
@@ -204,20 +211,24 @@ pub mod accounts {
         }
     }
 
-    pub(crate) fn loan_account(loan_id: u64) -> Result<NewAccount, FeesError> {
-        NewAccount::new(loan_fees(loan_id)?, CODE_LOAN_FEES, never_overdrawn())
+    pub(crate) fn loan_account(ids: &DerivedIds, loan_id: u64) -> Result<NewAccount, FeesError> {
+        NewAccount::new(loan_fees(ids, loan_id)?, CODE_LOAN_FEES, never_overdrawn())
             .map(|a| a.with_user_data(loan_id))
             .map_err(|e| FeesError::Invalid(e.to_string()))
     }
 
     /// Opens the fee source, settlement and corporate accounts (idempotent).
-    pub(crate) async fn open_house_accounts(ledger: &Ledger) -> Result<(), FeesError> {
+    pub(crate) async fn open_house_accounts(
+        ledger: &Ledger,
+        ids: &DerivedIds,
+    ) -> Result<(), FeesError> {
         let invalid = |e: ledger::InvalidAccount| FeesError::Invalid(e.to_string());
         let wanted = [
-            NewAccount::new(fee_source()?, CODE_FEE_SOURCE, AccountFlags::default())
+            NewAccount::new(fee_source(ids)?, CODE_FEE_SOURCE, AccountFlags::default())
                 .map_err(invalid)?,
-            NewAccount::new(settlement()?, CODE_SETTLEMENT, never_overdrawn()).map_err(invalid)?,
-            NewAccount::new(corporate()?, CODE_CORPORATE, AccountFlags::default())
+            NewAccount::new(settlement(ids)?, CODE_SETTLEMENT, never_overdrawn())
+                .map_err(invalid)?,
+            NewAccount::new(corporate(ids)?, CODE_CORPORATE, AccountFlags::default())
                 .map_err(invalid)?,
         ];
         check_opened(&ledger.create_accounts(&wanted).await?)

@@ -27,6 +27,13 @@ pub enum FeesError {
     Invariant(String),
     #[error("the lock {0} was taken over while this run held it")]
     LockLost(String),
+    /// A derived id (keyed by the installation secret) already names another
+    /// transfer: the secret leaked or was reused. Fee settlement stops until an
+    /// operator looks; nothing is blocked or marked failed because of it.
+    #[error(
+        "derived id {id} of chunk {bank_tran_id} already names another transfer; fee settlement stops (was the id secret leaked or shared?)"
+    )]
+    DerivedIdTaken { id: String, bank_tran_id: String },
 }
 
 impl FeesError {
@@ -43,6 +50,7 @@ impl FeesError {
             FeesError::Corrupt(_) => "fees_corrupt",
             FeesError::Invariant(_) => "fees_invariant_broken",
             FeesError::LockLost(_) => "lock_lost",
+            FeesError::DerivedIdTaken { .. } => "derived_id_taken",
         }
     }
 }

@@ -82,7 +82,7 @@ impl Fees {
             config: Arc::new(config),
             stopping: Arc::default(),
         };
-        accounts::open_house_accounts(&fees.ledger).await?;
+        accounts::open_house_accounts(&fees.ledger, &fees.config.ids).await?;
         Ok(fees)
     }
 

@@ -220,7 +220,7 @@ impl Fees {
         for page in succeeded.chunks(self.ledger.config().lookup_ids_max) {
             let ids = page
                 .iter()
-                .map(|c| accounts::post(&bank::BankTranId::new(&c.bank_tran_id)?))
+                .map(|c| accounts::post(&self.config.ids, &bank::BankTranId::new(&c.bank_tran_id)?))
                 .collect::<Result<Vec<TransferId>, FeesError>>()?;
             let found = self.ledger.lookup_transfers(&ids).await?;
             if found.len() != ids.len() {

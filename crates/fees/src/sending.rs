@@ -19,7 +19,7 @@ use bank::{AccountNumber, BankError, BankTranId, ErrorClass, HolderName, TranDat
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use ledger::{TransferRequest, TransferResult};
-use money::Krw;
+use money::{Krw, TransferId};
 use store::LockGuard;
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
@@ -150,8 +150,8 @@ impl Fees {
         chunks: Vec<ChunkRow>,
     ) -> Result<Vec<ChunkRow>, FeesError> {
         let now = self.now();
-        let settlement = accounts::settlement()?;
-        let corporate = accounts::corporate()?;
+        let settlement = accounts::settlement(&self.config.ids)?;
+        let corporate = accounts::corporate(&self.config.ids)?;
         let mut held = Vec::with_capacity(chunks.len());
         let mut refused = Vec::new();
         for page in chunks.chunks(self.config.ledger_batch_transfers_max) {
@@ -161,10 +161,13 @@ impl Fees {
                 let (debit, credit) = if chunk.purpose == "withdraw" {
                     (settlement, corporate)
                 } else {
-                    (accounts::loan_fees(chunk.loan_id)?, settlement)
+                    (
+                        accounts::loan_fees(&self.config.ids, chunk.loan_id)?,
+                        settlement,
+                    )
                 };
                 let request = TransferRequest::pending(
-                    accounts::hold(&id)?,
+                    accounts::hold(&self.config.ids, &id)?,
                     debit,
                     credit,
                     Krw::positive(chunk.amount_krw)?,
@@ -176,10 +179,14 @@ impl Fees {
                 .with_user_data(u64::try_from(chunk.chunk_no).unwrap_or(0));
                 requests.push(request);
             }
+            let ids: Vec<TransferId> = requests.iter().map(|r| r.id()).collect();
             let results = self.ledger.submit(requests).await?;
-            for (chunk, result) in page.iter().zip(results) {
+            for ((chunk, result), id) in page.iter().zip(results).zip(ids) {
                 match result {
                     TransferResult::Ok | TransferResult::Exists => held.push(chunk.clone()),
+                    TransferResult::ExistsWithDifferentFields => {
+                        return Err(Fees::derived_id_taken(id, &chunk.bank_tran_id));
+                    }
                     other => {
                         tracing::warn!(
                             bank_tran_id = chunk.bank_tran_id,
@@ -207,6 +214,22 @@ impl Fees {
             tx.commit().await?;
         }
         Ok(held)
+    }
+
+    /// A hold's derived id names another transfer: stop loudly (error log, metric,
+    /// an error for the caller) without failing the chunk, so no item is blocked and
+    /// the day cannot be verified, withdrawn or reported as agreeing meanwhile.
+    fn derived_id_taken(id: TransferId, bank_tran_id: &str) -> FeesError {
+        tracing::error!(
+            transfer_id = %id,
+            bank_tran_id,
+            "a derived hold id already names another transfer; fee settlement stops"
+        );
+        metrics::counter!("fees_derived_id_collisions_total").increment(1);
+        FeesError::DerivedIdTaken {
+            id: id.to_string(),
+            bank_tran_id: bank_tran_id.to_owned(),
+        }
     }
 
     /// Marks chunks as sent, in one transaction, before any of them is sent: a
@@ -426,8 +449,8 @@ impl Fees {
                 Verdict::Succeeded => {
                     requests.push(
                         TransferRequest::post(
-                            accounts::post(&id)?,
-                            accounts::hold(&id)?,
+                            accounts::post(&self.config.ids, &id)?,
+                            accounts::hold(&self.config.ids, &id)?,
                             None,
                             now,
                         )
@@ -438,8 +461,12 @@ impl Fees {
                 }
                 Verdict::Failed(_) => {
                     requests.push(
-                        TransferRequest::void(accounts::void(&id)?, accounts::hold(&id)?, now)
-                            .with_code(code),
+                        TransferRequest::void(
+                            accounts::void(&self.config.ids, &id)?,
+                            accounts::hold(&self.config.ids, &id)?,
+                            now,
+                        )
+                        .with_code(code),
                     );
                     kinds.push((false, chunk.bank_tran_id.clone()));
                 }

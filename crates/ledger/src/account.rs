@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Balance limits an account enforces on every transfer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AccountFlags {
     /// An asset-like account that may never be overdrawn: pending and posted debits
     /// never exceed posted credits (a customer's deposit account).

@@ -27,8 +27,9 @@ pub use entry::{ENTRY_EVENT_KIND, Entry};
 pub use error::LedgerError;
 pub use expiry::{ExpiryWorker, Step as ExpiryStep};
 pub use transfer::{
-    InvalidTransfer, KindTag, PENDING_TIMEOUT_MS_MAX, PendingState, Transfer, TransferInput,
-    TransferKind, TransferOutcome, TransferRequest, TransferResult,
+    InvalidTransfer, KindTag, PENDING_TIMEOUT_MS_MAX, PendingState,
+    REQUESTED_AT_FUTURE_SKEW_MS_DEFAULT, Transfer, TransferInput, TransferKind, TransferOutcome,
+    TransferRequest, TransferResult,
 };
 
 /// Limits and windows of one ledger.

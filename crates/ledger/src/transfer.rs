@@ -35,6 +35,11 @@ pub enum TransferKind {
     Void { pending_id: TransferId },
 }
 
+/// How far a client's `requested_at_ms` may be ahead of the ledger's clock by
+/// default (clock skew); further is refused, so a request cannot be dated past the
+/// late window's reach (e.g. the year 10000).
+pub const REQUESTED_AT_FUTURE_SKEW_MS_DEFAULT: i64 = 60_000;
+
 /// The longest a hold may wait before it expires: 30 days.
 pub const PENDING_TIMEOUT_MS_MAX: i64 = 30 * 24 * 60 * 60 * 1000;
 
@@ -69,6 +74,10 @@ pub enum InvalidTransfer {
     UnknownKind(String),
     #[error("timeout_ms must be between 0 and {PENDING_TIMEOUT_MS_MAX}")]
     TimeoutOutOfRange,
+    #[error(
+        "requested_at_ms is {ahead_ms} ms in the future; at most {skew_ms} ms of clock skew is allowed"
+    )]
+    RequestedInFuture { ahead_ms: i64, skew_ms: i64 },
 }
 
 impl InvalidTransfer {
@@ -81,6 +90,7 @@ impl InvalidTransfer {
             InvalidTransfer::FieldNotAllowed(_) => "field_not_allowed",
             InvalidTransfer::UnknownKind(_) => "unknown_transfer_kind",
             InvalidTransfer::TimeoutOutOfRange => "timeout_out_of_range",
+            InvalidTransfer::RequestedInFuture { .. } => "requested_at_in_future",
         }
     }
 }
@@ -535,13 +545,31 @@ pub struct TransferInput {
 }
 
 impl TransferInput {
-    /// Parses into a request; `now` fills in a missing `requested_at_ms`.
+    /// Parses into a request; `now` fills in a missing `requested_at_ms`, and a
+    /// `requested_at_ms` more than [`REQUESTED_AT_FUTURE_SKEW_MS_DEFAULT`] ahead of
+    /// it is refused.
     pub fn parse(&self, now: Timestamp) -> Result<TransferRequest, InvalidTransfer> {
+        self.parse_within(now, REQUESTED_AT_FUTURE_SKEW_MS_DEFAULT)
+    }
+
+    /// [`TransferInput::parse`] with another allowed clock skew.
+    pub fn parse_within(
+        &self,
+        now: Timestamp,
+        future_skew_ms: i64,
+    ) -> Result<TransferRequest, InvalidTransfer> {
         let id = parse_id::<TransferId>("id", &self.id)?;
         let requested_at = self
             .requested_at_ms
             .map(Timestamp::from_unix_ms)
             .unwrap_or(now);
+        let ahead_ms = requested_at.unix_ms().saturating_sub(now.unix_ms());
+        if ahead_ms > future_skew_ms.max(0) {
+            return Err(InvalidTransfer::RequestedInFuture {
+                ahead_ms,
+                skew_ms: future_skew_ms.max(0),
+            });
+        }
         let amount = self.amount.map(Krw::positive).transpose()?;
         let kind = self.kind.as_deref().unwrap_or("single");
         let request = match kind {

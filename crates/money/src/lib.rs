@@ -6,9 +6,11 @@
 //! can move time.
 
 mod clock;
+mod derived;
 mod id;
 mod krw;
 
 pub use clock::{Clock, SystemClock, TestClock, Timestamp};
+pub use derived::{DerivedIds, ID_SECRET_BYTES_MAX, ID_SECRET_BYTES_MIN, IdSecretError};
 pub use id::{AccountId, EventId, IdError, TransferId, parse_id};
 pub use krw::{Krw, MoneyError};

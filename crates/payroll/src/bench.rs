@@ -101,6 +101,7 @@ async fn payroll_on(
     let mut config = PayrollConfig::new(
         AccountNumber::new("1002000000001")?,
         HolderName::new("세틀주식회사")?,
+        money::DerivedIds::for_tests(),
     );
     config.poll_requests_per_s_max = params.requests_per_s;
     config.poll_concurrent_max = params.concurrent_max;

@@ -3,7 +3,7 @@
 //! [`PayrollConfig::validate`]; the rest of the crate trusts it.
 
 use bank::{AccountNumber, HolderName};
-use money::Krw;
+use money::{DerivedIds, Krw};
 use serde::{Deserialize, Serialize};
 
 use crate::PayrollError;
@@ -137,12 +137,16 @@ pub struct PayrollConfig {
     pub claim_lease_ms: i64,
     /// A deposit not finished and untouched this long is stuck.
     pub stuck_after_ms: i64,
+    /// Keys every ledger id payroll derives (accounts, stage transfers) with the
+    /// installation's secret, so no client can claim one first.
+    pub ids: DerivedIds,
 }
 
 impl PayrollConfig {
     pub fn new(
         payout_from_account: AccountNumber,
         payout_from_holder: HolderName,
+        ids: DerivedIds,
     ) -> PayrollConfig {
         PayrollConfig {
             institution_code: "P202500001".to_owned(),
@@ -159,6 +163,7 @@ impl PayrollConfig {
             failure_policy: FailurePolicy::default(),
             claim_lease_ms: 30_000,
             stuck_after_ms: 5 * 60_000,
+            ids,
         }
     }
 

@@ -168,7 +168,7 @@ impl Payroll {
         }
         events::migrate(&store).await?;
         db::migrate(&store).await?;
-        books::open_shared(&ledger).await?;
+        books::open_shared(&ledger, &config.ids).await?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(config.webhook_timeout_ms))
             .build()
@@ -231,7 +231,12 @@ impl Payroll {
         let account = provider
             .account_number(user.user_id, &user.holder_name)
             .await?;
-        books::open_wallet(&self.inner.ledger, &user.user_id.to_string()).await?;
+        books::open_wallet(
+            &self.inner.ledger,
+            &self.inner.config.ids,
+            &user.user_id.to_string(),
+        )
+        .await?;
         let mut tx = self.inner.store.begin().await?;
         db::insert_user(&mut tx, &user_row(user, &account), self.now().unix_ms()).await?;
         tx.commit().await?;
@@ -280,7 +285,7 @@ impl Payroll {
                 return Err(PayrollError::Corrupt("an enrolment went missing".into()));
             }
             let ids: Vec<String> = batch.iter().map(|u| u.user_id.to_string()).collect();
-            books::open_wallets(&self.inner.ledger, &ids).await?;
+            books::open_wallets(&self.inner.ledger, &self.inner.config.ids, &ids).await?;
             let now_ms = self.now().unix_ms();
             let mut tx = self.inner.store.begin().await?;
             for (user, account) in batch.iter().zip(&issued) {

@@ -159,11 +159,12 @@ pub(crate) async fn prepare(
     }
     books::apply(
         &payroll.inner.ledger,
+        &payroll.inner.config.ids,
         &deposit.deposit_id,
         "payout",
         Movement::Move {
-            debit: books::wallet(&deposit.user_id)?,
-            credit: books::payout()?,
+            debit: books::wallet(&payroll.inner.config.ids, &deposit.user_id)?,
+            credit: books::payout(&payroll.inner.config.ids)?,
             amount,
         },
         payroll.now(),

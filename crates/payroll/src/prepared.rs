@@ -267,11 +267,12 @@ impl Payroll {
         {
             books::apply(
                 &self.inner.ledger,
+                &self.inner.config.ids,
                 &deposit.deposit_id,
                 "deposit",
                 Movement::Move {
-                    debit: books::virtual_accounts()?,
-                    credit: books::wallet(&deposit.user_id)?,
+                    debit: books::virtual_accounts(&self.inner.config.ids)?,
+                    credit: books::wallet(&self.inner.config.ids, &deposit.user_id)?,
                     amount: Krw::new(deposit.amount_krw),
                 },
                 self.now(),
@@ -291,13 +292,13 @@ impl Payroll {
         deposit: &DepositRow,
         stage: Stage,
     ) -> Result<(), PayrollError> {
-        let wallet = books::wallet(&deposit.user_id)?;
+        let wallet = books::wallet(&self.inner.config.ids, &deposit.user_id)?;
         let (purpose, movement) = match stage {
             Stage::Repay => (
                 "repay",
                 Movement::Move {
                     debit: wallet,
-                    credit: books::lender()?,
+                    credit: books::lender(&self.inner.config.ids)?,
                     amount: Krw::new(deposit.repayment_krw),
                 },
             ),
@@ -305,7 +306,7 @@ impl Payroll {
                 "suspend",
                 Movement::Hold {
                     debit: wallet,
-                    credit: books::suspense()?,
+                    credit: books::suspense(&self.inner.config.ids)?,
                     amount: Krw::new(deposit.suspend_krw),
                 },
             ),
@@ -318,6 +319,7 @@ impl Payroll {
         };
         books::apply(
             &self.inner.ledger,
+            &self.inner.config.ids,
             &deposit.deposit_id,
             purpose,
             movement,

@@ -24,12 +24,15 @@ use crate::{Payroll, PayrollError};
 /// Which of a deposit's ledger transfers, by purpose, in [`transfer_ids`] order.
 const PURPOSES: [&str; 4] = ["deposit", "repay", "suspend", "payout"];
 
-fn transfer_ids(deposit_id: &str) -> Result<[money::TransferId; 4], PayrollError> {
+fn transfer_ids(
+    keyed: &money::DerivedIds,
+    deposit_id: &str,
+) -> Result<[money::TransferId; 4], PayrollError> {
     Ok([
-        books::transfer_id(deposit_id, PURPOSES[0])?,
-        books::transfer_id(deposit_id, PURPOSES[1])?,
-        books::transfer_id(deposit_id, PURPOSES[2])?,
-        books::transfer_id(deposit_id, PURPOSES[3])?,
+        books::transfer_id(keyed, deposit_id, PURPOSES[0])?,
+        books::transfer_id(keyed, deposit_id, PURPOSES[1])?,
+        books::transfer_id(keyed, deposit_id, PURPOSES[2])?,
+        books::transfer_id(keyed, deposit_id, PURPOSES[3])?,
     ])
 }
 
@@ -51,7 +54,7 @@ impl Payroll {
                 action: "rollback",
             });
         }
-        let ids = transfer_ids(id)?;
+        let ids = transfer_ids(&self.inner.config.ids, id)?;
         if !self
             .inner
             .ledger
@@ -96,7 +99,7 @@ impl Payroll {
     pub(crate) async fn compensate(&self, deposit: &DepositRow) -> Result<(), PayrollError> {
         let id = &deposit.deposit_id;
         let ledger = &self.inner.ledger;
-        let ids = transfer_ids(id)?;
+        let ids = transfer_ids(&self.inner.config.ids, id)?;
         let applied = ledger.lookup_transfers(&ids).await?;
         let amount_of = |which: usize| {
             applied
@@ -110,28 +113,37 @@ impl Payroll {
             )));
         }
         let now = self.now();
-        let wallet = books::wallet(&deposit.user_id)?;
+        let keyed = &self.inner.config.ids;
+        let wallet = books::wallet(keyed, &deposit.user_id)?;
         if amount_of(2).is_some() {
             let hold = ids[2];
-            books::apply(ledger, id, "undo-suspend", Movement::Void { hold }, now).await?;
+            books::apply(
+                ledger,
+                keyed,
+                id,
+                "undo-suspend",
+                Movement::Void { hold },
+                now,
+            )
+            .await?;
         }
         if let Some(amount) = amount_of(1) {
-            let debit = books::lender()?;
+            let debit = books::lender(keyed)?;
             let movement = Movement::Move {
                 debit,
                 credit: wallet,
                 amount,
             };
-            books::apply(ledger, id, "undo-repay", movement, now).await?;
+            books::apply(ledger, keyed, id, "undo-repay", movement, now).await?;
         }
         if let Some(amount) = amount_of(0) {
-            let credit = books::virtual_accounts()?;
+            let credit = books::virtual_accounts(keyed)?;
             let movement = Movement::Move {
                 debit: wallet,
                 credit,
                 amount,
             };
-            books::apply(ledger, id, "undo-deposit", movement, now).await?;
+            books::apply(ledger, keyed, id, "undo-deposit", movement, now).await?;
         }
         Ok(())
     }

@@ -47,7 +47,7 @@ async fn transfers(system: &System, deposit: &str) -> Vec<&'static str> {
     ];
     let ids: Vec<_> = purposes
         .iter()
-        .map(|p| books::transfer_id(deposit, p).unwrap())
+        .map(|p| books::transfer_id(&money::DerivedIds::for_tests(), deposit, p).unwrap())
         .collect();
     let found = system.ledger.lookup_transfers(&ids).await.unwrap();
     purposes

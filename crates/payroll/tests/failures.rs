@@ -11,11 +11,11 @@ use payroll::{DepositState, OnFailure, Stage, books};
 /// Every payroll ledger balance that a deposit of `user` can touch.
 async fn balances(system: &System, user_id: &str) -> Vec<(i64, i64, i64, i64)> {
     let ids: Vec<AccountId> = vec![
-        books::virtual_accounts().unwrap(),
-        books::lender().unwrap(),
-        books::suspense().unwrap(),
-        books::payout().unwrap(),
-        books::wallet(user_id).unwrap(),
+        books::virtual_accounts(&system.payroll.config().ids).unwrap(),
+        books::lender(&system.payroll.config().ids).unwrap(),
+        books::suspense(&system.payroll.config().ids).unwrap(),
+        books::payout(&system.payroll.config().ids).unwrap(),
+        books::wallet(&system.payroll.config().ids, user_id).unwrap(),
     ];
     let accounts = system.ledger.lookup_accounts(&ids).await.unwrap();
     ids.iter()

@@ -58,11 +58,12 @@ async fn a_stranded_deposit_is_alerted_and_a_rollback_frees_it(backend: Backend)
     let user = system.users[0].0.to_string();
     books::apply(
         &system.ledger,
+        &money::DerivedIds::for_tests(),
         &stranded,
         "undo-deposit",
         Movement::Move {
-            debit: books::wallet(&user).unwrap(),
-            credit: books::virtual_accounts().unwrap(),
+            debit: books::wallet(&money::DerivedIds::for_tests(), &user).unwrap(),
+            credit: books::virtual_accounts(&money::DerivedIds::for_tests()).unwrap(),
             amount: Krw::new(1_000_000),
         },
         system.clock.now(),

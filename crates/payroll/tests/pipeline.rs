@@ -76,6 +76,7 @@ async fn payroll_refuses_a_ledger_in_its_own_sqlite_file() {
     let config = payroll::PayrollConfig::new(
         bank::AccountNumber::new(OPERATING).unwrap(),
         bank::HolderName::new(OPERATING_HOLDER).unwrap(),
+        money::DerivedIds::for_tests(),
     );
     let refused = payroll::Payroll::open(db.store.clone(), ledger, facade, clock, config).await;
     assert_eq!(refused.err().unwrap().code(), "payroll_config_invalid");

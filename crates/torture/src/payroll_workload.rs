@@ -102,6 +102,7 @@ async fn open(database_url: &str, bank_url: &str) -> Result<Payroll, TortureErro
     let mut config = PayrollConfig::new(
         AccountNumber::new(OPERATING)?,
         HolderName::new(OPERATING_HOLDER)?,
+        money::DerivedIds::for_tests(),
     );
     config.poll_requests_per_s_max = 10_000;
     config.poll_concurrent_max = 16;

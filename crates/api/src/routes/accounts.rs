@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
 use crate::auth::{Caller, Role, parse_customer};
-use crate::db;
+use crate::db::{self, AccountClass};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -101,33 +101,45 @@ pub async fn create(
     let ledger = state.ledger()?;
     let id = AccountId::parse(&body.id)
         .map_err(|error| ApiError::invalid(error.code(), format!("id: {error}")))?;
-    let customer = body
+    let wanted = match body
         .customer_id
         .as_deref()
         .map(parse_customer)
-        .transpose()?;
+        .transpose()?
+    {
+        Some(customer) => AccountClass::Customer(customer),
+        None => AccountClass::House,
+    };
     let new = NewAccount::new(id, body.code.unwrap_or(1), body.flags.unwrap_or_default())
         .map_err(|error| ApiError::invalid(error.code(), error.to_string()))?
         .with_user_data(body.user_data.unwrap_or(0));
-    if let Some(customer) = &customer
-        && let Some(owner) = db::owner_of(state.store(), &id.to_string()).await?
-        && &owner != customer
-    {
-        return Err(ApiError::reason(
-            "conflict",
-            "account_owned_by_another_customer",
-            "the account belongs to another customer",
-        ));
+    let key = id.to_string();
+    // Class and owner are fields like code and flags: fixed by the first create. An
+    // account the API never created (fees', payroll's) is a house account.
+    let existing = ledger.lookup_accounts(&[id]).await?.into_iter().next();
+    if existing.as_ref().is_some_and(|account| {
+        (account.code, account.flags, account.user_data)
+            != (new.code(), new.flags(), new.user_data())
+    }) {
+        return Err(other_fields());
+    }
+    let current = match db::account_class(state.store(), &key).await? {
+        Some(class) => Some(class),
+        None => existing.map(|_| AccountClass::House),
+    };
+    if current.as_ref().is_some_and(|class| *class != wanted) {
+        return Err(other_fields());
     }
     if caller.role == Role::Ops {
+        let details = json!({ "customer_id": wanted.customer(), "class": wanted.name() });
         state
-            .audit(
-                &caller,
-                "accounts.create",
-                &id.to_string(),
-                json!({ "customer_id": customer }),
-            )
+            .audit(&caller, "accounts.create", &key, details)
             .await?;
+    }
+    if current.is_none()
+        && db::claim_account(state.store(), &key, &wanted, state.now_ms()).await? != wanted
+    {
+        return Err(other_fields());
     }
     let result = ledger
         .create_accounts(&[new])
@@ -137,34 +149,82 @@ pub async fn create(
     let status = match result {
         CreateAccountResult::Ok => 201,
         CreateAccountResult::Exists => 200,
-        CreateAccountResult::ExistsWithDifferentFields => {
-            return Err(ApiError::reason(
-                "conflict",
-                result.code(),
-                "the account id exists with different fields",
-            ));
-        }
-    };
-    let owner = match &customer {
-        Some(customer) => {
-            let owner =
-                db::claim_account(state.store(), &id.to_string(), customer, state.now_ms()).await?;
-            if &owner != customer {
-                return Err(ApiError::reason(
-                    "conflict",
-                    "account_owned_by_another_customer",
-                    "the account belongs to another customer",
-                ));
-            }
-            Some(owner)
-        }
-        None => db::owner_of(state.store(), &id.to_string()).await?,
+        CreateAccountResult::ExistsWithDifferentFields => return Err(other_fields()),
     };
     let account = lookup(&state, id).await?;
-    let mut view = serde_json::to_value(AccountView::new(&account, owner))
-        .map_err(|e| ApiError::internal("internal_error", &e))?;
+    let mut view = serde_json::to_value(AccountView::new(
+        &account,
+        wanted.customer().map(str::to_owned),
+    ))
+    .map_err(|e| ApiError::internal("internal_error", &e))?;
     view["result"] = json!(result.code());
     Ok(answer(status, view))
+}
+
+/// 409: the id names an account with other fields (code, flags, user data, class
+/// or owner). An owner is never changed by a create.
+fn other_fields() -> ApiError {
+    ApiError::reason(
+        "conflict",
+        CreateAccountResult::ExistsWithDifferentFields.code(),
+        "the account id exists with different fields (code, flags, user data, class or owner)",
+    )
+}
+
+/// Characters an owner change's reason may have.
+const REASON_CHARS_MAX: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerChangeBody {
+    customer_id: String,
+    reason: String,
+}
+
+/// The one way an account changes hands: an ops key, a reason, an audit row
+/// before the change. Only customer accounts; a house account is never handed out.
+pub async fn change_owner(
+    state: Shared,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<OwnerChangeBody>,
+) -> Result<Response, ApiError> {
+    let id = parse_account(&id)?;
+    let to = parse_customer(&body.customer_id)?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > REASON_CHARS_MAX {
+        return Err(ApiError::invalid(
+            "reason_invalid",
+            format!("reason must be 1..={REASON_CHARS_MAX} characters"),
+        ));
+    }
+    let key = id.to_string();
+    let from = match db::account_class(state.store(), &key).await? {
+        Some(AccountClass::Customer(from)) => from,
+        Some(AccountClass::House) => {
+            return Err(ApiError::reason(
+                "conflict",
+                "account_is_house",
+                "a house account never belongs to a customer",
+            ));
+        }
+        None => return Err(ApiError::not_found("account")),
+    };
+    if from != to {
+        let details = json!({ "from": from, "to": to, "reason": reason });
+        state
+            .audit(&caller, "accounts.change_owner", &key, details)
+            .await?;
+        if !db::change_owner(state.store(), &key, &from, &to).await? {
+            return Err(ApiError::reason(
+                "conflict",
+                "owner_changed_meanwhile",
+                "the account changed hands while this request ran",
+            ));
+        }
+    }
+    let account = lookup(&state, id).await?;
+    Ok(answer(200, AccountView::new(&account, Some(to))))
 }
 
 async fn lookup(state: &AppState, id: AccountId) -> Result<Account, ApiError> {

@@ -1,6 +1,6 @@
 //! Health, readiness, metrics and the API's own description. None needs a key.
 
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -12,15 +12,24 @@ pub async fn healthz() -> Response {
 }
 
 /// Every store the process uses, NATS when configured and the bank must answer.
-pub async fn readyz(state: Shared) -> Response {
+/// Why a check failed is shown only to an ops key; others see `failed` (the cause
+/// is in the log).
+pub async fn readyz(state: Shared, headers: HeaderMap) -> Response {
+    let insider = crate::auth::optional_caller(&state, &headers)
+        .await
+        .is_some_and(|caller| caller.role == crate::Role::Ops);
     let mut checks = Map::new();
     let mut ready = true;
     let mut note = |name: &str, outcome: Result<(), String>| {
         ready &= outcome.is_ok();
-        checks.insert(
-            name.to_owned(),
-            Value::String(outcome.err().unwrap_or_else(|| "ok".to_owned())),
-        );
+        let shown = match outcome {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => {
+                tracing::warn!(check = name, error = %error, "a readiness check failed");
+                if insider { error } else { "failed".to_owned() }
+            }
+        };
+        checks.insert(name.to_owned(), Value::String(shown));
     };
     note("store", ping(state.store()).await);
     let handles = state.handles();

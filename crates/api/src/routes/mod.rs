@@ -188,13 +188,38 @@ pub fn table() -> Vec<Route> {
             M::POST,
             "/v1/keys",
             "create_key",
-            "Creates an API key; the key is shown only in this answer.",
+            "Creates an API key; the key is shown only in this answer (Cache-Control: no-store; \
+             a replayed Idempotency-Key is 409 secret_shown_once).",
             OPS,
             Some("NewKey"),
             "CreatedKey",
-            &["forbidden", "invalid_input"],
+            &["forbidden", "invalid_input", "conflict"],
             post(operations::create_key),
         ),
+        route(
+            M::GET,
+            "/v1/keys",
+            "list_keys",
+            "Every API key (never the key itself), revoked ones with their time.",
+            OPS,
+            None,
+            "KeyList",
+            &["forbidden", "invalid_query"],
+            get(operations::list_keys),
+        )
+        .query(PAGE),
+        route(
+            M::POST,
+            "/v1/keys/{id}/revoke",
+            "revoke_key",
+            "Revokes an API key: every process refuses it from the next request on.",
+            OPS,
+            Some("Empty"),
+            "KeyRevoked",
+            &["forbidden", "not_found"],
+            post(operations::revoke_key),
+        )
+        .status(200),
         route(
             M::GET,
             "/v1/audit",
@@ -232,6 +257,25 @@ pub fn table() -> Vec<Route> {
             &["forbidden", "invalid_path", "not_found", "role_disabled"],
             get(accounts::get),
         ),
+        route(
+            M::POST,
+            "/v1/accounts/{id}/owner",
+            "change_owner",
+            "Hands a customer account to another customer (audited; the only way an owner changes).",
+            OPS,
+            Some("OwnerChange"),
+            "Account",
+            &[
+                "forbidden",
+                "invalid_path",
+                "invalid_input",
+                "not_found",
+                "conflict",
+                "role_disabled",
+            ],
+            post(accounts::change_owner),
+        )
+        .status(200),
         route(
             M::GET,
             "/v1/accounts/{id}/balance",
@@ -670,36 +714,40 @@ pub fn router(state: &AppState) -> Router<AppState> {
             public = public.route(route.path, route.handler);
         } else {
             let roles = route.roles;
-            let handler = route.handler.route_layer(middleware::from_fn(
-                move |request: Request, next: Next| async move {
-                    let allowed = request
-                        .extensions()
-                        .get::<Caller>()
-                        .map(|caller| caller.require(roles));
-                    match allowed {
-                        Some(Ok(())) => next.run(request).await,
-                        Some(Err(error)) => error.into_response(),
-                        None => ApiError::new("unauthenticated", "an API key is required")
-                            .into_response(),
-                    }
-                },
-            ));
+            // Innermost first: the write permit, then idempotency, then — outside
+            // both — the role check, so a caller without the role is 403 before
+            // its Idempotency-Key is even looked at.
+            let handler = route
+                .handler
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::limits::write_permit,
+                ))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::idempotency::idempotent,
+                ))
+                .route_layer(middleware::from_fn(
+                    move |request: Request, next: Next| async move {
+                        let allowed = request
+                            .extensions()
+                            .get::<Caller>()
+                            .map(|caller| caller.require(roles));
+                        match allowed {
+                            Some(Ok(())) => next.run(request).await,
+                            Some(Err(error)) => error.into_response(),
+                            None => ApiError::new("unauthenticated", "an API key is required")
+                                .into_response(),
+                        }
+                    },
+                ));
             v1 = v1.route(route.path, handler);
         }
     }
-    let v1 = v1
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::write_permit,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::idempotency::idempotent,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::authenticate,
-        ));
+    let v1 = v1.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::authenticate,
+    ));
     public.merge(v1)
 }
 

@@ -32,6 +32,9 @@ pub struct NewKeyBody {
     role: String,
     #[serde(default)]
     customer_id: Option<String>,
+    /// Only for service keys: `house_accounts`.
+    #[serde(default)]
+    grants: Vec<String>,
 }
 
 pub async fn create_key(
@@ -45,10 +48,17 @@ pub async fn create_key(
     if let Some(customer) = &body.customer_id {
         auth::parse_customer(customer)?;
     }
-    let created = auth::create_key(
+    let mut grants = Vec::with_capacity(body.grants.len());
+    for grant in &body.grants {
+        grants.push(auth::Grant::parse(grant).ok_or_else(|| {
+            ApiError::invalid("grant_invalid", format!("unknown grant {grant:?}"))
+        })?);
+    }
+    let created = auth::create_key_granted(
         state.store(),
         role,
         body.customer_id.as_deref(),
+        &grants,
         &caller.key_id,
         state.now_ms(),
     )
@@ -58,10 +68,60 @@ pub async fn create_key(
             &caller,
             "keys.create",
             &created.key_id,
-            json!({ "role": role, "customer_id": created.customer_id }),
+            json!({ "role": role, "customer_id": created.customer_id, "grants": grants }),
         )
         .await?;
-    Ok(answer(201, created))
+    let mut response = answer(201, &created);
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+        .extensions_mut()
+        .insert(crate::idempotency::SecretAnswer {
+            withheld: json!({ "key_id": created.key_id, "role": role }),
+        });
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn list_keys(
+    state: Shared,
+    Query(query): Query<KeysQuery>,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(query.limit, 100, &state)?;
+    let items = db::list_keys(state.store(), limit).await?;
+    Ok(answer(200, json!({ "items": items })))
+}
+
+/// Revokes a key: audited first; from then on every process refuses it, since
+/// each request reads its key from the database.
+pub async fn revoke_key(
+    state: Shared,
+    caller: Caller,
+    Path(key_id): Path<String>,
+    Json(Empty {}): Json<Empty>,
+) -> Result<Response, ApiError> {
+    if !db::key_is_live(state.store(), &key_id).await? {
+        return Err(ApiError::not_found("key"));
+    }
+    state
+        .audit(&caller, "keys.revoke", &key_id, json!({}))
+        .await?;
+    let now_ms = state.now_ms();
+    if !db::revoke_key(state.store(), &key_id, now_ms).await? {
+        return Err(ApiError::not_found("key"));
+    }
+    Ok(answer(
+        200,
+        json!({ "key_id": key_id, "revoked_at_ms": now_ms }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -280,9 +340,17 @@ pub async fn set_override(
             })?)
         }
         _ => {
+            let unknown: Vec<&str> = body
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "provider")
+                .collect();
             return Err(ApiError::new(
                 "invalid_json",
-                "the body is {\"provider\": \"legacy\" | \"next\" | null}",
+                format!(
+                    "the body is {{\"provider\": \"legacy\" | \"next\" | null}}; unknown \
+                     fields: {unknown:?}"
+                ),
             ));
         }
     };

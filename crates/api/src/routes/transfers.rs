@@ -4,7 +4,7 @@
 
 use axum::response::Response;
 use channel::{ChannelTransfer, NewTransfer, UserId};
-use ledger::{TransferInput, TransferOutcome, TransferResult};
+use ledger::{TransferInput, TransferKind, TransferOutcome, TransferRequest, TransferResult};
 use money::{AccountId, Krw, TransferId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -12,17 +12,78 @@ use serde_json::json;
 use super::accounts::visible;
 use super::{Json, Path, Shared, answer};
 use crate::auth::{Caller, Role};
-use crate::db;
+use crate::db::{self, AccountClass};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// 403 unless every account is a customer account or the key may move house money.
+async fn check_classes(
+    state: &AppState,
+    caller: &Caller,
+    accounts: &[AccountId],
+) -> Result<(), ApiError> {
+    if caller.house_accounts {
+        return Ok(());
+    }
+    for account in accounts {
+        let class = db::account_class(state.store(), &account.to_string()).await?;
+        if !matches!(class, Some(AccountClass::Customer(_))) {
+            return Err(ApiError::reason(
+                "forbidden",
+                "house_account",
+                format!(
+                    "account {account} is not a customer account, and this key is not granted \
+                     house_accounts"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The accounts a request moves money on: its own, or its hold's (none if the hold
+/// is unknown: the ledger refuses that itself).
+async fn accounts_moved(
+    state: &AppState,
+    request: &TransferRequest,
+) -> Result<Vec<AccountId>, ApiError> {
+    match *request.kind() {
+        TransferKind::Single {
+            debit_account_id,
+            credit_account_id,
+            ..
+        }
+        | TransferKind::Pending {
+            debit_account_id,
+            credit_account_id,
+            ..
+        } => Ok(vec![debit_account_id, credit_account_id]),
+        TransferKind::Post { pending_id, .. } | TransferKind::Void { pending_id } => Ok(state
+            .ledger()?
+            .lookup_transfers(&[pending_id])
+            .await?
+            .into_iter()
+            .flat_map(|hold| [hold.debit_account_id, hold.credit_account_id])
+            .collect()),
+    }
+}
+
 /// Submits one parsed ledger transfer and maps its result: `ok` 201, `exists` 200,
 /// a taken id 409, any other result 422 `refused` with the result as the reason.
-async fn submit(state: &AppState, input: TransferInput) -> Result<Response, ApiError> {
+/// A key without the house grant moves only customer accounts (403 otherwise).
+async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    input: TransferInput,
+) -> Result<Response, ApiError> {
     let ledger = state.ledger()?;
     let request = input
-        .parse(ledger.clock().now())
+        .parse_within(
+            ledger.clock().now(),
+            state.config().requested_at_future_skew_ms,
+        )
         .map_err(|error| ApiError::invalid(error.code(), error.to_string()))?;
+    check_classes(state, caller, &accounts_moved(state, &request).await?).await?;
     let result = ledger.transfer(request).await?;
     let body = json!({ "id": input.id, "result": result.code() });
     match result {
@@ -44,9 +105,10 @@ async fn submit(state: &AppState, input: TransferInput) -> Result<Response, ApiE
 
 pub async fn transfer(
     state: Shared,
+    caller: Caller,
     Json(input): Json<TransferInput>,
 ) -> Result<Response, ApiError> {
-    submit(&state, input).await
+    submit(&state, &caller, input).await
 }
 
 #[derive(Deserialize)]
@@ -64,9 +126,14 @@ pub struct HoldBody {
     user_data: Option<u64>,
 }
 
-pub async fn hold(state: Shared, Json(body): Json<HoldBody>) -> Result<Response, ApiError> {
+pub async fn hold(
+    state: Shared,
+    caller: Caller,
+    Json(body): Json<HoldBody>,
+) -> Result<Response, ApiError> {
     submit(
         &state,
+        &caller,
         TransferInput {
             id: body.id,
             kind: Some("pending".into()),
@@ -94,11 +161,13 @@ pub struct PostBody {
 
 pub async fn post_hold(
     state: Shared,
+    caller: Caller,
     Path(pending_id): Path<String>,
     Json(body): Json<PostBody>,
 ) -> Result<Response, ApiError> {
     submit(
         &state,
+        &caller,
         TransferInput {
             id: body.id,
             kind: Some("post".into()),
@@ -118,11 +187,13 @@ pub struct VoidBody {
 
 pub async fn void_hold(
     state: Shared,
+    caller: Caller,
     Path(pending_id): Path<String>,
     Json(body): Json<VoidBody>,
 ) -> Result<Response, ApiError> {
     submit(
         &state,
+        &caller,
         TransferInput {
             id: body.id,
             kind: Some("void".into()),
@@ -197,6 +268,8 @@ pub async fn channel_transfer(
             "the from account belongs to no customer",
         ));
     };
+    // A customer's money goes only to customer accounts.
+    check_classes(&state, &caller, &[to]).await?;
     let user =
         UserId::parse(&owner).map_err(|error| ApiError::internal("internal_error", &error))?;
     let new = NewTransfer::new(id, user, from, to, amount)

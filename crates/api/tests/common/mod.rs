@@ -42,6 +42,8 @@ pub struct TestApp {
     pub api_db: TestDb,
     pub payroll_db: TestDb,
     pub sim_db: TestDb,
+    /// The bank simulator fees and payroll call (for provisioning its accounts).
+    pub sim: Simulator,
     pub ops: String,
     pub service: String,
 }
@@ -51,6 +53,12 @@ async fn fresh(backend: Backend) -> Option<TestDb> {
         Backend::Sqlite => Some(store::testing::sqlite().await),
         Backend::Postgres => store::testing::postgres().await,
     }
+}
+
+/// The installation's id secret of these tests: not the published test secret, so a
+/// test can play a client that does not know it.
+pub fn installation_ids() -> money::DerivedIds {
+    money::DerivedIds::new(b"api-tests-installation-secret-not-published-0001").unwrap()
 }
 
 /// The house account services fund customers from (no balance limits).
@@ -93,7 +101,10 @@ impl TestApp {
             ledger.clone(),
             Arc::new(sim.clone()),
             clock.clone(),
-            fees::bench::bench_config().unwrap(),
+            fees::FeesConfig {
+                ids: installation_ids(),
+                ..fees::bench::bench_config().unwrap()
+            },
         )
         .await
         .unwrap();
@@ -123,6 +134,7 @@ impl TestApp {
             PayrollConfig::new(
                 AccountNumber::new("9000000001").unwrap(),
                 HolderName::new("OPERATING").unwrap(),
+                installation_ids(),
             ),
         )
         .await
@@ -135,7 +147,7 @@ impl TestApp {
             events: Some(db.store.clone()),
             routing: Some(routing.clone()),
             bank: Some(Arc::new(sim.clone())),
-            statement: Some(Arc::new(sim)),
+            statement: Some(Arc::new(sim.clone())),
             clock: Some(clock),
             probes: Vec::new(),
         };
@@ -149,10 +161,18 @@ impl TestApp {
             .await
             .unwrap()
             .key;
-        let service = api::auth::create_key(&api_db.store, Role::Service, None, "test", 0)
-            .await
-            .unwrap()
-            .key;
+        // The services of these tests fund customers from house accounts.
+        let service = api::auth::create_key_granted(
+            &api_db.store,
+            Role::Service,
+            None,
+            &[api::auth::Grant::HouseAccounts],
+            "test",
+            0,
+        )
+        .await
+        .unwrap()
+        .key;
         let app = TestApp {
             base,
             http: reqwest::Client::builder()
@@ -171,6 +191,7 @@ impl TestApp {
             api_db,
             payroll_db,
             sim_db,
+            sim,
             ops,
             service,
         };

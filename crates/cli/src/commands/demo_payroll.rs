@@ -121,7 +121,11 @@ pub async fn run(
         providers::connect(ProviderName::Legacy, transport.clone()),
         providers::connect(ProviderName::Next, transport),
     );
-    let mut config = PayrollConfig::new(operating.clone(), operating_holder);
+    let mut config = PayrollConfig::new(
+        operating.clone(),
+        operating_holder,
+        money::DerivedIds::for_tests(),
+    );
     config.payout_chunk_max_krw = Krw::new(params.payout_chunk_max_krw);
     config.poll_requests_per_s_max = 2_000;
     config.poll_concurrent_max = 32;
@@ -626,9 +630,9 @@ impl Books {
             *per_provider.entry(provider).or_default() += 1;
         }
         let ids: Vec<AccountId> = vec![
-            payroll::books::lender()?,
-            payroll::books::suspense()?,
-            payroll::books::payout()?,
+            payroll::books::lender(&payroll.config().ids)?,
+            payroll::books::suspense(&payroll.config().ids)?,
+            payroll::books::payout(&payroll.config().ids)?,
         ];
         let accounts = ledger.lookup_accounts(&ids).await?;
         let find = |id: AccountId| {

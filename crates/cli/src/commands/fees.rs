@@ -158,6 +158,7 @@ async fn setup(db: &DatabaseArgs, bank_args: &BankArgs) -> anyhow::Result<Setup>
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ledger = Ledger::open(store, clock.clone(), LedgerConfig::default()).await?;
     let mut config = fees::bench::bench_config()?;
+    config.ids = super::id_secret::installation_ids()?;
     config.bank_calls_in_flight_max = bank_args.concurrency.max(1);
     config.bank_calls_per_s_max = bank_args.requests_per_s_max;
     if let Some(lease_ms) = bank_args.lock_lease_ms {
@@ -283,7 +284,8 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ledger = Ledger::open(store, clock.clone(), LedgerConfig::default()).await?;
     // Status reads fees' own tables only; a bank that is never called is enough.
-    let config = fees::bench::bench_config()?;
+    let mut config = fees::bench::bench_config()?;
+    config.ids = super::id_secret::installation_ids()?;
     let bank = Arc::new(HttpBank::new(TransportConfig::new("http://127.0.0.1:9"))?);
     let fees = Fees::open(ledger, bank, clock, config).await?;
     match args.day {

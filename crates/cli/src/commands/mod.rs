@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod bank_sim;
 mod bench;
 mod channel;
@@ -18,6 +19,7 @@ mod demo_serve;
 mod events;
 mod fees;
 mod house_accounts;
+mod id_secret;
 mod keys;
 mod ledger;
 mod payroll;
@@ -73,9 +75,12 @@ pub enum Command {
     Payroll(payroll::PayrollCommand),
     /// Run the HTTP API, the console and the background roles in one process.
     Serve(serve::ServeArgs),
-    /// API keys: create one (shown once, stored hashed).
+    /// API keys: create one (shown once, stored hashed), list, revoke.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The API's audit log: verify its hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Reliability suite: kill and restart a workload, fault matrix, deterministic simulation.
     Torture(torture::TortureArgs),
 }
@@ -131,6 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Payroll(command) => payroll::run(command).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Keys(command) => keys::run(command).await,
+        Command::Audit(command) => audit::run(command).await,
         Command::Torture(args) => torture::run(args).await,
     }
 }

@@ -354,6 +354,7 @@ async fn open(
     let mut config = PayrollConfig::new(
         payout_account,
         HolderName::new(&connection.payout_holder).map_err(bad)?,
+        super::id_secret::installation_ids()?,
     );
     config.webhook_url = connection.webhook_url.clone();
     configure(&mut config);

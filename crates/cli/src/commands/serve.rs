@@ -155,6 +155,7 @@ struct Platform {
 
 /// Opens the databases (one pool per distinct URL) and every component.
 async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
+    let ids = super::id_secret::installation_ids()?;
     let url = args.db.url()?;
     let mut databases = Databases::new(StoreOptions {
         connections_max: args.database_connections_max.max(2),
@@ -190,7 +191,10 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
     .await
     .context("opening the channel")?;
     let bank_ca = args.bank_ca.load()?;
-    let fees_config = fees::bench::bench_config()?;
+    let fees_config = fees::FeesConfig {
+        ids: ids.clone(),
+        ..fees::bench::bench_config()?
+    };
     let mut bank_transport = TransportConfig::new(&args.bank_url);
     bank_transport.extra_ca = bank_ca.clone();
     // Payouts and result inquiries share one limit: the fee pipeline's.
@@ -214,6 +218,7 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
         &routing,
         &clock,
         bank_ca.as_ref(),
+        ids,
     )
     .await?;
     Ok(Platform {
@@ -241,6 +246,7 @@ async fn open_payroll(
     routing: &RoutingTable,
     clock: &Arc<dyn Clock>,
     bank_ca: Option<&bank::BankCa>,
+    ids: money::DerivedIds,
 ) -> anyhow::Result<Payroll> {
     let mut transport = TransportConfig::new(&args.bank_url);
     transport.requests_per_s_max = None;
@@ -259,6 +265,7 @@ async fn open_payroll(
         PayrollConfig::new(
             AccountNumber::new(&args.payout_account)?,
             HolderName::new(&args.payout_holder)?,
+            ids,
         ),
     )
     .await

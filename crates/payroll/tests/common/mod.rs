@@ -144,6 +144,7 @@ impl System {
         let mut config = PayrollConfig::new(
             AccountNumber::new(OPERATING).unwrap(),
             HolderName::new(OPERATING_HOLDER).unwrap(),
+            money::DerivedIds::for_tests(),
         );
         config.payout_chunk_max_krw = Krw::new(options.payout_chunk_max_krw);
         config.poll_requests_per_s_max = 100_000;
@@ -436,10 +437,10 @@ impl System {
     pub async fn assert_everything_settled_to_the_won(&self) {
         let deposited = self.bank_salaries_krw().await;
         let ids = [
-            payroll::books::virtual_accounts().unwrap(),
-            payroll::books::lender().unwrap(),
-            payroll::books::suspense().unwrap(),
-            payroll::books::payout().unwrap(),
+            payroll::books::virtual_accounts(&self.payroll.config().ids).unwrap(),
+            payroll::books::lender(&self.payroll.config().ids).unwrap(),
+            payroll::books::suspense(&self.payroll.config().ids).unwrap(),
+            payroll::books::payout(&self.payroll.config().ids).unwrap(),
         ];
         let accounts = self.ledger.lookup_accounts(&ids).await.unwrap();
         let find = |id: money::AccountId| *accounts.iter().find(|a| a.id == id).unwrap();
@@ -482,16 +483,16 @@ impl System {
         let shared = self
             .ledger
             .lookup_accounts(&[
-                payroll::books::lender().unwrap(),
-                payroll::books::suspense().unwrap(),
-                payroll::books::payout().unwrap(),
+                payroll::books::lender(&self.payroll.config().ids).unwrap(),
+                payroll::books::suspense(&self.payroll.config().ids).unwrap(),
+                payroll::books::payout(&self.payroll.config().ids).unwrap(),
             ])
             .await
             .unwrap();
         let find = |id: money::AccountId| *shared.iter().find(|a| a.id == id).unwrap();
-        let lender = find(payroll::books::lender().unwrap());
-        let suspense = find(payroll::books::suspense().unwrap());
-        let payout = find(payroll::books::payout().unwrap());
+        let lender = find(payroll::books::lender(&self.payroll.config().ids).unwrap());
+        let suspense = find(payroll::books::suspense(&self.payroll.config().ids).unwrap());
+        let payout = find(payroll::books::payout(&self.payroll.config().ids).unwrap());
         assert_eq!(
             lender.credits_posted.get() - lender.debits_posted.get(),
             repaid

@@ -8,12 +8,21 @@
 use serde::Serialize;
 use store::{Migration, Store, on_pool};
 
+mod accounts;
+mod audit;
+
+pub use accounts::{
+    AccountClass, account_class, accounts_of, change_owner, claim_account, owner_of,
+};
+pub use audit::{AuditBreak, append_audit, verify_audit};
+
 pub const COMPONENT: &str = "api";
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "keys, ownership, idempotency, audit",
-    sqlite: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "keys, ownership, idempotency, audit",
+        sqlite: "
 CREATE TABLE api_keys (
     key_id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,
@@ -60,7 +69,7 @@ BEGIN SELECT RAISE(ABORT, 'api_audit is append-only'); END;
 CREATE TRIGGER api_audit_no_delete BEFORE DELETE ON api_audit
 BEGIN SELECT RAISE(ABORT, 'api_audit is append-only'); END;
 ",
-    postgres: "
+        postgres: "
 CREATE TABLE api_keys (
     key_id TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL UNIQUE,
@@ -107,7 +116,44 @@ BEGIN RAISE EXCEPTION 'api_audit is append-only'; END $$;
 CREATE TRIGGER api_audit_no_change BEFORE UPDATE OR DELETE ON api_audit
 FOR EACH ROW EXECUTE FUNCTION api_audit_append_only();
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "account classes, key grants",
+        sqlite: "
+CREATE TABLE api_accounts_v2 (
+    account_id TEXT PRIMARY KEY,
+    class TEXT NOT NULL CHECK (class IN ('customer', 'house')),
+    customer_id TEXT,
+    created_at_ms INTEGER NOT NULL,
+    CHECK ((class = 'customer') = (customer_id IS NOT NULL))
+);
+INSERT INTO api_accounts_v2 (account_id, class, customer_id, created_at_ms)
+    SELECT account_id, 'customer', customer_id, created_at_ms FROM api_accounts;
+DROP TABLE api_accounts;
+ALTER TABLE api_accounts_v2 RENAME TO api_accounts;
+CREATE INDEX api_accounts_by_customer ON api_accounts (customer_id, account_id);
+ALTER TABLE api_keys ADD COLUMN grants TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN revoked_at_ms INTEGER;
+ALTER TABLE api_audit ADD COLUMN prev_hash TEXT;
+ALTER TABLE api_audit ADD COLUMN hash TEXT;
+CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at_ms);
+",
+        postgres: "
+ALTER TABLE api_accounts ALTER COLUMN customer_id DROP NOT NULL;
+ALTER TABLE api_accounts ADD COLUMN class TEXT NOT NULL DEFAULT 'customer'
+    CHECK (class IN ('customer', 'house'));
+ALTER TABLE api_accounts ALTER COLUMN class DROP DEFAULT;
+ALTER TABLE api_accounts ADD CONSTRAINT api_accounts_class_owner
+    CHECK ((class = 'customer') = (customer_id IS NOT NULL));
+ALTER TABLE api_keys ADD COLUMN grants TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN revoked_at_ms BIGINT;
+ALTER TABLE api_audit ADD COLUMN prev_hash TEXT;
+ALTER TABLE api_audit ADD COLUMN hash TEXT;
+CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at_ms);
+",
+    },
+];
 
 /// A stored API key (its hash, never the key).
 #[derive(Clone, Debug)]
@@ -118,48 +164,131 @@ pub struct KeyRow {
     pub customer_id: Option<String>,
     pub created_at_ms: i64,
     pub created_by: String,
+    /// What the key may do beyond its role, comma-separated (`house_accounts`).
+    pub grants: String,
 }
 
 pub async fn insert_key(store: &Store, key: &KeyRow) -> Result<(), sqlx::Error> {
     on_pool!(
         store,
         sqlx::query(
-            "INSERT INTO api_keys (key_id, key_hash, role, customer_id, created_at_ms, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO api_keys
+                 (key_id, key_hash, role, customer_id, created_at_ms, created_by, grants)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
         .bind(&key.key_id)
         .bind(&key.key_hash)
         .bind(&key.role)
         .bind(&key.customer_id)
         .bind(key.created_at_ms)
-        .bind(&key.created_by),
+        .bind(&key.created_by)
+        .bind(&key.grants),
         execute
     )?;
     Ok(())
 }
 
-type KeyTuple = (String, String, String, Option<String>, i64, String);
+type KeyTuple = (String, String, String, Option<String>, i64, String, String);
 
 pub async fn key_by_hash(store: &Store, key_hash: &str) -> Result<Option<KeyRow>, sqlx::Error> {
     let row: Option<KeyTuple> = on_pool!(
         store,
         sqlx::query_as::<_, KeyTuple>(
-            "SELECT key_id, key_hash, role, customer_id, created_at_ms, created_by
-             FROM api_keys WHERE key_hash = $1"
+            "SELECT key_id, key_hash, role, customer_id, created_at_ms, created_by, grants
+             FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL"
         )
         .bind(key_hash),
         fetch_optional
     )?;
     Ok(row.map(
-        |(key_id, key_hash, role, customer_id, created_at_ms, created_by)| KeyRow {
+        |(key_id, key_hash, role, customer_id, created_at_ms, created_by, grants)| KeyRow {
             key_id,
             key_hash,
             role,
             customer_id,
             created_at_ms,
             created_by,
+            grants,
         },
     ))
+}
+
+/// A key as listed (never its hash).
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyListing {
+    pub key_id: String,
+    pub role: String,
+    pub customer_id: Option<String>,
+    pub grants: String,
+    pub created_at_ms: i64,
+    pub created_by: String,
+    pub revoked_at_ms: Option<i64>,
+}
+
+type ListingTuple = (
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    String,
+    Option<i64>,
+);
+
+/// Keys by id, at most `limit`.
+pub async fn list_keys(store: &Store, limit: i64) -> Result<Vec<KeyListing>, sqlx::Error> {
+    let rows: Vec<ListingTuple> = on_pool!(
+        store,
+        sqlx::query_as::<_, ListingTuple>(
+            "SELECT key_id, role, customer_id, grants, created_at_ms, created_by, revoked_at_ms
+             FROM api_keys ORDER BY key_id LIMIT $1"
+        )
+        .bind(limit),
+        fetch_all
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(key_id, role, customer_id, grants, created_at_ms, created_by, revoked_at_ms)| {
+                KeyListing {
+                    key_id,
+                    role,
+                    customer_id,
+                    grants,
+                    created_at_ms,
+                    created_by,
+                    revoked_at_ms,
+                }
+            },
+        )
+        .collect())
+}
+
+/// Whether `key_id` names a key that is not revoked.
+pub async fn key_is_live(store: &Store, key_id: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(String,)> = on_pool!(
+        store,
+        sqlx::query_as::<_, (String,)>(
+            "SELECT key_id FROM api_keys WHERE key_id = $1 AND revoked_at_ms IS NULL"
+        )
+        .bind(key_id),
+        fetch_optional
+    )?;
+    Ok(row.is_some())
+}
+
+/// Revokes a key (once); false if there is no such key or it was revoked before.
+pub async fn revoke_key(store: &Store, key_id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let done = on_pool!(
+        store,
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = $1 WHERE key_id = $2 AND revoked_at_ms IS NULL"
+        )
+        .bind(now_ms)
+        .bind(key_id),
+        execute
+    )?;
+    Ok(done == 1)
 }
 
 /// One audit record.
@@ -171,30 +300,6 @@ pub struct AuditRow {
     pub action: String,
     pub target: String,
     pub details: serde_json::Value,
-}
-
-pub async fn append_audit(
-    store: &Store,
-    at_ms: i64,
-    key_id: &str,
-    action: &str,
-    target: &str,
-    details: &serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    on_pool!(
-        store,
-        sqlx::query(
-            "INSERT INTO api_audit (at_ms, key_id, action, target, details)
-             VALUES ($1, $2, $3, $4, $5)"
-        )
-        .bind(at_ms)
-        .bind(key_id)
-        .bind(action)
-        .bind(target)
-        .bind(details.to_string()),
-        execute
-    )?;
-    Ok(())
 }
 
 type AuditTuple = (i64, i64, String, String, String, String);
@@ -226,61 +331,6 @@ pub async fn audit_page(
             details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
         })
         .collect())
-}
-
-/// The customer an account belongs to, if any.
-pub async fn owner_of(store: &Store, account_id: &str) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(String,)> = on_pool!(
-        store,
-        sqlx::query_as::<_, (String,)>(
-            "SELECT customer_id FROM api_accounts WHERE account_id = $1"
-        )
-        .bind(account_id),
-        fetch_optional
-    )?;
-    Ok(row.map(|(customer,)| customer))
-}
-
-/// Records that `account_id` belongs to `customer_id`; an account already owned
-/// keeps its owner, which is returned.
-pub async fn claim_account(
-    store: &Store,
-    account_id: &str,
-    customer_id: &str,
-    now_ms: i64,
-) -> Result<String, sqlx::Error> {
-    on_pool!(
-        store,
-        sqlx::query(
-            "INSERT INTO api_accounts (account_id, customer_id, created_at_ms)
-             VALUES ($1, $2, $3) ON CONFLICT (account_id) DO NOTHING"
-        )
-        .bind(account_id)
-        .bind(customer_id)
-        .bind(now_ms),
-        execute
-    )?;
-    Ok(owner_of(store, account_id)
-        .await?
-        .unwrap_or_else(|| customer_id.to_owned()))
-}
-
-pub async fn accounts_of(
-    store: &Store,
-    customer_id: &str,
-    limit: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String,)> = on_pool!(
-        store,
-        sqlx::query_as::<_, (String,)>(
-            "SELECT account_id FROM api_accounts WHERE customer_id = $1
-             ORDER BY account_id LIMIT $2"
-        )
-        .bind(customer_id)
-        .bind(limit),
-        fetch_all
-    )?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 pub async fn record_channel_transfer(
@@ -355,6 +405,19 @@ pub enum Claim {
 }
 
 type IdempotencyTuple = (String, String, Option<i64>, Option<String>, i64);
+
+/// Forgets finished idempotency records created before `before_ms` (a replay
+/// after that runs the request again; the domain ids underneath keep it safe).
+/// Returns how many went.
+pub async fn prune_idempotency(store: &Store, before_ms: i64) -> Result<u64, sqlx::Error> {
+    let done = on_pool!(
+        store,
+        sqlx::query("DELETE FROM api_idempotency WHERE state = 'done' AND created_at_ms < $1")
+            .bind(before_ms),
+        execute
+    )?;
+    Ok(done)
+}
 
 pub async fn claim_idempotency(
     store: &Store,
@@ -493,6 +556,7 @@ pub async fn row_counts(store: &Store) -> Result<Vec<(&'static str, i64)>, sqlx:
 
 /// One round trip, for readiness.
 pub async fn ping(store: &Store) -> Result<(), sqlx::Error> {
-    let _: (i64,) = on_pool!(store, sqlx::query_as::<_, (i64,)>("SELECT 1"), fetch_one)?;
+    // Nothing to decode: `SELECT 1` is an INT4 on PostgreSQL and an INTEGER on SQLite.
+    on_pool!(store, sqlx::query("SELECT 1"), execute)?;
     Ok(())
 }
