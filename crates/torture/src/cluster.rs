@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bank::{BankApi, HttpBank, TransportConfig};
-use channel::{Channel, ChannelConfig, InProcessCore, TransferState};
+use channel::{Channel, ChannelConfig, InProcessCore};
 use ledger::{Ledger, LedgerConfig};
 use money::{Clock, SystemClock, TransferId};
 use rand::rngs::SmallRng;
@@ -151,7 +151,8 @@ pub struct ClusterSummary {
     pub wrong_stream: u64,
     pub history: serde_json::Value,
     /// The most PostgreSQL connections the serve processes held at once, of
-    /// the run's cap; and log lines where the server refused one over the cap.
+    /// the run's cap; and log lines where a process could not get one (the
+    /// server refused it over the cap, or its pool waited out its timeout).
     pub connections_peak: u64,
     pub connections_max: u32,
     pub connections_refused: u64,
@@ -169,53 +170,57 @@ pub struct ClusterSummary {
 /// Progress lines for the operator (kills, phases).
 pub type Say<'a> = &'a (dyn Fn(&str) + Sync);
 
-/// The parent's handles on the stores: the workloads' setup and check, and
-/// what the backbone check needs.
-struct Parents {
+/// The parent's handles for the checks: its own small pool on the run's
+/// schema, the ledger, the channel, and the consumers the backbone must serve.
+struct Checker {
     store: store::Store,
     ledger: Ledger,
     channel: Channel,
-    fees: FeesParent,
-    payroll: PayrollParent,
     consumers: Vec<ConsumerSpec>,
 }
 
-impl Parents {
-    async fn open(scratch: &Scratch, bank_url: &str, seed: u64) -> Result<Parents, TortureError> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = store::Store::connect(&scratch.parent_url).await?;
-        let ledger = Ledger::open(store.clone(), clock.clone(), LedgerConfig::default()).await?;
-        let channel = Channel::open(
-            store.clone(),
-            Arc::new(InProcessCore::new(ledger.clone())),
-            clock,
-            ChannelConfig::default(),
-        )
-        .await?;
-        let bank = BankSide::Remote(RemoteBank::new(bank_url));
-        // Payroll first: it opens the operating account with its balance,
-        // which is also the fees' settlement account.
-        let payroll =
-            PayrollParent::open(&scratch.parent_url, bank_url, bank.clone(), seed).await?;
-        let mut transport = TransportConfig::new(bank_url);
-        transport.requests_per_s_max = None;
-        let api: Arc<dyn BankApi> = Arc::new(HttpBank::new(transport)?);
-        let mut fees = FeesParent::open(&scratch.parent_url, api, bank, seed).await?;
-        fees.before_cycle().await?;
-        let mut consumers = vec![ConsumerSpec::of(&channel.history().consumer())];
-        for stage in payroll.payroll().stage_consumers() {
-            consumers.push(ConsumerSpec::of(&stage));
-        }
-        consumers.push(ConsumerSpec::of(&payroll.payroll().alert_consumer()));
-        Ok(Parents {
-            store,
-            ledger,
-            channel,
-            fees,
-            payroll,
-            consumers,
-        })
+/// The workloads' parents: they set up fee days and salaries, and check them.
+struct Workloads {
+    fees: FeesParent,
+    payroll: PayrollParent,
+}
+
+async fn open_parents(
+    scratch: &Scratch,
+    bank_url: &str,
+    seed: u64,
+) -> Result<(Checker, Workloads), TortureError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = crate::scratch::connect_small(&scratch.parent_url).await?;
+    let ledger = Ledger::open(store.clone(), clock.clone(), LedgerConfig::default()).await?;
+    let channel = Channel::open(
+        store.clone(),
+        Arc::new(InProcessCore::new(ledger.clone())),
+        clock,
+        ChannelConfig::default(),
+    )
+    .await?;
+    let bank = BankSide::Remote(RemoteBank::new(bank_url));
+    // Payroll first: it opens the operating account with its balance, which
+    // is also the fees' settlement account.
+    let payroll = PayrollParent::open(&scratch.parent_url, bank_url, bank.clone(), seed).await?;
+    let mut transport = TransportConfig::new(bank_url);
+    transport.requests_per_s_max = None;
+    let api: Arc<dyn BankApi> = Arc::new(HttpBank::new(transport)?);
+    let mut fees = FeesParent::open(&scratch.parent_url, api, bank, seed).await?;
+    fees.before_cycle().await?;
+    let mut consumers = vec![ConsumerSpec::of(&channel.history().consumer())];
+    for stage in payroll.payroll().stage_consumers() {
+        consumers.push(ConsumerSpec::of(&stage));
     }
+    consumers.push(ConsumerSpec::of(&payroll.payroll().alert_consumer()));
+    let checker = Checker {
+        store,
+        ledger,
+        channel,
+        consumers,
+    };
+    Ok((checker, Workloads { fees, payroll }))
 }
 
 /// Runs a whole cluster plan and checks the invariants.
@@ -253,7 +258,6 @@ async fn run_in(
     scratch: &Scratch,
     say: Say<'_>,
 ) -> Result<ClusterSummary, TortureError> {
-    let mut rng = SmallRng::seed_from_u64(plan.seed);
     let mut cluster = Cluster::start(
         &plan.program,
         &scratch.url,
@@ -262,7 +266,7 @@ async fn run_in(
         plan.fees_every_s,
     )
     .await?;
-    let mut parents = Parents::open(scratch, &cluster.bank_url, plan.seed).await?;
+    let (checker, workloads) = open_parents(scratch, &cluster.bank_url, plan.seed).await?;
     let ops_key = cluster_load::cli_key(&plan.program, &scratch.url, "ops").await?;
     let service_key = cluster_load::cli_key(&plan.program, &scratch.url, "service").await?;
     cluster.start_serves().await?;
@@ -273,8 +277,87 @@ async fn run_in(
         cluster.api_url
     ));
     let shared = Shared::new();
-    let ops = ApiClient::new(&cluster.api_url, &ops_key)?;
-    let service = ApiClient::new(&cluster.api_url, &service_key)?;
+    let days = Arc::new(std::sync::Mutex::new(workloads.fees.day_names()));
+    let mut clients = start_clients(plan, &cluster, &ops_key, &service_key, &days, &shared).await?;
+    let feeder = tokio::spawn(feed(workloads, days, plan.load_ms));
+    let admin = crate::scratch::connect_small(&plan.database_url).await?;
+    let app = scratch.application_name().unwrap_or_default().to_owned();
+    let mut peak = drive_load(plan, &mut cluster, &admin, &app, say).await?;
+    say("load done; stopping the clients and restarting every process");
+    shared.stop.store(true, Ordering::Relaxed);
+    cluster.restart_all()?;
+    while clients.join_next().await.is_some() {}
+    let workloads = feeder
+        .await
+        .map_err(|e| TortureError::Child(format!("the salary and fee-day feeder: {e}")))??;
+    let quiesce_started = Instant::now();
+    let quiesced = quiesce(
+        plan,
+        &mut cluster,
+        &checker,
+        &workloads,
+        &shared,
+        &admin,
+        &app,
+        &mut peak,
+        say,
+    )
+    .await?;
+    let quiesce_ms = u64::try_from(quiesce_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    admin.close().await;
+    let mut summary = ClusterSummary {
+        seed: plan.seed,
+        load_ms: plan.load_ms,
+        processes: (0..cluster.serve_count())
+            .map(|i| cluster.serve_name(i).to_owned())
+            .collect(),
+        kills: cluster.kills.clone(),
+        broker_kills: cluster.nats.restarts,
+        unplanned_exits: cluster.unplanned_exits.clone(),
+        unplanned_exit_samples: cluster.unplanned_exit_samples.clone(),
+        load: serde_json::to_value(&shared.counters).unwrap_or_default(),
+        fee_days: workloads.fees.days(),
+        salaries: workloads.payroll.salaries(),
+        streams: serde_json::Value::Null,
+        events_lost: 0,
+        effects_doubled: 0,
+        wrong_stream: 0,
+        history: serde_json::Value::Null,
+        connections_peak: peak,
+        connections_max: plan.connections_max,
+        connections_refused: cluster.log_lines_with(&[
+            "too many connections",
+            "pool timed out while waiting for an open connection",
+        ]),
+        quiesce_ms,
+        quiesce_complete: quiesced,
+        stops: Vec::new(),
+        checks: Vec::new(),
+        violations: 0,
+        elapsed_ms: 0,
+        kept_at: None,
+        replay: plan.replay_command(),
+    };
+    summary.stops = cluster.stop_serves().await;
+    say("serve processes stopped; checking the stores");
+    let verdict = verdict(&mut summary, &checker, &workloads, &shared).await;
+    cluster.stop().await;
+    verdict?;
+    Ok(summary)
+}
+
+/// Opens the accounts and keys the clients need, through the API, and starts
+/// the clients.
+async fn start_clients(
+    plan: &ClusterPlan,
+    cluster: &Cluster,
+    ops_key: &str,
+    service_key: &str,
+    days: &Arc<std::sync::Mutex<Vec<String>>>,
+    shared: &Arc<Shared>,
+) -> Result<tokio::task::JoinSet<()>, TortureError> {
+    let ops = ApiClient::new(&cluster.api_url, ops_key)?;
+    let service = ApiClient::new(&cluster.api_url, service_key)?;
     let mut clients = tokio::task::JoinSet::new();
     let mut house = Vec::new();
     for _ in 0..plan.house_accounts.max(2) {
@@ -303,24 +386,50 @@ async fn run_in(
             shared.clone(),
         ));
     }
-    let days = Arc::new(std::sync::Mutex::new(parents.fees.day_names()));
     clients.spawn(cluster_load::fee_operator(
-        ops.clone(),
+        ops,
         days.clone(),
         plan.seed ^ 0xfee,
         shared.clone(),
     ));
+    Ok(clients)
+}
 
-    let admin = store::Store::connect(&plan.database_url).await?;
-    let app = scratch.application_name().unwrap_or_default().to_owned();
-    let mut connections_peak = 0;
-    let load_started = Instant::now();
+/// Pays the payroll month's salaries in rounds spread over the load, and
+/// keeps two fee days open; hands the workloads back at the end.
+async fn feed(
+    mut workloads: Workloads,
+    days: Arc<std::sync::Mutex<Vec<String>>>,
+    load_ms: u64,
+) -> Result<Workloads, TortureError> {
+    let pause = Duration::from_millis(load_ms / SALARY_ROUNDS);
+    for _ in 0..SALARY_ROUNDS {
+        workloads.payroll.pay_salaries(SALARIES_PER_ROUND).await?;
+        workloads.fees.before_cycle().await?;
+        *days.lock().unwrap_or_else(|p| p.into_inner()) = workloads.fees.day_names();
+        tokio::time::sleep(pause).await;
+    }
+    Ok(workloads)
+}
+
+/// The load phase's kills: every few seconds the broker or a random serve
+/// process, each printed; restarts as they fall due. Returns the peak of
+/// connections seen.
+async fn drive_load(
+    plan: &ClusterPlan,
+    cluster: &mut Cluster,
+    admin: &store::Store,
+    app: &str,
+    say: Say<'_>,
+) -> Result<u64, TortureError> {
+    let mut rng = SmallRng::seed_from_u64(plan.seed);
+    let mut peak = 0;
+    let started = Instant::now();
     let load = Duration::from_millis(plan.load_ms);
-    let mut next_kill = load_started + kill_pause(&mut rng, plan);
+    let mut next_kill = started + kill_pause(&mut rng, plan);
     let mut restarts: Vec<(Instant, usize)> = Vec::new();
-    let mut salary_rounds = 0;
-    let mut last_sample = load_started;
-    while load_started.elapsed() < load {
+    let mut last_sample = started;
+    while started.elapsed() < load {
         tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
         let now = Instant::now();
         cluster.supervise().await?;
@@ -330,7 +439,7 @@ async fn run_in(
         restarts.retain(|(at, _)| *at > now);
         if now >= next_kill {
             next_kill = now + kill_pause(&mut rng, plan);
-            let at_s = load_started.elapsed().as_secs_f64();
+            let at_s = started.elapsed().as_secs_f64();
             if rng.random_range(0..100) < plan.broker_kill_pct {
                 say(&format!("{at_s:7.1}s SIGKILL broker (restarted at once)"));
                 cluster.kill_broker().await?;
@@ -346,117 +455,12 @@ async fn run_in(
                 restarts.push((now + delay, index));
             }
         }
-        let round_due = load.as_millis() * u128::from(salary_rounds) / u128::from(SALARY_ROUNDS);
-        if salary_rounds < SALARY_ROUNDS && load_started.elapsed().as_millis() >= round_due {
-            parents.payroll.pay_salaries(SALARIES_PER_ROUND).await?;
-            parents.fees.before_cycle().await?;
-            *days.lock().unwrap_or_else(|p| p.into_inner()) = parents.fees.day_names();
-            salary_rounds += 1;
-        }
         if now.duration_since(last_sample) >= Duration::from_secs(1) {
             last_sample = now;
-            connections_peak = connections_peak.max(Cluster::connections(&admin, &app).await);
+            peak = peak.max(Cluster::connections(admin, app).await);
         }
     }
-    say("load done; stopping the clients and restarting every process");
-    shared.stop.store(true, Ordering::Relaxed);
-    for (_, index) in restarts.drain(..) {
-        cluster.restart_serve(index)?;
-    }
-    while clients.join_next().await.is_some() {}
-    let quiesce_started = Instant::now();
-    let quiesce_complete = quiesce(
-        plan,
-        &mut cluster,
-        &parents,
-        &shared,
-        &admin,
-        &app,
-        &mut connections_peak,
-        say,
-    )
-    .await?;
-    let quiesce_ms = u64::try_from(quiesce_started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let broker_kills = cluster.nats.restarts;
-    let kills = cluster.kills.clone();
-    let unplanned_exits = cluster.unplanned_exits.clone();
-    let unplanned_exit_samples = cluster.unplanned_exit_samples.clone();
-    let connections_refused = cluster.log_lines_with("too many connections");
-    let processes = (0..cluster.serve_count())
-        .map(|i| cluster.serve_name(i).to_owned())
-        .collect();
-    let stops = cluster.stop().await;
-    admin.close().await;
-    say("stopped; checking the stores");
-
-    let mut checks = Checks::default();
-    checks.add(
-        "cluster: the serve processes stayed within the run's connection budget",
-        connections_refused == 0,
-        format!(
-            "peak {connections_peak} of {}; {connections_refused} log lines of refused connections",
-            plan.connections_max
-        ),
-    );
-    checks.add(
-        "cluster: the cluster quiesced (everything delivered and settled)",
-        quiesce_complete,
-        format!("after {quiesce_ms} ms"),
-    );
-    let not_clean: Vec<String> = stops
-        .iter()
-        .filter(|s| s.exit_code != Some(0))
-        .map(|s| format!("{}: {:?}", s.name, s.exit_code))
-        .collect();
-    checks.add(
-        "cluster: every serve process stops on SIGINT with exit 0",
-        not_clean.is_empty(),
-        not_clean.join("; "),
-    );
-    let backbone = cluster_check::backbone(&parents.store, &parents.consumers).await?;
-    cluster_check::backbone_checks(&backbone, &mut checks);
-    let history = cluster_check::history_equals_core(
-        &parents.ledger,
-        &parents.channel,
-        &backbone.ledger_keys,
-        &mut checks,
-    )
-    .await?;
-    cluster_check::parked_letters(&parents.store, &mut checks).await?;
-    client_checks(&parents, &shared, &mut checks).await?;
-    checks.extend(parents.fees.check().await?);
-    checks.extend(parents.payroll.check().await?);
-    ledger_invariants(&parents.ledger, &mut checks).await?;
-    let reruns = cluster_check::payroll_stage_reruns(parents.payroll.payroll()).await?;
-    let load_json = serde_json::to_value(&shared.counters).unwrap_or_default();
-    Ok(ClusterSummary {
-        seed: plan.seed,
-        load_ms: plan.load_ms,
-        processes,
-        kills,
-        broker_kills,
-        unplanned_exits,
-        unplanned_exit_samples,
-        load: load_json,
-        fee_days: parents.fees.days(),
-        salaries: parents.payroll.salaries(),
-        streams: serde_json::to_value(&backbone.streams).unwrap_or_default(),
-        events_lost: backbone.lost(),
-        effects_doubled: reruns + history.entries_wrong,
-        wrong_stream: backbone.wrong_stream,
-        history: serde_json::to_value(&history).unwrap_or_default(),
-        connections_peak,
-        connections_max: plan.connections_max,
-        connections_refused,
-        quiesce_ms,
-        quiesce_complete,
-        stops,
-        violations: checks.violations(),
-        checks: checks.0,
-        elapsed_ms: 0,
-        kept_at: None,
-        replay: plan.replay_command(),
-    })
+    Ok(peak)
 }
 
 fn kill_pause(rng: &mut SmallRng, plan: &ClusterPlan) -> Duration {
@@ -469,11 +473,12 @@ fn kill_pause(rng: &mut SmallRng, plan: &ClusterPlan) -> Duration {
 async fn quiesce(
     plan: &ClusterPlan,
     cluster: &mut Cluster,
-    parents: &Parents,
+    checker: &Checker,
+    workloads: &Workloads,
     shared: &Shared,
     admin: &store::Store,
     app: &str,
-    connections_peak: &mut u64,
+    peak: &mut u64,
     say: Say<'_>,
 ) -> Result<bool, TortureError> {
     let started = Instant::now();
@@ -487,20 +492,18 @@ async fn quiesce(
     let mut last_fingerprint = String::new();
     loop {
         cluster.supervise().await?;
-        *connections_peak = (*connections_peak).max(Cluster::connections(admin, app).await);
-        let backbone = cluster_check::backbone(&parents.store, &parents.consumers).await?;
+        *peak = (*peak).max(Cluster::connections(admin, app).await);
+        let backbone = cluster_check::backbone(&checker.store, &checker.consumers).await?;
         let mut still = Vec::new();
         for id in in_flight {
-            let transfer = parents.channel.transfers().get(id).await?;
+            let transfer = checker.channel.transfers().get(id).await?;
             if transfer.is_some_and(|t| t.state.is_in_flight()) {
                 still.push(id);
             }
         }
         in_flight = still;
-        let days_open = parents.fees.unfinished_days().await?;
-        let deposits_open = parents.payroll.open_deposits().await?;
-        let complete =
-            backbone.complete() && in_flight.is_empty() && days_open == 0 && deposits_open == 0;
+        let days_open = workloads.fees.unfinished_days().await?;
+        let deposits_open = workloads.payroll.open_deposits().await?;
         let fingerprint = format!(
             "{} unrelayed, {} undelivered (watermarks {}), {} channel transfers in flight, \
              {days_open} fee days open, {deposits_open} deposits open",
@@ -509,11 +512,9 @@ async fn quiesce(
             backbone.watermark_total,
             in_flight.len()
         );
-        if complete {
-            say(&format!(
-                "quiesced in {} ms: {fingerprint}",
-                started.elapsed().as_millis()
-            ));
+        if backbone.complete() && in_flight.is_empty() && days_open == 0 && deposits_open == 0 {
+            let ms = started.elapsed().as_millis();
+            say(&format!("quiesced in {ms} ms: {fingerprint}"));
             return Ok(true);
         }
         if fingerprint != last_fingerprint {
@@ -530,61 +531,59 @@ async fn quiesce(
     }
 }
 
-/// What the API confirmed is what the stores hold.
-async fn client_checks(
-    parents: &Parents,
+/// Every check, from the stores, once the processes stopped.
+async fn verdict(
+    summary: &mut ClusterSummary,
+    checker: &Checker,
+    workloads: &Workloads,
     shared: &Shared,
-    checks: &mut Checks,
 ) -> Result<(), TortureError> {
-    let ledger_ids: Vec<TransferId> = shared
-        .confirmed
-        .ledger
-        .lock()
-        .await
-        .iter()
-        .filter_map(|id| TransferId::parse(id).ok())
-        .collect();
-    let mut found = 0;
-    for page in ledger_ids.chunks(parents.ledger.config().lookup_ids_max) {
-        found += parents.ledger.lookup_transfers(page).await?.len();
-    }
+    let mut checks = Checks::default();
     checks.add(
-        "cluster: every ledger transfer the API confirmed is in the core, once",
-        found == ledger_ids.len(),
-        format!("{found} of {} found", ledger_ids.len()),
-    );
-    let channel_ids: Vec<TransferId> = shared
-        .confirmed
-        .channel
-        .lock()
-        .await
-        .iter()
-        .filter_map(|id| TransferId::parse(id).ok())
-        .collect();
-    let mut wrong = Vec::new();
-    let (mut succeeded, mut failed) = (0, 0);
-    for id in &channel_ids {
-        let state = parents.channel.transfers().get(*id).await?.map(|t| t.state);
-        let in_core = !parents.ledger.lookup_transfers(&[*id]).await?.is_empty();
-        match state {
-            Some(TransferState::Succeeded) if in_core => succeeded += 1,
-            Some(TransferState::Failed) if !in_core => failed += 1,
-            other => wrong.push(format!("{id}: channel {other:?}, in core {in_core}")),
-        }
-    }
-    checks.add(
-        "cluster: every channel transfer is final; succeeded exactly when the core has it",
-        wrong.is_empty(),
+        "cluster: the serve processes stayed within the run's connection budget",
+        summary.connections_refused == 0,
         format!(
-            "{} transfers: {succeeded} succeeded, {failed} failed; {}",
-            channel_ids.len(),
-            wrong
-                .iter()
-                .take(10)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ")
+            "peak {} of {}; {} log lines of connections refused or waited out",
+            summary.connections_peak, summary.connections_max, summary.connections_refused
         ),
     );
+    checks.add(
+        "cluster: the cluster quiesced (everything delivered and settled)",
+        summary.quiesce_complete,
+        format!("after {} ms", summary.quiesce_ms),
+    );
+    let not_clean: Vec<String> = summary
+        .stops
+        .iter()
+        .filter(|s| s.exit_code != Some(0))
+        .map(|s| format!("{}: {:?}", s.name, s.exit_code))
+        .collect();
+    checks.add(
+        "cluster: every serve process stops on SIGINT with exit 0",
+        not_clean.is_empty(),
+        not_clean.join("; "),
+    );
+    let backbone = cluster_check::backbone(&checker.store, &checker.consumers).await?;
+    cluster_check::backbone_checks(&backbone, &mut checks);
+    let history = cluster_check::history_equals_core(
+        &checker.ledger,
+        &checker.channel,
+        &backbone.ledger_keys,
+        &mut checks,
+    )
+    .await?;
+    cluster_check::parked_letters(&checker.store, &mut checks).await?;
+    cluster_check::client_checks(&checker.ledger, &checker.channel, shared, &mut checks).await?;
+    checks.extend(workloads.fees.check().await?);
+    checks.extend(workloads.payroll.check().await?);
+    ledger_invariants(&checker.ledger, &mut checks).await?;
+    let reruns = cluster_check::payroll_stage_reruns(workloads.payroll.payroll()).await?;
+    summary.streams = serde_json::to_value(&backbone.streams).unwrap_or_default();
+    summary.events_lost = backbone.lost();
+    summary.effects_doubled = reruns + history.entries_wrong;
+    summary.wrong_stream = backbone.wrong_stream;
+    summary.history = serde_json::to_value(&history).unwrap_or_default();
+    summary.violations = checks.violations();
+    summary.checks = checks.0;
     Ok(())
 }

@@ -14,15 +14,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use channel::Channel;
+use channel::{Channel, TransferState};
 use events::Consumer;
 use ledger::Ledger;
-use money::AccountId;
+use money::{AccountId, TransferId};
 use serde::Serialize;
 use store::Store;
 
 use crate::TortureError;
 use crate::check::Checks;
+use crate::cluster_load::Shared;
 
 /// Samples listed per violation.
 const SAMPLES_MAX: usize = 10;
@@ -342,6 +343,55 @@ pub(crate) async fn parked_letters(store: &Store, checks: &mut Checks) -> Result
         "cluster: no dead letter is left parked",
         parked.is_empty(),
         format!("{} parked; {}", parked.len(), samples.join("; ")),
+    );
+    Ok(())
+}
+
+/// What the API confirmed is what the stores hold.
+pub(crate) async fn client_checks(
+    ledger: &Ledger,
+    channel: &Channel,
+    shared: &Shared,
+    checks: &mut Checks,
+) -> Result<(), TortureError> {
+    let parse = |ids: &[String]| -> Vec<TransferId> {
+        ids.iter()
+            .filter_map(|id| TransferId::parse(id).ok())
+            .collect()
+    };
+    let ledger_ids = parse(&shared.confirmed.ledger.lock().await);
+    let mut found = 0;
+    for page in ledger_ids.chunks(ledger.config().lookup_ids_max) {
+        found += ledger.lookup_transfers(page).await?.len();
+    }
+    checks.add(
+        "cluster: every ledger transfer the API confirmed is in the core, once",
+        found == ledger_ids.len(),
+        format!("{found} of {} found", ledger_ids.len()),
+    );
+    let channel_ids = parse(&shared.confirmed.channel.lock().await);
+    let mut wrong = Vec::new();
+    let (mut succeeded, mut failed) = (0, 0);
+    for id in &channel_ids {
+        let state = channel.transfers().get(*id).await?.map(|t| t.state);
+        let in_core = !ledger.lookup_transfers(&[*id]).await?.is_empty();
+        match state {
+            Some(TransferState::Succeeded) if in_core => succeeded += 1,
+            Some(TransferState::Failed) if !in_core => failed += 1,
+            other if wrong.len() < SAMPLES_MAX => {
+                wrong.push(format!("{id}: channel {other:?}, in core {in_core}"))
+            }
+            _ => {}
+        }
+    }
+    checks.add(
+        "cluster: every channel transfer is final; succeeded exactly when the core has it",
+        wrong.is_empty(),
+        format!(
+            "{} transfers: {succeeded} succeeded, {failed} failed; {}",
+            channel_ids.len(),
+            wrong.join("; ")
+        ),
     );
     Ok(())
 }

@@ -215,6 +215,14 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts every serve process that is not running (end of the kills).
+    pub fn restart_all(&mut self) -> Result<(), TortureError> {
+        for index in 0..self.serves.len() {
+            self.restart_serve(index)?;
+        }
+        Ok(())
+    }
+
     /// SIGKILLs the broker and starts it again on its port and store.
     pub async fn kill_broker(&mut self) -> Result<(), TortureError> {
         self.nats.restart().await
@@ -244,14 +252,18 @@ impl Cluster {
         Ok(())
     }
 
-    /// Lines of the serve processes' logs that contain `needle`.
-    pub fn log_lines_with(&self, needle: &str) -> u64 {
+    /// Lines of the serve processes' logs that contain any of `needles`.
+    pub fn log_lines_with(&self, needles: &[&str]) -> u64 {
         self.serves
             .iter()
             .filter_map(|p| {
                 std::fs::read_to_string(self.dir.join(format!("{}.log", p.spec.name))).ok()
             })
-            .map(|text| text.lines().filter(|l| l.contains(needle)).count() as u64)
+            .map(|text| {
+                text.lines()
+                    .filter(|l| needles.iter().any(|n| l.contains(n)))
+                    .count() as u64
+            })
             .sum()
     }
 
@@ -271,8 +283,9 @@ impl Cluster {
     }
 
     /// Stops every serve process with SIGINT (Ctrl-C), as an operator would,
-    /// and says how each ended; then the broker and the bank.
-    pub async fn stop(mut self) -> Vec<StopOutcome> {
+    /// and says how each ended. The bank and the broker keep running for the
+    /// checks ([`Cluster::stop`]).
+    pub async fn stop_serves(&mut self) -> Vec<StopOutcome> {
         let mut outcomes = Vec::new();
         for proc in self.serves.iter_mut() {
             let Some(mut child) = proc.child.take() else {
@@ -300,10 +313,15 @@ impl Cluster {
                 stopped_within_timeout,
             });
         }
+        outcomes
+    }
+
+    /// Stops whatever still runs: serve processes, the broker, the bank.
+    pub async fn stop(mut self) {
+        self.stop_serves().await;
         self.nats.stop().await;
         let _ = self.bank.start_kill();
         let _ = self.bank.wait().await;
-        outcomes
     }
 }
 

@@ -90,7 +90,7 @@ impl FeesParent {
         bank: BankSide,
         seed: u64,
     ) -> Result<FeesParent, TortureError> {
-        let store = store::Store::connect(url).await?;
+        let store = crate::scratch::connect_small(url).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ledger = Ledger::open(store, clock.clone(), LedgerConfig::default()).await?;
         let fees = Fees::open(ledger, api, clock, config()?).await?;

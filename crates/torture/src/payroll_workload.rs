@@ -78,9 +78,14 @@ pub(crate) fn ledger_url(database_url: &str) -> String {
     }
 }
 
-async fn open(database_url: &str, bank_url: &str) -> Result<Payroll, TortureError> {
+/// `small`: the parent's own small pool, not a worker's.
+async fn open(database_url: &str, bank_url: &str, small: bool) -> Result<Payroll, TortureError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = Store::connect(database_url).await?;
+    let store = if small {
+        crate::scratch::connect_small(database_url).await?
+    } else {
+        Store::connect(database_url).await?
+    };
     let ledger_store = if ledger_url(database_url) == database_url {
         store.clone()
     } else {
@@ -136,7 +141,7 @@ impl PayrollParent {
             balance_krw: Krw::new(100_000_000_000),
         })
         .await?;
-        let payroll = open(url, bank_url).await?;
+        let payroll = open(url, bank_url, true).await?;
         for n in 0..USERS {
             bank.open_account(&OpenAccount {
                 account_number: payout_account(n)?,
@@ -337,7 +342,7 @@ pub(crate) async fn run_child(args: &ChildArgs, out: &mut Out) -> Result<(), Tor
         .bank_url
         .as_deref()
         .ok_or_else(|| TortureError::Invalid("the payroll workload needs --bank-url".into()))?;
-    let payroll = open(&args.database_url, bank_url).await?;
+    let payroll = open(&args.database_url, bank_url, false).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = payroll.store().clone();
     let mut stages: Vec<Dispatcher<StageConsumer>> = Vec::new();

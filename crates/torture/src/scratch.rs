@@ -9,6 +9,19 @@ use store::Store;
 
 use crate::TortureError;
 
+/// Connections a parent's own pool may hold: it checks and sets up, it does
+/// not carry load, and its server may be shared.
+const PARENT_CONNECTIONS_MAX: u32 = 3;
+
+/// A small pool for a parent's own work.
+pub(crate) async fn connect_small(url: &str) -> Result<Store, TortureError> {
+    let options = store::StoreOptions {
+        connections_max: PARENT_CONNECTIONS_MAX,
+        ..store::StoreOptions::default()
+    };
+    Ok(Store::connect_with(url, &options).await?)
+}
+
 /// A database and a directory that exist for one run.
 pub struct Scratch {
     /// What the children connect to.
