@@ -3,7 +3,7 @@
 //! fees,payroll,reconciler,expiry) over one PostgreSQL schema, under a minute
 //! of load through the HTTP API while seeded random serve processes and the
 //! broker are SIGKILLed and restarted. Then it quiesces, stops every process
-//! with SIGINT and checks the stores: every outbox row delivered once to every
+//! with SIGTERM and checks the stores: every outbox row delivered once to every
 //! consumer of its stream and to no other, the history read model equal to the
 //! core, the fee days and the payroll month settled, the ledger balanced. The
 //! long version is `settle torture cluster --minutes 30` (docs/reliability.md).

@@ -7,7 +7,7 @@
 //! payroll month are set up through the crates' own functions (as the crash
 //! harness does) and settled by the processes. Throughout, seeded random
 //! serve processes and the broker are SIGKILLed and restarted. Then the load
-//! stops, the cluster quiesces, every process is stopped with SIGINT, and the
+//! stops, the cluster quiesces, every process is stopped with SIGTERM, and the
 //! stores are checked: the backbone ([`crate::cluster_check`]), the history
 //! read model, fee days, payroll deposits and the ledger.
 //!
@@ -158,7 +158,7 @@ pub struct ClusterSummary {
     pub connections_refused: u64,
     pub quiesce_ms: u64,
     pub quiesce_complete: bool,
-    /// How each serve process ended on SIGINT.
+    /// How each serve process ended on SIGTERM.
     pub stops: Vec<StopOutcome>,
     pub checks: Vec<Check>,
     pub violations: usize,
@@ -559,7 +559,7 @@ async fn verdict(
         .map(|s| format!("{}: {:?}", s.name, s.exit_code))
         .collect();
     checks.add(
-        "cluster: every serve process stops on SIGINT with exit 0",
+        "cluster: every serve process stops on SIGTERM with exit 0",
         not_clean.is_empty(),
         not_clean.join("; "),
     );

@@ -22,7 +22,7 @@ use crate::nats_server::PrivateNats;
 const BANK_START_TIMEOUT_MS: u64 = 60_000;
 /// How long the API process may take to answer `/healthz` after a start.
 const API_START_TIMEOUT_MS: u64 = 120_000;
-/// How long a stopping process may take after SIGINT before it is SIGKILLed.
+/// How long a stopping process may take after SIGTERM before it is SIGKILLed.
 const STOP_TIMEOUT_MS: u64 = 30_000;
 
 /// One `settle serve` process of the cluster.
@@ -282,8 +282,8 @@ impl Cluster {
         .unwrap_or(0)
     }
 
-    /// Stops every serve process with SIGINT (Ctrl-C), as an operator would,
-    /// and says how each ended. The bank and the broker keep running for the
+    /// Stops every serve process with SIGTERM, as a supervisor (systemd,
+    /// Kubernetes) would, and says how each ended. The bank and the broker keep running for the
     /// checks ([`Cluster::stop`]).
     pub async fn stop_serves(&mut self) -> Vec<StopOutcome> {
         let mut outcomes = Vec::new();
@@ -293,7 +293,7 @@ impl Cluster {
             };
             if let Some(pid) = child.id() {
                 let _ = Command::new("kill")
-                    .args(["-INT", &pid.to_string()])
+                    .args(["-TERM", &pid.to_string()])
                     .status()
                     .await;
             }
