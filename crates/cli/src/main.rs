@@ -14,7 +14,7 @@ async fn main() -> std::process::ExitCode {
     let cli = commands::Cli::parse();
     // The demo injects faults on purpose; their warnings would bury its report.
     let quiet = matches!(cli.command, commands::Command::Demo(_));
-    telemetry::init(cli.verbose, quiet);
+    telemetry::init(cli.verbose, quiet, cli.log_format);
     match commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => commands::report_error(&error),

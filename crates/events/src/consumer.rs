@@ -83,6 +83,28 @@ pub trait Consumer: Send + Sync + 'static {
     }
 }
 
+/// The one stream a consumer reads: the component of its kinds, which must all
+/// be of one component (a consumer never straddles two streams).
+pub fn stream_of_consumer<C: Consumer + ?Sized>(consumer: &C) -> Result<String, EventsError> {
+    let mut stream: Option<&str> = None;
+    for kind in consumer.kinds() {
+        let of_kind = crate::outbox::stream_of(kind)?;
+        match stream {
+            None => stream = Some(of_kind),
+            Some(seen) if seen == of_kind => {}
+            Some(seen) => {
+                return Err(EventsError::InvalidConfig(format!(
+                    "consumer {} reads kinds of two streams ({seen} and {of_kind})",
+                    consumer.name()
+                )));
+            }
+        }
+    }
+    stream.map(str::to_owned).ok_or_else(|| {
+        EventsError::InvalidConfig(format!("consumer {} declares no kinds", consumer.name()))
+    })
+}
+
 /// What delivering one event came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {

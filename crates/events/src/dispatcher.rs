@@ -19,7 +19,7 @@ use store::Store;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::consumer::{Consumer, Outcome, deliver_batch, on_store, seq_done};
+use crate::consumer::{Consumer, Outcome, deliver_batch, on_store, seq_done, stream_of_consumer};
 use crate::dead_letter;
 use crate::outbox::{self, Cursor, Event, EventsError, Scanned};
 use crate::retry::RetryPolicy;
@@ -72,6 +72,9 @@ pub struct DispatcherConfig {
     pub key_backlog_events_max: usize,
     /// Longest sleep between polls when nobody pokes.
     pub poll_interval_ms: u64,
+    /// How often a standby process (with leases) tries to become the consumer's
+    /// dispatcher.
+    pub takeover_ms: u64,
     pub retry: RetryPolicy,
 }
 
@@ -85,6 +88,7 @@ impl Default for DispatcherConfig {
             queued_events_max: 65_536,
             key_backlog_events_max: 1_024,
             poll_interval_ms: 200,
+            takeover_ms: 2_000,
             retry: RetryPolicy::default(),
         }
     }
@@ -144,6 +148,11 @@ impl KeyState {
 pub struct Dispatcher<C: Consumer> {
     store: Store,
     consumer: Arc<C>,
+    /// The outbox stream the consumer reads (its kinds' component).
+    stream: String,
+    /// With several processes over one database: only the holder of the
+    /// consumer's lease dispatches, the others stand by.
+    leases: Option<store::Leases>,
     config: DispatcherConfig,
     clock: Arc<dyn Clock>,
     wake: Wake,
@@ -168,30 +177,53 @@ impl<C: Consumer> Dispatcher<C> {
         wake: Wake,
     ) -> Result<Dispatcher<C>, EventsError> {
         config.validate()?;
-        let saved: Option<(i64, i64)> = on_store!(&store, |pool| sqlx::query_as(
-            "SELECT xid, position FROM event_consumer_cursors WHERE consumer = $1"
-        )
-        .bind(consumer.name())
-        .fetch_optional(pool)
-        .await)?;
-        let cursor = saved
-            .map(|(xid, position)| Cursor { xid, position })
-            .unwrap_or_default();
-        tracing::info!(consumer = consumer.name(), ?cursor, "dispatcher starting");
+        let stream = stream_of_consumer(consumer.as_ref())?;
+        let saved = saved_cursor(&store, consumer.name()).await?;
+        let cursor = saved.unwrap_or_default();
+        tracing::info!(
+            consumer = consumer.name(),
+            stream,
+            ?cursor,
+            "dispatcher starting"
+        );
         Ok(Dispatcher {
             store,
             permits: Arc::new(Semaphore::new(config.concurrency_max)),
             consumer,
+            stream,
+            leases: None,
             config,
             clock,
             wake,
             cursor,
-            saved_cursor: saved.map(|(xid, position)| Cursor { xid, position }),
+            saved_cursor: saved,
             keys: HashMap::new(),
             parked: HashSet::new(),
             queued_events: 0,
             rows_hidden: false,
         })
+    }
+
+    /// Dispatches only while this process holds the consumer's lease in
+    /// `leases` (the production shape: several processes over one database, one
+    /// dispatching, the rest standing by). Without it every process dispatches.
+    pub fn with_leases(mut self, leases: store::Leases) -> Dispatcher<C> {
+        self.leases = Some(leases);
+        self
+    }
+
+    /// Forgets everything held in memory and resumes from the saved cursor: what
+    /// a process does when it (again) becomes the consumer's dispatcher, since
+    /// another process may have moved on meanwhile.
+    async fn reset(&mut self) -> Result<(), EventsError> {
+        let saved = saved_cursor(&self.store, self.consumer.name()).await?;
+        self.cursor = saved.unwrap_or_default();
+        self.saved_cursor = saved;
+        self.keys.clear();
+        self.parked.clear();
+        self.queued_events = 0;
+        self.rows_hidden = false;
+        Ok(())
     }
 
     /// The handle producers poke after committing events.
@@ -218,12 +250,68 @@ impl<C: Consumer> Dispatcher<C> {
     }
 
     /// Steps until `shutdown` resolves, sleeping when idle until poked, a retry is
-    /// due or `poll_interval_ms` passes. Errors are logged and retried.
+    /// due or `poll_interval_ms` passes. Errors are logged and retried. With
+    /// leases, steps only while holding the consumer's lease and otherwise tries
+    /// to take it every `takeover_ms`.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), EventsError> {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
+        let Some(leases) = self.leases.clone() else {
+            self.serve(&mut shutdown, None).await;
+            tracing::info!(consumer = self.consumer.name(), "dispatcher stopped");
+            return Ok(());
+        };
+        let name = format!("events/dispatch/{}", self.consumer.name());
         loop {
-            if (&mut shutdown).now_or_never().is_some() {
-                break;
+            match leases.try_acquire(&name).await {
+                Ok(Some(lease)) => {
+                    tracing::info!(
+                        consumer = self.consumer.name(),
+                        "this process now dispatches the consumer"
+                    );
+                    let stopped = match self.reset().await {
+                        Ok(()) => self.serve(&mut shutdown, Some(&lease)).await,
+                        Err(error) => {
+                            tracing::warn!(consumer = self.consumer.name(), %error, "could not resume the dispatcher");
+                            false
+                        }
+                    };
+                    lease.release().await;
+                    if stopped {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(consumer = self.consumer.name(), %error, code = error.code(), "could not try the dispatcher's lease");
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(Duration::from_millis(self.config.takeover_ms)) => {}
+            }
+        }
+        tracing::info!(consumer = self.consumer.name(), "dispatcher stopped");
+        Ok(())
+    }
+
+    /// Steps until shutdown (true) or until the lease, if any, is lost (false).
+    async fn serve(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut futures_util::future::Fuse<impl Future<Output = ()>>>,
+        lease: Option<&store::Lease>,
+    ) -> bool {
+        loop {
+            if shutdown.as_mut().now_or_never().is_some() {
+                return true;
+            }
+            if let Some(lease) = lease
+                && !lease.is_held().await
+            {
+                tracing::warn!(
+                    consumer = self.consumer.name(),
+                    "dispatcher lost its lease; standing by"
+                );
+                return false;
             }
             let step = match self.run_once().await {
                 Ok(step) => step,
@@ -241,13 +329,11 @@ impl<C: Consumer> Dispatcher<C> {
                 self.idle_wait_ms()
             };
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = shutdown.as_mut() => return true,
                 _ = self.wake.wait() => {}
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
             }
         }
-        tracing::info!(consumer = self.consumer.name(), "dispatcher stopped");
-        Ok(())
     }
 
     /// Events held in memory (read, not yet finished).
@@ -262,7 +348,7 @@ impl<C: Consumer> Dispatcher<C> {
         if self.queued_events > 0 {
             return Ok(false);
         }
-        Ok(!outbox::exists_after(&self.store, self.cursor).await?)
+        Ok(!outbox::exists_after(&self.store, &self.stream, self.cursor).await?)
     }
 
     fn idle_wait_ms(&self) -> u64 {
@@ -334,14 +420,14 @@ impl<C: Consumer> Dispatcher<C> {
             return Ok(false);
         }
         let limit = room.min(self.config.poll_events_max);
-        let rows = outbox::scan_after(&self.store, self.cursor, limit).await?;
+        let rows = outbox::scan_after(&self.store, &self.stream, self.cursor, limit).await?;
         let worked = !rows.is_empty();
         // On PostgreSQL rows can lie beyond the scan, hidden until an older
         // transaction elsewhere ends. That is work about to arrive, not idleness:
         // a stepping caller keeps stepping, and `run` pauses briefly.
         self.rows_hidden = !worked
             && self.store.backend() == store::Backend::Postgres
-            && outbox::exists_after(&self.store, self.cursor).await?;
+            && outbox::exists_after(&self.store, &self.stream, self.cursor).await?;
         for row in rows {
             self.cursor = self.cursor.max(row.cursor);
             if self.parked.contains(&row.event.key) {
@@ -575,6 +661,17 @@ impl<C: Consumer> Dispatcher<C> {
         self.saved_cursor = Some(safe);
         Ok(())
     }
+}
+
+/// Where the consumer's outbox scan resumes, if it ever saved one.
+async fn saved_cursor(store: &Store, consumer: &str) -> Result<Option<Cursor>, EventsError> {
+    let saved: Option<(i64, i64)> = on_store!(store, |pool| sqlx::query_as(
+        "SELECT xid, position FROM event_consumer_cursors WHERE consumer = $1"
+    )
+    .bind(consumer)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(saved.map(|(xid, position)| Cursor { xid, position }))
 }
 
 /// How long `run` pauses while rows wait for an older transaction to end.

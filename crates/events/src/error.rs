@@ -21,6 +21,17 @@ pub enum EventsError {
     },
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// An event kind must name its component first (`ledger.entry`): that prefix
+    /// is the stream the row belongs to.
+    #[error("event kind {0:?} is not `<component>.<name>` with a lowercase component")]
+    InvalidKind(String),
+    /// A consumer was handed an event of a stream it does not read: a routing bug.
+    #[error("consumer {consumer} reads stream {expected:?} but was handed a {kind} event")]
+    WrongStream {
+        consumer: String,
+        expected: String,
+        kind: String,
+    },
     #[error("NATS: {0}")]
     Nats(String),
     #[error("the relay of partition {partition} lost its lock connection: {reason}")]
@@ -37,6 +48,8 @@ impl EventsError {
             EventsError::DeadLetterNotFound { .. } => "dead_letter_not_found",
             EventsError::DeadLetterNotParked { .. } => "dead_letter_not_parked",
             EventsError::InvalidConfig(_) => "events_config_invalid",
+            EventsError::InvalidKind(_) => "event_kind_invalid",
+            EventsError::WrongStream { .. } => "event_wrong_stream",
             EventsError::Nats(_) => "nats_error",
             EventsError::RelayLockLost { .. } => "relay_lock_lost",
         }

@@ -44,10 +44,13 @@ pub fn nats_url_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned())
 }
 
-/// Transport settings.
+/// Transport settings for one outbox stream.
 #[derive(Clone, Debug)]
 pub struct NatsConfig {
     pub url: String,
+    /// The outbox stream carried (the component of its kinds, e.g. `ledger`): the
+    /// relay publishes only rows of this stream, and a worker refuses any other.
+    pub outbox_stream: String,
     /// The JetStream stream name.
     pub stream: String,
     /// Subjects are `<subject_prefix>.<partition>.<key>`.
@@ -74,6 +77,19 @@ pub struct NatsConfig {
     pub release_check_ms: u64,
     /// How often a process that is not a partition's relay tries to become it.
     pub relay_takeover_ms: u64,
+    /// The longest one relay or worker step may take (a broker that stopped
+    /// answering mid-step): the step is abandoned, logged and tried again, so
+    /// shutdown and broker restarts are always seen.
+    pub step_timeout_ms: u64,
+    /// How often a worker that keeps up checks its partition of the outbox for
+    /// events its consumer has not finished (a lost message: nothing later on the
+    /// key would reveal the gap).
+    pub repair_every_ms: u64,
+    /// Only rows older than this are repaired (younger ones may still be on
+    /// their way through the broker).
+    pub repair_after_ms: u64,
+    /// Outbox rows read per repair query.
+    pub repair_rows_max: usize,
     pub retry: RetryPolicy,
 }
 
@@ -81,6 +97,7 @@ impl Default for NatsConfig {
     fn default() -> NatsConfig {
         NatsConfig {
             url: nats_url_from_env(),
+            outbox_stream: String::new(),
             stream: "SETTLE_EVENTS".to_owned(),
             subject_prefix: "settle".to_owned(),
             partitions: 8,
@@ -94,17 +111,46 @@ impl Default for NatsConfig {
             transient_retries_max: 50,
             release_check_ms: 1_000,
             relay_takeover_ms: 2_000,
+            step_timeout_ms: 30_000,
+            repair_every_ms: 5_000,
+            repair_after_ms: 5_000,
+            repair_rows_max: 2_000,
             retry: RetryPolicy::default(),
         }
     }
 }
 
 impl NatsConfig {
+    /// The settings of one outbox stream: JetStream stream `SETTLE_<STREAM>` with
+    /// subjects `settle-<stream>.<partition>.<key>`.
+    pub fn for_stream(url: &str, outbox_stream: &str) -> NatsConfig {
+        NatsConfig {
+            url: url.to_owned(),
+            outbox_stream: outbox_stream.to_owned(),
+            stream: format!("SETTLE_{}", outbox_stream.to_uppercase()),
+            subject_prefix: format!("settle-{outbox_stream}"),
+            ..NatsConfig::default()
+        }
+    }
+
     fn validate(&self) -> Result<(), EventsError> {
-        if self.partitions == 0 || self.publish_batch_max == 0 || self.fetch_batch_max == 0 {
+        if self.partitions == 0
+            || self.publish_batch_max == 0
+            || self.fetch_batch_max == 0
+            || self.repair_rows_max == 0
+            || self.step_timeout_ms == 0
+        {
             return Err(EventsError::InvalidConfig(
-                "partitions, publish_batch_max and fetch_batch_max must be at least 1".into(),
+                "partitions, publish_batch_max, fetch_batch_max, repair_rows_max and \
+                 step_timeout_ms must be at least 1"
+                    .into(),
             ));
+        }
+        if crate::outbox::stream_of(&format!("{}.x", self.outbox_stream)).is_err() {
+            return Err(EventsError::InvalidConfig(format!(
+                "outbox_stream {:?} must name one component (lowercase letters, digits, '_')",
+                self.outbox_stream
+            )));
         }
         if self.subject_prefix.is_empty() || !self.subject_prefix.chars().all(subject_char) {
             return Err(EventsError::InvalidConfig(format!(
@@ -174,21 +220,30 @@ pub fn durable_name(consumer: &str, partition: u32) -> String {
     format!("{name}-p{partition}")
 }
 
-/// The advisory lock key of one relay partition of one stream.
-fn relay_lock_key(config: &NatsConfig, partition: u32) -> i64 {
-    0x5e77_0000_0000_0000_i64 ^ (key_hash(&config.stream) << 16) ^ i64::from(partition)
+/// The lease name of one relay partition of one JetStream stream.
+fn relay_lease_name(config: &NatsConfig, partition: u32) -> String {
+    format!("events/relay/{}/{partition}", config.stream)
 }
 
-/// Publishes one partition's outbox rows to the stream.
+/// Who this process is, in `event_relay_leaders`: host and pid.
+fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Publishes one partition's outbox rows (of one stream) to the stream.
 pub struct Relay {
     store: Store,
     js: Context,
     config: NatsConfig,
     partition: u32,
     clock: Arc<dyn Clock>,
-    /// PostgreSQL: the dedicated connection that holds this partition's advisory
-    /// lock; dropping it releases the lock. SQLite runs one process, no lock.
-    lock: Option<sqlx::PgConnection>,
+    /// This process's lease on the partition: while held, no other process
+    /// relays it. Released when the relay stops.
+    lease: store::Lease,
 }
 
 impl Relay {
@@ -200,50 +255,48 @@ impl Relay {
         config: NatsConfig,
         partition: u32,
         clock: Arc<dyn Clock>,
+        leases: &store::Leases,
     ) -> Result<Option<Relay>, EventsError> {
         config.validate()?;
-        let lock = match &store {
-            Store::Sqlite(_) => None,
-            Store::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(relay_lock_key(&config, partition))
-                    .fetch_one(&mut *conn)
-                    .await?;
-                if !held {
-                    tracing::info!(partition, "another relay holds this partition");
-                    return Ok(None);
-                }
-                // The lock lives as long as this connection: take it out of the
-                // pool so it is never reused, and closing it releases the lock.
-                Some(conn.detach())
-            }
+        let Some(lease) = leases
+            .try_acquire(&relay_lease_name(&config, partition))
+            .await?
+        else {
+            return Ok(None);
         };
+        outbox::record_relay_leader(
+            &store,
+            &config.outbox_stream,
+            partition,
+            &holder_name(),
+            clock.now(),
+        )
+        .await?;
+        tracing::info!(stream = %config.stream, partition, "this process now relays the partition");
         Ok(Some(Relay {
             store,
             js,
             config,
             partition,
             clock,
-            lock,
+            lease,
         }))
     }
 
-    /// Publishes up to `publish_batch_max` unrelayed rows, awaits their acks, and
-    /// marks the acknowledged prefix relayed.
-    #[tracing::instrument(skip_all, fields(partition = self.partition))]
+    /// Publishes up to `publish_batch_max` unrelayed rows of the stream, awaits
+    /// their acks, and marks the acknowledged prefix relayed.
+    #[tracing::instrument(skip_all, fields(stream = %self.config.outbox_stream, partition = self.partition))]
     pub async fn run_once(&mut self) -> Result<Step, EventsError> {
-        if let Some(lock) = self.lock.as_mut() {
-            // A lost lock connection means a lost lock: stop rather than race.
-            if let Err(error) = sqlx::query("SELECT 1").execute(&mut *lock).await {
-                return Err(EventsError::RelayLockLost {
-                    partition: self.partition,
-                    reason: error.to_string(),
-                });
-            }
+        // A lost lease means another process may relay now: stop rather than race.
+        if !self.lease.is_held().await {
+            return Err(EventsError::RelayLockLost {
+                partition: self.partition,
+                reason: "the lease connection failed".to_owned(),
+            });
         }
         let rows = outbox::unrelayed(
             &self.store,
+            &self.config.outbox_stream,
             self.partition,
             self.config.partitions,
             self.config.publish_batch_max,
@@ -282,7 +335,13 @@ impl Relay {
                 }
             }
         }
-        outbox::mark_relayed(&self.store, &acked, self.clock.now()).await?;
+        outbox::mark_relayed(
+            &self.store,
+            &self.config.outbox_stream,
+            &acked,
+            self.clock.now(),
+        )
+        .await?;
         telemetry::published(acked.len());
         match failure {
             Some(error) => Err(error),
@@ -290,19 +349,39 @@ impl Relay {
         }
     }
 
+    /// Stops relaying and gives the partition's lease back, so a standby takes
+    /// over at once.
+    pub async fn release(self) {
+        self.lease.release().await;
+    }
+
     /// Steps until `shutdown`, sleeping `poll_interval_ms` when idle; a failed
-    /// step is logged and retried.
+    /// or timed-out step is logged and retried. Gives the lease back on the way
+    /// out.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
+        let step_timeout = Duration::from_millis(self.config.step_timeout_ms);
         loop {
-            let step = match self.run_once().await {
-                Ok(step) => step,
-                Err(error @ EventsError::RelayLockLost { .. }) => {
-                    tracing::warn!(partition = self.partition, error = %error, "relay lost its partition lock; stepping down");
-                    return;
+            let step = tokio::select! {
+                _ = &mut shutdown => break,
+                stepped = tokio::time::timeout(step_timeout, self.run_once()) => stepped,
+            };
+            let step = match step {
+                Ok(Ok(step)) => step,
+                Ok(Err(error @ EventsError::RelayLockLost { .. })) => {
+                    tracing::warn!(partition = self.partition, error = %error, "relay lost its partition lease; stepping down");
+                    break;
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::warn!(partition = self.partition, error = %error, code = error.code(), "relay step failed; retrying");
+                    Step::Idle
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        partition = self.partition,
+                        timeout_ms = self.config.step_timeout_ms,
+                        "relay step timed out; retrying"
+                    );
                     Step::Idle
                 }
             };
@@ -314,6 +393,7 @@ impl Relay {
                 _ = tokio::time::sleep(Duration::from_millis(self.config.poll_interval_ms)) => {}
             }
         }
+        self.lease.release().await;
     }
 }
 
@@ -336,6 +416,11 @@ pub struct Worker<C: Consumer> {
     pull: PullConsumer,
     /// When released letters were last looked for; the check costs a query.
     released_checked_at: Option<std::time::Instant>,
+    /// When the outbox was last swept for events the consumer has not finished.
+    repaired_at: Option<std::time::Instant>,
+    /// The last fetch drained the partition: the worker keeps up, so a row the
+    /// outbox has and the consumer has not finished is not merely in flight.
+    keeping_up: bool,
 }
 
 impl<C: Consumer> Worker<C> {
@@ -349,6 +434,14 @@ impl<C: Consumer> Worker<C> {
         clock: Arc<dyn Clock>,
     ) -> Result<Worker<C>, EventsError> {
         config.validate()?;
+        let reads = crate::consumer::stream_of_consumer(consumer.as_ref())?;
+        if reads != config.outbox_stream {
+            return Err(EventsError::InvalidConfig(format!(
+                "consumer {} reads stream {reads:?}, not the transport's {:?}",
+                consumer.name(),
+                config.outbox_stream
+            )));
+        }
         let durable = durable_name(consumer.name(), partition);
         let stream = js
             .get_stream(config.stream.as_str())
@@ -377,6 +470,8 @@ impl<C: Consumer> Worker<C> {
             clock,
             pull,
             released_checked_at: None,
+            repaired_at: None,
+            keeping_up: false,
         })
     }
 
@@ -400,9 +495,18 @@ impl<C: Consumer> Worker<C> {
             .await
             .map_err(EventsError::nats)?;
         let mut messages = Vec::new();
+        let mut pulled: usize = 0;
         while let Some(message) = batch.next().await {
             let message = message.map_err(EventsError::nats)?;
+            pulled += 1;
             match serde_json::from_slice::<Event>(&message.payload) {
+                Ok(event) if !self.is_own_stream(&event) => {
+                    self.refuse(&event).await?;
+                    message
+                        .ack_with(AckKind::Term)
+                        .await
+                        .map_err(EventsError::nats)?;
+                }
                 Ok(event) => messages.push((message, event)),
                 Err(error) => {
                     tracing::error!(error = %error, subject = %message.subject, "unreadable event message; terminating it");
@@ -413,7 +517,11 @@ impl<C: Consumer> Worker<C> {
                 }
             }
         }
+        self.keeping_up = pulled < self.config.fetch_batch_max;
         if messages.is_empty() {
+            if self.keeping_up {
+                worked |= self.repair_if_due().await?;
+            }
             return Ok(if worked { Step::Done } else { Step::Idle });
         }
         worked = true;
@@ -468,6 +576,80 @@ impl<C: Consumer> Worker<C> {
             }
         }
         Ok(if worked { Step::Done } else { Step::Idle })
+    }
+
+    fn is_own_stream(&self, event: &Event) -> bool {
+        crate::outbox::stream_of(&event.kind).is_ok_and(|s| s == self.config.outbox_stream)
+    }
+
+    /// Records a message of another stream (a routing bug, never expected) where
+    /// tests and operators see it, instead of handing it to the consumer.
+    async fn refuse(&self, event: &Event) -> Result<(), EventsError> {
+        let error = EventsError::WrongStream {
+            consumer: self.consumer.name().to_owned(),
+            expected: self.config.outbox_stream.clone(),
+            kind: event.kind.clone(),
+        };
+        tracing::error!(error = %error, key = %event.key, seq = event.seq, "refusing an event of another stream");
+        telemetry::misdelivered(self.consumer.name());
+        outbox::record_misdelivery(&self.store, self.consumer.name(), event, self.clock.now()).await
+    }
+
+    /// Every `repair_every_ms`, while the worker keeps up: delivers, from the
+    /// outbox, every event of this partition older than `repair_after_ms` that
+    /// the consumer has not finished — a message lost on the way (a key's last
+    /// event has no successor to reveal the gap). Resumes where it stopped.
+    async fn repair_if_due(&mut self) -> Result<bool, EventsError> {
+        let due = self
+            .repaired_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_millis(self.config.repair_every_ms));
+        if !due {
+            return Ok(false);
+        }
+        self.repaired_at = Some(std::time::Instant::now());
+        let name = self.consumer.name().to_owned();
+        let cutoff_ms = self
+            .clock
+            .now()
+            .unix_ms()
+            .saturating_sub(i64::try_from(self.config.repair_after_ms).unwrap_or(i64::MAX));
+        let mut cursor = outbox::repair_cursor(&self.store, &name, self.partition).await?;
+        let rows = outbox::repair_scan(
+            &self.store,
+            &outbox::RepairScope {
+                stream: &self.config.outbox_stream,
+                consumer: &name,
+                partition: self.partition,
+                partitions: self.config.partitions,
+            },
+            cursor,
+            self.config.repair_rows_max,
+        )
+        .await?;
+        let mut repaired = 0usize;
+        for (row, behind) in rows {
+            if row.event.created_at.unix_ms() > cutoff_ms {
+                break;
+            }
+            if behind && !dead_letter::is_parked(&self.store, &name, &row.event.key).await? {
+                tracing::warn!(consumer = %name, key = %row.event.key, seq = row.event.seq, "repairing an event the consumer never finished");
+                self.deliver_from_outbox(&row.event.key, Some(row.event.seq))
+                    .await?;
+                let done = seq_done(&self.store, &name, &row.event.key).await?;
+                if done < row.event.seq
+                    && !dead_letter::is_parked(&self.store, &name, &row.event.key).await?
+                {
+                    break;
+                }
+                repaired += 1;
+            }
+            cursor = row.cursor;
+        }
+        outbox::save_repair_cursor(&self.store, &name, self.partition, cursor).await?;
+        if repaired > 0 {
+            telemetry::repaired(&name, repaired);
+        }
+        Ok(repaired > 0)
     }
 
     /// Delivers one event until it is finished, dead-lettered, or the backbone
@@ -613,18 +795,30 @@ impl<C: Consumer> Worker<C> {
         Ok(worked)
     }
 
-    /// Steps until `shutdown`; a failed step is logged and retried after a pause.
+    /// Steps until `shutdown`; a failed or timed-out step is logged and retried
+    /// after a pause. A step cut short by shutdown or its timeout loses nothing:
+    /// unacked messages come back and the watermark refuses repeats.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
+        let step_timeout = Duration::from_millis(self.config.step_timeout_ms);
         loop {
-            if (&mut shutdown).now_or_never().is_some() {
-                break;
-            }
-            let pause_ms = match self.run_once().await {
-                Ok(Step::Done) => continue,
-                Ok(Step::Idle) => self.config.fetch_wait_ms,
-                Err(error) => {
+            let stepped = tokio::select! {
+                _ = &mut shutdown => break,
+                stepped = tokio::time::timeout(step_timeout, self.run_once()) => stepped,
+            };
+            let pause_ms = match stepped {
+                Ok(Ok(Step::Done)) => continue,
+                Ok(Ok(Step::Idle)) => self.config.fetch_wait_ms,
+                Ok(Err(error)) => {
                     tracing::warn!(partition = self.partition, error = %error, code = error.code(), "worker step failed; retrying");
+                    self.config.poll_interval_ms
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        partition = self.partition,
+                        timeout_ms = self.config.step_timeout_ms,
+                        "worker step timed out; retrying"
+                    );
                     self.config.poll_interval_ms
                 }
             };
@@ -637,7 +831,7 @@ impl<C: Consumer> Worker<C> {
 }
 
 /// Keeps trying to become `partition`'s relay, and runs it while it holds the
-/// lock, until `shutdown`: if the process that holds the partition dies, this one
+/// lease, until `shutdown`: if the process that holds the partition dies, this one
 /// takes over within `relay_takeover_ms`.
 async fn relay_seat(
     store: Store,
@@ -645,24 +839,30 @@ async fn relay_seat(
     config: NatsConfig,
     partition: u32,
     clock: Arc<dyn Clock>,
+    leases: store::Leases,
     shutdown: Shutdown,
 ) {
     let mut stopped = std::pin::pin!(shutdown.clone().wait().fuse());
     loop {
-        match Relay::acquire(
+        let acquired = Relay::acquire(
             store.clone(),
             js.clone(),
             config.clone(),
             partition,
             clock.clone(),
-        )
-        .await
-        {
-            Ok(Some(relay)) => relay.run(shutdown.clone().wait()).await,
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(partition, error = %error, code = error.code(), "could not try the relay lock; retrying");
+            &leases,
+        );
+        let acquired = tokio::select! {
+            _ = &mut stopped => return,
+            acquired = tokio::time::timeout(Duration::from_millis(config.step_timeout_ms), acquired) => acquired,
+        };
+        match acquired {
+            Ok(Ok(Some(relay))) => relay.run(shutdown.clone().wait()).await,
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(partition, error = %error, code = error.code(), "could not try the relay lease; retrying");
             }
+            Err(_) => tracing::warn!(partition, "trying the relay lease timed out; retrying"),
         }
         tokio::select! {
             _ = &mut stopped => return,
@@ -671,13 +871,14 @@ async fn relay_seat(
     }
 }
 
-/// Runs a relay seat and a worker for every partition until `shutdown` is
-/// cancelled; each partition is relayed by whichever process holds its lock.
-pub async fn run_all<C: Consumer>(
+/// Runs a relay seat for every partition of `config`'s outbox stream until
+/// `shutdown`: each partition is relayed by whichever process holds its lease
+/// in `leases`. Run it once per stream per process, however many consumers.
+pub async fn run_relays(
     store: Store,
     config: NatsConfig,
-    consumer: Arc<C>,
     clock: Arc<dyn Clock>,
+    leases: store::Leases,
     shutdown: Shutdown,
 ) -> Result<(), EventsError> {
     let js = connect(&config).await?;
@@ -689,8 +890,26 @@ pub async fn run_all<C: Consumer>(
             config.clone(),
             partition,
             clock.clone(),
+            leases.clone(),
             shutdown.clone(),
         ));
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Runs a worker for every partition, delivering to `consumer`, until
+/// `shutdown`. The consumer must read `config`'s outbox stream.
+pub async fn run_workers<C: Consumer>(
+    store: Store,
+    config: NatsConfig,
+    consumer: Arc<C>,
+    clock: Arc<dyn Clock>,
+    shutdown: Shutdown,
+) -> Result<(), EventsError> {
+    let js = connect(&config).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for partition in 0..config.partitions {
         let worker = Worker::new(
             store.clone(),
             &js,
@@ -705,6 +924,29 @@ pub async fn run_all<C: Consumer>(
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The relays and one consumer's workers of one stream, for a process that
+/// delivers a single consumer (tests, benchmarks). A process with several
+/// consumers of one stream runs [`run_relays`] once and [`run_workers`] each.
+pub async fn run_all<C: Consumer>(
+    store: Store,
+    config: NatsConfig,
+    consumer: Arc<C>,
+    clock: Arc<dyn Clock>,
+    shutdown: Shutdown,
+) -> Result<(), EventsError> {
+    let leases = store::Leases::new(&store);
+    let relays = run_relays(
+        store.clone(),
+        config.clone(),
+        clock.clone(),
+        leases,
+        shutdown.clone(),
+    );
+    let workers = run_workers(store, config, consumer, clock, shutdown);
+    let (relayed, worked) = tokio::join!(relays, workers);
+    relayed.and(worked)
 }
 
 #[cfg(test)]

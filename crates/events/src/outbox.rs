@@ -56,6 +56,24 @@ pub fn key_hash(key: &str) -> i64 {
     i64::from(hash)
 }
 
+/// The stream an event of `kind` belongs to: its component, the part before the
+/// first dot (`ledger.entry` → `ledger`). Decided once, when the row is appended.
+pub fn stream_of(kind: &str) -> Result<&str, EventsError> {
+    match kind.split_once('.') {
+        Some((component, name))
+            if !component.is_empty()
+                && !name.is_empty()
+                && component.len() <= 32
+                && component
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+        {
+            Ok(component)
+        }
+        _ => Err(EventsError::InvalidKind(kind.to_owned())),
+    }
+}
+
 pub fn migrations() -> &'static [Migration] {
     &[
         Migration {
@@ -69,6 +87,12 @@ pub fn migrations() -> &'static [Migration] {
             name: "consumers",
             sqlite: include_str!("../migrations/sqlite/0002_consumers.sql"),
             postgres: include_str!("../migrations/postgres/0002_consumers.sql"),
+        },
+        Migration {
+            version: 3,
+            name: "streams",
+            sqlite: include_str!("../migrations/sqlite/0003_streams.sql"),
+            postgres: include_str!("../migrations/postgres/0003_streams.sql"),
         },
     ]
 }
@@ -86,20 +110,26 @@ pub async fn append(tx: &mut Tx, events: &[NewEvent], now: Timestamp) -> Result<
     if events.is_empty() {
         return Ok(());
     }
+    let streams = events
+        .iter()
+        .map(|event| stream_of(event.kind))
+        .collect::<Result<Vec<&str>, EventsError>>()?;
     let created_at_ms = now.unix_ms();
     match tx {
         Tx::Sqlite(tx) => {
-            for chunk in events.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
+            let rows: Vec<(&NewEvent, &str)> = events.iter().zip(streams).collect();
+            for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
                 let mut insert = QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO outbox (id, kind, key, seq, created_at_ms, key_hash) ",
+                    "INSERT INTO outbox (id, kind, key, seq, created_at_ms, key_hash, stream) ",
                 );
-                insert.push_values(chunk, |mut row, event| {
+                insert.push_values(chunk, |mut row, (event, stream)| {
                     row.push_bind(event_id(event.kind, &event.key, event.seq))
                         .push_bind(event.kind)
                         .push_bind(event.key.as_str())
                         .push_bind(event.seq)
                         .push_bind(created_at_ms)
-                        .push_bind(key_hash(&event.key));
+                        .push_bind(key_hash(&event.key))
+                        .push_bind(*stream);
                 });
                 insert.build().execute(&mut **tx).await?;
             }
@@ -114,10 +144,11 @@ pub async fn append(tx: &mut Tx, events: &[NewEvent], now: Timestamp) -> Result<
             let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
             let hashes: Vec<i64> = events.iter().map(|e| key_hash(&e.key)).collect();
             sqlx::query(
-                "INSERT INTO outbox (id, kind, key, seq, created_at_ms, key_hash)
-                 SELECT id, kind, key, seq, $5, key_hash
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $6::int8[])
-                     AS e(id, kind, key, seq, key_hash)",
+                "INSERT INTO outbox (id, kind, key, seq, created_at_ms, key_hash, stream)
+                 SELECT id, kind, key, seq, $5, key_hash, stream
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $6::int8[],
+                             $7::text[])
+                     AS e(id, kind, key, seq, key_hash, stream)",
             )
             .bind(&ids)
             .bind(&kinds)
@@ -125,6 +156,7 @@ pub async fn append(tx: &mut Tx, events: &[NewEvent], now: Timestamp) -> Result<
             .bind(&seqs)
             .bind(created_at_ms)
             .bind(&hashes)
+            .bind(&streams)
             .execute(&mut **tx)
             .await?;
         }
@@ -194,14 +226,17 @@ where
 /// appear behind the cursor.
 pub(crate) async fn scan_after(
     store: &Store,
+    stream: &str,
     cursor: Cursor,
     limit: usize,
 ) -> Result<Vec<Scanned>, EventsError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     match store {
         Store::Sqlite(pool) => sqlx::query(&format!(
-            "SELECT {COLUMNS_SQLITE} FROM outbox WHERE position > ? ORDER BY position LIMIT ?"
+            "SELECT {COLUMNS_SQLITE} FROM outbox WHERE stream = ? AND position > ?
+             ORDER BY position LIMIT ?"
         ))
+        .bind(stream)
         .bind(cursor.position)
         .bind(limit)
         .fetch_all(pool)
@@ -211,13 +246,14 @@ pub(crate) async fn scan_after(
         .collect(),
         Store::Postgres(pool) => sqlx::query(&format!(
             "SELECT {COLUMNS_POSTGRES} FROM outbox
-             WHERE (xid, position) > (($1::int8)::text::xid8, $2)
+             WHERE stream = $4 AND (xid, position) > (($1::int8)::text::xid8, $2)
                AND xid < pg_snapshot_xmin(pg_current_snapshot())
              ORDER BY xid, position LIMIT $3"
         ))
         .bind(cursor.xid)
         .bind(cursor.position)
         .bind(limit)
+        .bind(stream)
         .fetch_all(pool)
         .await?
         .iter()
@@ -228,10 +264,15 @@ pub(crate) async fn scan_after(
 
 /// Whether any row lies after `cursor`, including rows [`scan_after`] cannot
 /// return yet because an older transaction is still running somewhere.
-pub(crate) async fn exists_after(store: &Store, cursor: Cursor) -> Result<bool, EventsError> {
+pub(crate) async fn exists_after(
+    store: &Store,
+    stream: &str,
+    cursor: Cursor,
+) -> Result<bool, EventsError> {
     let found: Option<i64> = match store {
         Store::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT 1 FROM outbox WHERE position > ? LIMIT 1")
+            sqlx::query_scalar("SELECT 1 FROM outbox WHERE stream = ? AND position > ? LIMIT 1")
+                .bind(stream)
                 .bind(cursor.position)
                 .fetch_optional(pool)
                 .await?
@@ -239,10 +280,11 @@ pub(crate) async fn exists_after(store: &Store, cursor: Cursor) -> Result<bool, 
         Store::Postgres(pool) => {
             sqlx::query_scalar(
                 "SELECT 1::int8 FROM outbox
-                 WHERE (xid, position) > (($1::int8)::text::xid8, $2) LIMIT 1",
+                 WHERE stream = $3 AND (xid, position) > (($1::int8)::text::xid8, $2) LIMIT 1",
             )
             .bind(cursor.xid)
             .bind(cursor.position)
+            .bind(stream)
             .fetch_optional(pool)
             .await?
         }
@@ -288,6 +330,7 @@ pub(crate) async fn key_backlog(
 /// in position order (which is seq order within a key).
 pub(crate) async fn unrelayed(
     store: &Store,
+    stream: &str,
     partition: u32,
     partitions: u32,
     limit: usize,
@@ -296,8 +339,10 @@ pub(crate) async fn unrelayed(
     match store {
         Store::Sqlite(pool) => sqlx::query(&format!(
             "SELECT {COLUMNS_SQLITE} FROM outbox
-             WHERE relayed_at_ms IS NULL AND key_hash % ? = ? ORDER BY position LIMIT ?"
+             WHERE relayed_at_ms IS NULL AND stream = ? AND key_hash % ? = ?
+             ORDER BY position LIMIT ?"
         ))
+        .bind(stream)
         .bind(i64::from(partitions))
         .bind(i64::from(partition))
         .bind(limit)
@@ -308,11 +353,13 @@ pub(crate) async fn unrelayed(
         .collect(),
         Store::Postgres(pool) => sqlx::query(&format!(
             "SELECT {COLUMNS_POSTGRES} FROM outbox
-             WHERE relayed_at_ms IS NULL AND key_hash % $1 = $2 ORDER BY position LIMIT $3"
+             WHERE relayed_at_ms IS NULL AND stream = $4 AND key_hash % $1 = $2
+             ORDER BY position LIMIT $3"
         ))
         .bind(i64::from(partitions))
         .bind(i64::from(partition))
         .bind(limit)
+        .bind(stream)
         .fetch_all(pool)
         .await?
         .iter()
@@ -321,9 +368,11 @@ pub(crate) async fn unrelayed(
     }
 }
 
-/// Records that the broker acknowledged these rows.
+/// Records that the broker acknowledged these rows, all of `stream` (a row of
+/// another stream is never marked, whatever the positions say).
 pub(crate) async fn mark_relayed(
     store: &Store,
+    stream: &str,
     positions: &[i64],
     now: Timestamp,
 ) -> Result<(), EventsError> {
@@ -335,7 +384,11 @@ pub(crate) async fn mark_relayed(
             for chunk in positions.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
                 let mut update =
                     QueryBuilder::<sqlx::Sqlite>::new("UPDATE outbox SET relayed_at_ms = ");
-                update.push_bind(now.unix_ms()).push(" WHERE position IN (");
+                update
+                    .push_bind(now.unix_ms())
+                    .push(" WHERE stream = ")
+                    .push_bind(stream)
+                    .push(" AND position IN (");
                 let mut list = update.separated(", ");
                 for position in chunk {
                     list.push_bind(*position);
@@ -345,13 +398,184 @@ pub(crate) async fn mark_relayed(
             }
         }
         Store::Postgres(pool) => {
-            sqlx::query("UPDATE outbox SET relayed_at_ms = $1 WHERE position = ANY($2::int8[])")
-                .bind(now.unix_ms())
-                .bind(positions)
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "UPDATE outbox SET relayed_at_ms = $1
+                 WHERE stream = $3 AND position = ANY($2::int8[])",
+            )
+            .bind(now.unix_ms())
+            .bind(positions)
+            .bind(stream)
+            .execute(pool)
+            .await?;
         }
     }
+    Ok(())
+}
+
+/// What a repair sweep looks at: one consumer's partition of one stream.
+pub(crate) struct RepairScope<'a> {
+    pub stream: &'a str,
+    pub consumer: &'a str,
+    pub partition: u32,
+    pub partitions: u32,
+}
+
+/// Up to `limit` committed rows of the scope after `cursor`, in scan order, each
+/// with whether the consumer has not finished it yet.
+pub(crate) async fn repair_scan(
+    store: &Store,
+    scope: &RepairScope<'_>,
+    cursor: Cursor,
+    limit: usize,
+) -> Result<Vec<(Scanned, bool)>, EventsError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    match store {
+        Store::Sqlite(pool) => {
+            let rows = sqlx::query(
+                "SELECT 0, o.position, o.id, o.kind, o.key, o.seq, o.created_at_ms, c.seq_done
+                 FROM outbox o LEFT JOIN event_consumer_keys c
+                     ON c.consumer = ? AND c.key = o.key
+                 WHERE o.stream = ? AND o.key_hash % ? = ? AND o.position > ?
+                 ORDER BY o.position LIMIT ?",
+            )
+            .bind(scope.consumer)
+            .bind(scope.stream)
+            .bind(i64::from(scope.partitions))
+            .bind(i64::from(scope.partition))
+            .bind(cursor.position)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let scanned = decode(row)?;
+                    let done: Option<i64> = row.try_get(7)?;
+                    let behind = done.unwrap_or(0) < scanned.event.seq;
+                    Ok((scanned, behind))
+                })
+                .collect()
+        }
+        Store::Postgres(pool) => {
+            let rows = sqlx::query(
+                "SELECT (o.xid::text)::int8, o.position, o.id, o.kind, o.key, o.seq,
+                        o.created_at_ms, c.seq_done
+                 FROM outbox o LEFT JOIN event_consumer_keys c
+                     ON c.consumer = $1 AND c.key = o.key
+                 WHERE o.stream = $2 AND o.key_hash % $3 = $4
+                   AND (o.xid, o.position) > (($5::int8)::text::xid8, $6)
+                   AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+                 ORDER BY o.xid, o.position LIMIT $7",
+            )
+            .bind(scope.consumer)
+            .bind(scope.stream)
+            .bind(i64::from(scope.partitions))
+            .bind(i64::from(scope.partition))
+            .bind(cursor.xid)
+            .bind(cursor.position)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let scanned = decode(row)?;
+                    let done: Option<i64> = row.try_get(7)?;
+                    let behind = done.unwrap_or(0) < scanned.event.seq;
+                    Ok((scanned, behind))
+                })
+                .collect()
+        }
+    }
+}
+
+/// Where a consumer's repair sweep of `partition` resumes.
+pub(crate) async fn repair_cursor(
+    store: &Store,
+    consumer: &str,
+    partition: u32,
+) -> Result<Cursor, EventsError> {
+    let saved: Option<(i64, i64)> = store::on_pool!(
+        store,
+        sqlx::query_as(
+            "SELECT xid, position FROM event_repair_cursors WHERE consumer = $1 AND partition = $2"
+        )
+        .bind(consumer)
+        .bind(i64::from(partition)),
+        fetch_optional
+    )?;
+    Ok(saved
+        .map(|(xid, position)| Cursor { xid, position })
+        .unwrap_or_default())
+}
+
+pub(crate) async fn save_repair_cursor(
+    store: &Store,
+    consumer: &str,
+    partition: u32,
+    cursor: Cursor,
+) -> Result<(), EventsError> {
+    store::on_pool!(
+        store,
+        sqlx::query(
+            "INSERT INTO event_repair_cursors (consumer, partition, xid, position)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (consumer, partition)
+             DO UPDATE SET xid = excluded.xid, position = excluded.position"
+        )
+        .bind(consumer)
+        .bind(i64::from(partition))
+        .bind(cursor.xid)
+        .bind(cursor.position),
+        execute
+    )?;
+    Ok(())
+}
+
+/// Records a delivery a consumer refused because the event is of another stream.
+pub(crate) async fn record_misdelivery(
+    store: &Store,
+    consumer: &str,
+    event: &Event,
+    now: Timestamp,
+) -> Result<(), EventsError> {
+    store::on_pool!(
+        store,
+        sqlx::query(
+            "INSERT INTO event_misdeliveries (consumer, event_id, kind, key, seq, at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(consumer)
+        .bind(event.id.as_uuid())
+        .bind(&event.kind)
+        .bind(&event.key)
+        .bind(event.seq)
+        .bind(now.unix_ms()),
+        execute
+    )?;
+    Ok(())
+}
+
+/// Records that `holder` relays `partition` of `stream` from now on.
+pub(crate) async fn record_relay_leader(
+    store: &Store,
+    stream: &str,
+    partition: u32,
+    holder: &str,
+    now: Timestamp,
+) -> Result<(), EventsError> {
+    store::on_pool!(
+        store,
+        sqlx::query(
+            "INSERT INTO event_relay_leaders (stream, partition, holder, since_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (stream, partition)
+             DO UPDATE SET holder = excluded.holder, since_ms = excluded.since_ms"
+        )
+        .bind(stream)
+        .bind(i64::from(partition))
+        .bind(holder)
+        .bind(now.unix_ms()),
+        execute
+    )?;
     Ok(())
 }
 
@@ -386,6 +610,23 @@ mod tests {
     fn key_hash_is_stable_across_releases() {
         assert_eq!(key_hash(""), 0x811c_9dc5);
         assert_eq!(key_hash("a"), 0xe40c_292c);
+    }
+
+    #[test]
+    fn the_stream_of_a_kind_is_its_component() {
+        assert_eq!(stream_of("ledger.entry").ok(), Some("ledger"));
+        assert_eq!(stream_of("payroll.deposit_detected").ok(), Some("payroll"));
+        assert_eq!(stream_of("a.b.c").ok(), Some("a"));
+        for bad in [
+            "entry",
+            ".entry",
+            "ledger.",
+            "Ledger.entry",
+            "led ger.entry",
+            "",
+        ] {
+            assert!(stream_of(bad).is_err(), "{bad:?} must be refused");
+        }
     }
 
     #[test]

@@ -22,3 +22,14 @@ pub(crate) fn retried(consumer: &str) {
 pub(crate) fn dead_lettered(consumer: &str) {
     metrics::counter!("events_dead_lettered_total", "consumer" => consumer.to_owned()).increment(1);
 }
+
+/// An event of another stream refused by a worker (a routing bug).
+pub(crate) fn misdelivered(consumer: &str) {
+    metrics::counter!("events_misdelivered_total", "consumer" => consumer.to_owned()).increment(1);
+}
+
+/// Events the repair sweep delivered from the outbox because the broker never did.
+pub(crate) fn repaired(consumer: &str, count: usize) {
+    metrics::counter!("events_repaired_total", "consumer" => consumer.to_owned())
+        .increment(count as u64);
+}

@@ -19,6 +19,7 @@ fn config(url: &str) -> NatsConfig {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     NatsConfig {
         url: url.to_owned(),
+        outbox_stream: "test".to_owned(),
         stream: format!("TEST_{unique}"),
         subject_prefix: format!("t{unique}"),
         partitions: 4,
@@ -213,45 +214,50 @@ async fn only_one_relay_per_partition_runs_at_a_time_on_postgres() {
     let config = config(&url);
     let js = nats::connect(&config).await.unwrap();
     let clock: Arc<dyn money::Clock> = Arc::new(SystemClock);
-    let first = nats::Relay::acquire(
-        db.store.clone(),
-        js.clone(),
-        config.clone(),
-        1,
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    // Two processes: each has its own leases (its own lock connection).
+    let (leases_a, leases_b) = (store::Leases::new(&db.store), store::Leases::new(&db.store));
+    let acquire = async |partition: u32, leases: &store::Leases| {
+        nats::Relay::acquire(
+            db.store.clone(),
+            js.clone(),
+            config.clone(),
+            partition,
+            clock.clone(),
+            leases,
+        )
+        .await
+    };
+    let first = acquire(1, &leases_a).await.unwrap();
     assert!(first.is_some());
-    let second = nats::Relay::acquire(
-        db.store.clone(),
-        js.clone(),
-        config.clone(),
-        1,
-        clock.clone(),
-    )
-    .await
-    .unwrap();
     assert!(
-        second.is_none(),
+        acquire(1, &leases_a).await.unwrap().is_none(),
+        "the same process must not seat a partition twice"
+    );
+    assert!(
+        acquire(1, &leases_b).await.unwrap().is_none(),
         "a second relay must not win a held partition"
     );
-    let other = nats::Relay::acquire(
-        db.store.clone(),
-        js.clone(),
-        config.clone(),
-        2,
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    let other = acquire(2, &leases_b).await.unwrap();
     assert!(other.is_some(), "another partition is free");
-    drop(first);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let again = nats::Relay::acquire(db.store.clone(), js.clone(), config.clone(), 1, clock)
-        .await
-        .unwrap();
-    assert!(again.is_some(), "a released partition can be taken over");
+    first.unwrap().release().await;
+    assert!(
+        acquire(1, &leases_b).await.unwrap().is_some(),
+        "a released partition can be taken over at once"
+    );
+    // A process that dies takes its leases with it.
+    let third = acquire(3, &leases_a).await.unwrap();
+    assert!(third.is_some());
+    drop(third);
+    drop(leases_a);
+    let mut taken = None;
+    for _ in 0..100 {
+        taken = acquire(3, &leases_b).await.unwrap();
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(taken.is_some(), "a dead process's partition is taken over");
     js.delete_stream(&config.stream).await.unwrap();
 }
 

@@ -26,6 +26,16 @@ pub enum StoreError {
          is it newer than this binary?"
     )]
     UnknownMigration { component: String, version: i64 },
+    #[error(
+        "the database gave this process {opened} of the {wanted} connections it is \
+         configured for ({source}); is the server at max_connections? Lower the pool \
+         size or raise the server's limit"
+    )]
+    Budget {
+        wanted: u32,
+        opened: u32,
+        source: sqlx::Error,
+    },
     #[error("{0:?} is not a plain schema name (lowercase letters, digits, _)")]
     BadSchemaName(String),
     #[error(transparent)]
@@ -41,6 +51,7 @@ impl StoreError {
             StoreError::Migration { .. } | StoreError::UnknownMigration { .. } => {
                 "migration_failed"
             }
+            StoreError::Budget { .. } => "database_connections_unavailable",
             StoreError::BadSchemaName(_) => "schema_name_invalid",
             StoreError::Db(_) => "database_error",
         }

@@ -5,14 +5,18 @@
 //! `store` owns no domain tables and no domain SQL: each domain crate keeps its own
 //! migrations and queries in its own store module and only borrows connections here.
 
+mod databases;
 mod error;
+mod lease;
 mod lock;
 mod migrate;
 mod pool;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use databases::Databases;
 pub use error::StoreError;
+pub use lease::{Lease, Leases};
 pub use lock::LockGuard;
 pub use migrate::Migration;
 pub use pool::{Backend, Store, StoreOptions, Tx, default_database_url, redact};

@@ -204,6 +204,30 @@ impl Store {
         }
     }
 
+    /// Opens the pool's whole budget at once (PostgreSQL), so a server that cannot
+    /// give this process its connections says so at start — not as a stall under
+    /// load. The connections stay in the pool. SQLite: nothing to do.
+    pub async fn reserve_connections(&self) -> Result<(), StoreError> {
+        let Store::Postgres(pool) = self else {
+            return Ok(());
+        };
+        let wanted = pool.options().get_max_connections();
+        let mut held = Vec::with_capacity(wanted as usize);
+        for _ in 0..wanted {
+            match pool.acquire().await {
+                Ok(conn) => held.push(conn),
+                Err(source) => {
+                    return Err(StoreError::Budget {
+                        wanted,
+                        opened: u32::try_from(held.len()).unwrap_or(u32::MAX),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
         match self {
             Store::Sqlite(pool) => pool.close().await,

@@ -47,6 +47,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 fn config(nats_url: &str) -> NatsConfig {
     NatsConfig {
         url: nats_url.to_owned(),
+        outbox_stream: "ledger".to_owned(),
         stream: "TORTURE".to_owned(),
         subject_prefix: "torture".to_owned(),
         partitions: PARTITIONS,
@@ -290,6 +291,7 @@ struct Seats {
     js: async_nats::jetstream::Context,
     config: NatsConfig,
     clock: Arc<dyn Clock>,
+    leases: store::Leases,
     relays: Vec<Option<Relay>>,
     workers: Vec<Worker<Recorder>>,
 }
@@ -304,6 +306,7 @@ impl Seats {
                     self.config.clone(),
                     partition,
                     self.clock.clone(),
+                    &self.leases,
                 )
                 .await
                 .map_err(relay_error)?;
@@ -386,6 +389,7 @@ pub(crate) async fn run_child(args: &ChildArgs, out: &mut Out) -> Result<(), Tor
         js,
         config,
         clock: clock.clone(),
+        leases: store::Leases::new(&store),
         relays: (0..PARTITIONS).map(|_| None).collect(),
         workers,
     };

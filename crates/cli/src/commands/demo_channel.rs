@@ -163,7 +163,7 @@ pub async fn run(
 
     // The history read model, fed by the ledger's entry events.
     let history = channel.history();
-    let mut backbone = Backbone::start(transport, core_store, clock.clone(), "core").await?;
+    let mut backbone = Backbone::start(transport, core_store, clock.clone(), "ledger").await?;
     backbone
         .spawn(Arc::new(history.consumer()), quick_retry(20))
         .await?;

@@ -48,8 +48,9 @@ pub struct Backbone {
 }
 
 impl Backbone {
-    /// Starts the transport for `store`'s outbox; on NATS, a stream named after
-    /// `label` and this run, and its relays.
+    /// Starts the transport for `store`'s outbox stream `label` (`ledger`,
+    /// `payroll`); on NATS, a JetStream stream named after it and this run, and
+    /// its relays.
     pub async fn start(
         transport: &Transport,
         store: &Store,
@@ -64,6 +65,7 @@ impl Backbone {
                 let run = uuid::Uuid::now_v7().simple().to_string();
                 let config = NatsConfig {
                     url: url.clone(),
+                    outbox_stream: label.to_owned(),
                     stream: format!("SETTLE_DEMO_{}_{run}", label.to_uppercase()),
                     subject_prefix: format!("settle-demo-{label}-{run}"),
                     partitions: NATS_PARTITIONS,
@@ -73,6 +75,7 @@ impl Backbone {
                     ..NatsConfig::default()
                 };
                 let js = events::nats::connect(&config).await?;
+                let leases = store::Leases::new(store);
                 for partition in 0..config.partitions {
                     let relay = Relay::acquire(
                         store.clone(),
@@ -80,6 +83,7 @@ impl Backbone {
                         config.clone(),
                         partition,
                         clock.clone(),
+                        &leases,
                     )
                     .await?
                     .ok_or_else(|| {

@@ -33,6 +33,15 @@ pub struct Cli {
     /// Log progress at info level to stderr (RUST_LOG overrides).
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// How log lines are written to stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SETTLE_LOG_FORMAT"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

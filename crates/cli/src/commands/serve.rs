@@ -3,7 +3,10 @@
 //! NATS relays and workers with `--nats-url`), the channel reconciler, the ledger's
 //! hold expiry, the fee scheduler and the payroll poller and stages. `--roles`
 //! picks which run, so roles can be scaled out as separate processes over one
-//! database. Ctrl-C stops every role and drains in-flight requests.
+//! database: every piece of background work is leased, so of several processes
+//! one does it and the others stand by. Ctrl-C and SIGTERM stop every role within
+//! `--shutdown-grace-ms` and drain in-flight requests; the exit status is 0.
+//! Components that share a database URL share one pool.
 //!
 //! The work is in the crates; this module opens stores by URL, builds the handles
 //! and wires the tasks. It holds no state of its own.
@@ -22,7 +25,7 @@ use events::{Consumer, Dispatcher, DispatcherConfig, Shutdown, Wake};
 use ledger::{ExpiryWorker, Ledger, LedgerConfig};
 use money::{Clock, SystemClock};
 use payroll::{Payroll, PayrollConfig};
-use store::Store;
+use store::{Databases, Leases, Store, StoreOptions};
 use tokio::task::JoinSet;
 
 use super::DatabaseArgs;
@@ -83,6 +86,17 @@ pub struct ServeArgs {
     /// Seconds between payroll poll rounds.
     #[arg(long, default_value_t = 60)]
     poll_every_s: u64,
+    /// Connections in each database's pool (one pool per distinct database URL,
+    /// plus one connection for this process's leases). With every role on one
+    /// PostgreSQL database a process holds at most this + 1 + the fee modules'
+    /// try-locks in use.
+    #[arg(long, env = "SETTLE_DATABASE_CONNECTIONS_MAX", default_value_t = 12)]
+    database_connections_max: u32,
+    /// After Ctrl-C or SIGTERM, how long the roles get to finish their current
+    /// step (bank calls in flight are answered first) before they are cut; all
+    /// work is resumable, so a cut loses nothing.
+    #[arg(long, env = "SETTLE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    shutdown_grace_ms: u64,
     /// The operating account payroll pays out of, and its holder.
     #[arg(long, default_value = "1002000000001")]
     payout_account: String,
@@ -112,38 +126,53 @@ pub fn beside(main: &str, component: &str) -> String {
     main.to_owned()
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// The platform's handles for one `serve` process.
+struct Platform {
+    databases: Databases,
+    store: Store,
+    leases: Leases,
+    payroll_store: Store,
+    payroll_leases: Leases,
+    api_store: Store,
+    clock: Arc<dyn Clock>,
+    ledger: Ledger,
+    channel: Channel,
+    bank: Arc<dyn BankApi>,
+    fees: fees::Fees,
+    routing: RoutingTable,
+    payroll: Payroll,
+}
+
+/// Opens the databases (one pool per distinct URL) and every component.
+async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
     let url = args.db.url()?;
-    let store = Store::connect(&url)
-        .await
-        .with_context(|| format!("opening {}", store::redact(&url)))?;
-    let payroll_url = args
-        .payroll_database_url
-        .clone()
-        .unwrap_or_else(|| beside(&url, "payroll"));
-    let payroll_store = Store::connect(&payroll_url)
-        .await
-        .with_context(|| format!("opening payroll's {}", store::redact(&payroll_url)))?;
-    let api_url = args
-        .api_database_url
-        .clone()
-        .unwrap_or_else(|| beside(&url, "api"));
-    let api_store = Store::connect(&api_url)
-        .await
-        .with_context(|| format!("opening the API's {}", store::redact(&api_url)))?;
-    let channel_url = args
-        .channel_database_url
-        .clone()
-        .unwrap_or_else(|| beside(&url, "channel"));
-    let channel_store = Store::connect(&channel_url)
-        .await
-        .with_context(|| format!("opening the channel's {}", store::redact(&channel_url)))?;
+    let mut databases = Databases::new(StoreOptions {
+        connections_max: args.database_connections_max.max(2),
+        acquire_timeout_ms: 10_000,
+        search_path: None,
+    });
+    let component_url = |given: &Option<String>, component: &str| {
+        given.clone().unwrap_or_else(|| beside(&url, component))
+    };
+    let mut open = async |url: String, what: &str| {
+        databases
+            .open(&url)
+            .await
+            .with_context(|| format!("opening {what} at {}", store::redact(&url)))
+    };
+    let (store, leases) = open(url.clone(), "the core database").await?;
+    let payroll_url = component_url(&args.payroll_database_url, "payroll");
+    let (payroll_store, payroll_leases) = open(payroll_url, "payroll's database").await?;
+    let api_url = component_url(&args.api_database_url, "api");
+    let (api_store, _) = open(api_url, "the API's database").await?;
+    let channel_url = component_url(&args.channel_database_url, "channel");
+    let (channel_store, _) = open(channel_url, "the channel's database").await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ledger = Ledger::open(store.clone(), clock.clone(), LedgerConfig::default())
         .await
         .context("opening the ledger")?;
     let channel = Channel::open(
-        channel_store.clone(),
+        channel_store,
         Arc::new(InProcessCore::new(ledger.clone())),
         clock.clone(),
         ChannelConfig::default(),
@@ -160,6 +189,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("opening fee settlement")?;
     let routing = RoutingTable::open(payroll_store.clone(), clock.clone()).await?;
+    let payroll = open_payroll(args, &payroll_store, &ledger, &routing, &clock).await?;
+    Ok(Platform {
+        databases,
+        store,
+        leases,
+        payroll_store,
+        payroll_leases,
+        api_store,
+        clock,
+        ledger,
+        channel,
+        bank,
+        fees,
+        routing,
+        payroll,
+    })
+}
+
+async fn open_payroll(
+    args: &ServeArgs,
+    payroll_store: &Store,
+    ledger: &Ledger,
+    routing: &RoutingTable,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Payroll> {
     let mut transport = TransportConfig::new(&args.bank_url);
     transport.requests_per_s_max = None;
     let transport = Transport::new(transport)?;
@@ -168,7 +222,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         providers::connect(ProviderName::Legacy, transport.clone()),
         providers::connect(ProviderName::Next, transport),
     );
-    let payroll = Payroll::open(
+    Payroll::open(
         payroll_store.clone(),
         ledger.clone(),
         facade,
@@ -179,92 +233,147 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
     )
     .await
-    .context("opening payroll")?;
+    .context("opening payroll")
+}
 
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let platform = open_platform(&args).await?;
     let shutdown = Shutdown::default();
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let roles = &args.roles;
     if roles.contains(&Role::Api) {
-        let handles = api::Handles {
-            ledger: Some(ledger.clone()),
-            channel: Some(channel.clone()),
-            fees: Some(fees.clone()),
-            payroll: Some(payroll.clone()),
-            events: Some(store.clone()),
-            routing: Some(routing.clone()),
-            bank: Some(bank.clone()),
-            statement: Some(Arc::new(fees::report::HttpStatement::new(&args.bank_url))),
-            clock: Some(clock.clone()),
-            probes: probes(&args),
-        };
-        let state =
-            api::AppState::new(api_store.clone(), handles, api::ApiConfig::default()).await?;
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        tracing::info!(address = %listener.local_addr()?, "API and console listening");
-        eprintln!(
-            "settle serve: API on http://{}/v1, console on http://{}/console/",
-            listener.local_addr()?,
-            listener.local_addr()?
-        );
-        let signal = shutdown.clone();
-        tasks.spawn(async move {
-            api::serve(listener, state, signal.wait())
-                .await
-                .context("the API server")
-        });
+        spawn_api(&mut tasks, &args, &platform, &shutdown).await?;
     }
     if roles.contains(&Role::Dispatcher) {
-        // The channel has a database of its own; the history consumer reads the
-        // core's outbox and writes there.
-        let history = Arc::new(channel.history().consumer());
-        deliver(
-            &mut tasks, &args, &store, "core", history, &clock, &shutdown,
-        )
-        .await?;
-        for stage in payroll.stage_consumers() {
-            deliver(
-                &mut tasks,
-                &args,
-                &payroll_store,
-                "payroll",
-                Arc::new(stage),
-                &clock,
-                &shutdown,
-            )
-            .await?;
-        }
-        let alerts = Arc::new(payroll.alert_consumer());
-        deliver(
-            &mut tasks,
-            &args,
-            &payroll_store,
-            "payroll",
-            alerts,
-            &clock,
-            &shutdown,
-        )
-        .await?;
+        spawn_delivery(&mut tasks, &args, &platform, &shutdown).await?;
     }
+    spawn_workers(&mut tasks, &args, &platform, &shutdown).await?;
+    let roles_text: Vec<String> = roles
+        .iter()
+        .map(|r| format!("{r:?}").to_lowercase())
+        .collect();
+    tracing::info!(roles = %roles_text.join(","), "settle serve running; Ctrl-C or SIGTERM stops");
+    let outcome = tokio::select! {
+        signal = stop_signal() => {
+            tracing::info!(signal = signal?, "stopping every role");
+            Ok(())
+        }
+        Some(ended) = tasks.join_next() => match ended {
+            // A role that ends on its own is an error: stop the rest and say why.
+            Ok(Ok(())) => Err(anyhow::anyhow!("a role stopped by itself")),
+            Ok(Err(error)) => Err(error),
+            Err(error) => Err(anyhow::anyhow!("a role panicked: {error}")),
+        },
+    };
+    shutdown.cancel();
+    drain(&mut tasks, Duration::from_millis(args.shutdown_grace_ms)).await;
+    platform.databases.close().await;
+    outcome
+}
+
+/// Ctrl-C or SIGTERM, whichever comes first: both stop the process gracefully.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("waiting for Ctrl-C")?;
+            Ok("SIGINT")
+        }
+        _ = terminate.recv() => Ok("SIGTERM"),
+    }
+}
+
+/// Waits up to `grace` for the roles to finish their current step, then cuts
+/// the rest (everything they do is resumable from the stores).
+async fn drain(tasks: &mut JoinSet<anyhow::Result<()>>, grace: Duration) {
+    let finished = tokio::time::timeout(grace, async {
+        while let Some(ended) = tasks.join_next().await {
+            if let Ok(Err(error)) = ended {
+                tracing::warn!(error = %format!("{error:#}"), "a role stopped with an error");
+            }
+        }
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            roles_cut = tasks.len(),
+            grace_ms = grace.as_millis() as u64,
+            "roles still busy after the shutdown grace were cut; they resume from the stores"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn spawn_api(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    args: &ServeArgs,
+    platform: &Platform,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let handles = api::Handles {
+        ledger: Some(platform.ledger.clone()),
+        channel: Some(platform.channel.clone()),
+        fees: Some(platform.fees.clone()),
+        payroll: Some(platform.payroll.clone()),
+        events: Some(platform.store.clone()),
+        routing: Some(platform.routing.clone()),
+        bank: Some(platform.bank.clone()),
+        statement: Some(Arc::new(fees::report::HttpStatement::new(&args.bank_url))),
+        clock: Some(platform.clock.clone()),
+        probes: probes(args),
+    };
+    let state = api::AppState::new(
+        platform.api_store.clone(),
+        handles,
+        api::ApiConfig::default(),
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "API and console listening");
+    eprintln!("settle serve: API on http://{address}/v1, console on http://{address}/console/");
+    let signal = shutdown.clone();
+    tasks.spawn(async move {
+        api::serve(listener, state, signal.wait())
+            .await
+            .context("the API server")
+    });
+    Ok(())
+}
+
+/// The background roles other than the API and event delivery.
+async fn spawn_workers(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    args: &ServeArgs,
+    platform: &Platform,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let roles = &args.roles;
     if roles.contains(&Role::Reconciler) {
-        channel.reconciler().check_core().await?;
-        let (reconciler, signal) = (channel.clone(), shutdown.clone());
+        platform.channel.reconciler().check_core().await?;
+        let (reconciler, signal) = (platform.channel.clone(), shutdown.clone());
         tasks.spawn(async move {
             reconciler.reconciler().run(signal.wait()).await;
             Ok(())
         });
     }
     if roles.contains(&Role::Expiry) {
-        let (worker, signal) = (ExpiryWorker::new(ledger.clone(), 1_000), shutdown.clone());
+        let worker = ExpiryWorker::new(platform.ledger.clone(), 1_000);
+        let signal = shutdown.clone();
         tasks.spawn(async move {
             worker.run(signal.wait()).await;
             Ok(())
         });
     }
     if roles.contains(&Role::Fees) {
-        let scheduler =
-            fees::scheduler::Scheduler::new(fees.clone(), Duration::from_secs(args.fees_every_s));
+        let scheduler = fees::scheduler::Scheduler::new(
+            platform.fees.clone(),
+            Duration::from_secs(args.fees_every_s),
+        );
         let signal = shutdown.clone();
         tasks.spawn(async move {
             scheduler.run(signal.wait()).await;
@@ -272,17 +381,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     if roles.contains(&Role::Payroll) {
-        let poller = payroll::poller::Poller::new(payroll.clone())?;
+        let poller = payroll::poller::Poller::new(platform.payroll.clone())?;
         let every = Duration::from_secs(args.poll_every_s.max(1));
         let signal = shutdown.clone();
         tasks.spawn(async move {
             let mut stopped = std::pin::pin!(signal.wait());
             loop {
-                match poller.run_round().await {
-                    Ok(report) => tracing::info!(?report, "payroll poll round"),
-                    Err(error) => {
-                        tracing::warn!(%error, code = error.code(), "payroll poll round failed")
-                    }
+                tokio::select! {
+                    _ = &mut stopped => return Ok(()),
+                    round = poller.run_round() => match round {
+                        Ok(report) => tracing::info!(?report, "payroll poll round"),
+                        Err(error) => {
+                            tracing::warn!(%error, code = error.code(), "payroll poll round failed")
+                        }
+                    },
                 }
                 tokio::select! {
                     _ = &mut stopped => return Ok(()),
@@ -290,33 +402,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             }
         });
-    }
-    let roles_text: Vec<String> = roles
-        .iter()
-        .map(|r| format!("{r:?}").to_lowercase())
-        .collect();
-    tracing::info!(roles = %roles_text.join(","), "settle serve running; Ctrl-C stops");
-    tokio::select! {
-        signal = tokio::signal::ctrl_c() => {
-            signal.context("waiting for Ctrl-C")?;
-            tracing::info!("Ctrl-C: stopping every role");
-        }
-        Some(ended) = tasks.join_next() => {
-            // A role that ends on its own is an error: stop the rest and say why.
-            shutdown.cancel();
-            while tasks.join_next().await.is_some() {}
-            return match ended {
-                Ok(Ok(())) => Err(anyhow::anyhow!("a role stopped by itself")),
-                Ok(Err(error)) => Err(error),
-                Err(error) => Err(anyhow::anyhow!("a role panicked: {error}")),
-            };
-        }
-    }
-    shutdown.cancel();
-    while let Some(ended) = tasks.join_next().await {
-        if let Ok(Err(error)) = ended {
-            tracing::warn!(error = %format!("{error:#}"), "a role stopped with an error");
-        }
     }
     Ok(())
 }
@@ -353,49 +438,115 @@ fn tcp_probe(url: &str) -> api::Probe {
     })
 }
 
-/// Delivers `store`'s outbox to `consumer` until shutdown: an embedded dispatcher,
-/// or with `--nats-url` the relays and workers of stream `SETTLE_<LABEL>`.
-async fn deliver<C: Consumer>(
+/// Event delivery: the channel history reads the core's `ledger` stream; the
+/// payroll stages and alerts read the `payroll` stream of payroll's database.
+/// Embedded: one dispatcher per consumer, each dispatching only while this
+/// process holds the consumer's lease. NATS: one set of relays per stream (each
+/// partition relayed by the process holding its lease) and workers per consumer.
+async fn spawn_delivery(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     args: &ServeArgs,
-    store: &Store,
-    label: &str,
-    consumer: Arc<C>,
-    clock: &Arc<dyn Clock>,
+    platform: &Platform,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    match &args.nats_url {
-        None => {
-            let dispatcher = Dispatcher::new(
-                store.clone(),
-                consumer,
-                DispatcherConfig::default(),
-                clock.clone(),
-                Wake::new(),
-            )
-            .await?;
-            let signal = shutdown.clone();
-            tasks.spawn(async move {
-                dispatcher
-                    .run(signal.wait())
-                    .await
-                    .context("an event dispatcher")
-            });
-        }
-        Some(url) => {
-            let config = NatsConfig {
-                url: url.clone(),
-                stream: format!("SETTLE_{}", label.to_uppercase()),
-                subject_prefix: format!("settle-{label}"),
-                ..NatsConfig::default()
-            };
-            let (store, clock, signal) = (store.clone(), clock.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                events::nats::run_all(store, config, consumer, clock, signal)
-                    .await
-                    .context("NATS relay and workers")
-            });
-        }
+    let core = Delivery {
+        store: &platform.store,
+        leases: &platform.leases,
+        nats: args.nats_url.as_deref(),
+        clock: &platform.clock,
+        shutdown,
+    };
+    core.relays(tasks, "ledger");
+    // The channel has a database of its own; the history consumer reads the
+    // core's outbox and writes there.
+    core.consumer(
+        tasks,
+        "ledger",
+        Arc::new(platform.channel.history().consumer()),
+    )
+    .await?;
+    let payroll = Delivery {
+        store: &platform.payroll_store,
+        leases: &platform.payroll_leases,
+        ..core
+    };
+    payroll.relays(tasks, "payroll");
+    for stage in platform.payroll.stage_consumers() {
+        payroll.consumer(tasks, "payroll", Arc::new(stage)).await?;
     }
-    Ok(())
+    payroll
+        .consumer(
+            tasks,
+            "payroll",
+            Arc::new(platform.payroll.alert_consumer()),
+        )
+        .await
+}
+
+/// One database's outbox and how it is delivered.
+#[derive(Clone, Copy)]
+struct Delivery<'a> {
+    store: &'a Store,
+    leases: &'a Leases,
+    nats: Option<&'a str>,
+    clock: &'a Arc<dyn Clock>,
+    shutdown: &'a Shutdown,
+}
+
+impl Delivery<'_> {
+    fn nats_config(&self, url: &str, stream: &str) -> NatsConfig {
+        NatsConfig::for_stream(url, stream)
+    }
+
+    /// With NATS, the relays of `stream` (once per stream per process).
+    fn relays(&self, tasks: &mut JoinSet<anyhow::Result<()>>, stream: &str) {
+        let Some(url) = self.nats else { return };
+        let config = self.nats_config(url, stream);
+        let (store, clock, leases) = (self.store.clone(), self.clock.clone(), self.leases.clone());
+        let signal = self.shutdown.clone();
+        tasks.spawn(async move {
+            events::nats::run_relays(store, config, clock, leases, signal)
+                .await
+                .context("NATS relays")
+        });
+    }
+
+    /// Delivers `stream` to `consumer` until shutdown.
+    async fn consumer<C: Consumer>(
+        &self,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        stream: &str,
+        consumer: Arc<C>,
+    ) -> anyhow::Result<()> {
+        let signal = self.shutdown.clone();
+        match self.nats {
+            None => {
+                let dispatcher = Dispatcher::new(
+                    self.store.clone(),
+                    consumer,
+                    DispatcherConfig::default(),
+                    self.clock.clone(),
+                    Wake::new(),
+                )
+                .await?
+                .with_leases(self.leases.clone());
+                tasks.spawn(async move {
+                    dispatcher
+                        .run(signal.wait())
+                        .await
+                        .context("an event dispatcher")
+                });
+            }
+            Some(url) => {
+                let config = self.nats_config(url, stream);
+                let (store, clock) = (self.store.clone(), self.clock.clone());
+                tasks.spawn(async move {
+                    events::nats::run_workers(store, config, consumer, clock, signal)
+                        .await
+                        .context("NATS workers")
+                });
+            }
+        }
+        Ok(())
+    }
 }
