@@ -72,6 +72,9 @@ pub struct ClusterPlan {
     /// PostgreSQL connections all serve processes together may hold (a login
     /// role with this `CONNECTION LIMIT`), so the run cannot starve a shared server.
     pub connections_max: u32,
+    /// Each serve process's `--database-connections-max` (its pool; it holds
+    /// this + 1 for its leases + the fee modules' try-locks in use).
+    pub serve_connections_max: u32,
     pub keep: bool,
 }
 
@@ -93,7 +96,8 @@ impl ClusterPlan {
             quiesce_stall_ms: 100_000,
             quiesce_max_ms: 300_000,
             fees_every_s: 2,
-            connections_max: 40,
+            connections_max: 48,
+            serve_connections_max: 8,
             keep: false,
         }
     }
@@ -264,6 +268,7 @@ async fn run_in(
         &scratch.dir,
         default_shape(),
         plan.fees_every_s,
+        plan.serve_connections_max,
     )
     .await?;
     let (checker, workloads) = open_parents(scratch, &cluster.bank_url, plan.seed).await?;
@@ -581,7 +586,8 @@ async fn verdict(
     summary.streams = serde_json::to_value(&backbone.streams).unwrap_or_default();
     summary.events_lost = backbone.lost();
     summary.effects_doubled = reruns + history.entries_wrong;
-    summary.wrong_stream = backbone.wrong_stream;
+    summary.wrong_stream =
+        backbone.wrong_stream + backbone.misdeliveries + backbone.rows_on_wrong_stream;
     summary.history = serde_json::to_value(&history).unwrap_or_default();
     summary.violations = checks.violations();
     summary.checks = checks.0;

@@ -9,8 +9,10 @@
 //!
 //! A row's stream is the component prefix of its kind (`ledger.entry` →
 //! `ledger`, `payroll.deposit_detected` → `payroll`), the rule the backbone
-//! routes by. This module reads the backbone's tables (`outbox`,
-//! `event_consumer_keys`) and asks the other crates through their APIs.
+//! routes by; the check also holds the stream the row stored against it, and
+//! counts the deliveries consumers refused as another stream's. This module
+//! reads the backbone's tables (`outbox`, `event_consumer_keys`,
+//! `event_misdeliveries`) and asks the other crates through their APIs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -74,6 +76,10 @@ pub(crate) struct Backbone {
     pub wrong_stream: u64,
     /// Keys whose rows belong to more than one stream.
     pub mixed_keys: u64,
+    /// Rows whose stored stream is not their kind's component.
+    pub rows_on_wrong_stream: u64,
+    /// Deliveries a consumer refused as another stream's (`event_misdeliveries`).
+    pub misdeliveries: u64,
     /// Sum of all watermarks: grows while delivery makes progress.
     pub watermark_total: i64,
     pub samples_lost: Vec<String>,
@@ -113,8 +119,13 @@ pub(crate) async fn backbone(
     consumers: &[ConsumerSpec],
 ) -> Result<Backbone, TortureError> {
     let pool = pool(store)?;
-    let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
-        "SELECT kind, key, seq, relayed_at_ms IS NOT NULL FROM outbox ORDER BY key, seq",
+    let rows: Vec<(String, String, i64, bool, String)> = sqlx::query_as(
+        "SELECT kind, key, seq, relayed_at_ms IS NOT NULL, stream FROM outbox ORDER BY key, seq",
+    )
+    .fetch_all(pool)
+    .await?;
+    let misdelivered: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT consumer, kind, key, seq FROM event_misdeliveries ORDER BY at_ms LIMIT 1000",
     )
     .fetch_all(pool)
     .await?;
@@ -122,12 +133,23 @@ pub(crate) async fn backbone(
         sqlx::query_as("SELECT consumer, key, seq_done FROM event_consumer_keys")
             .fetch_all(pool)
             .await?;
-    let mut report = Backbone::default();
+    let mut report = Backbone {
+        misdeliveries: misdelivered.len() as u64,
+        ..Backbone::default()
+    };
+    for (consumer, kind, key, seq) in misdelivered.iter().take(SAMPLES_MAX) {
+        report
+            .samples_wrong_stream
+            .push(format!("{consumer} was handed {kind} {key}:{seq}"));
+    }
     // key → (stream, last seq)
     let mut keys: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
     let mut mixed: BTreeSet<&str> = BTreeSet::new();
-    for (kind, key, seq, relayed) in &rows {
+    for (kind, key, seq, relayed, stored_stream) in &rows {
         let stream = stream_of(kind);
+        if stored_stream != stream {
+            report.rows_on_wrong_stream += 1;
+        }
         let counts = report.streams.entry(stream.to_owned()).or_default();
         counts.events += 1;
         if !relayed {
@@ -230,9 +252,21 @@ pub(crate) fn backbone_checks(report: &Backbone, checks: &mut Checks) {
         ),
     );
     checks.add(
-        "cluster: every key's events belong to one stream",
-        report.mixed_keys == 0,
-        format!("{} keys with rows of two streams", report.mixed_keys),
+        "cluster: every key's events belong to one stream, the stream of their kind",
+        report.mixed_keys == 0 && report.rows_on_wrong_stream == 0,
+        format!(
+            "{} keys with rows of two streams, {} rows stored on another stream",
+            report.mixed_keys, report.rows_on_wrong_stream
+        ),
+    );
+    checks.add(
+        "cluster: no consumer was handed an event of another stream",
+        report.misdeliveries == 0,
+        format!(
+            "{} misdeliveries recorded; {}",
+            report.misdeliveries,
+            report.samples_wrong_stream.join("; ")
+        ),
     );
 }
 

@@ -82,6 +82,7 @@ pub(crate) struct Cluster {
     pub unplanned_exits: BTreeMap<String, u64>,
     pub unplanned_exit_samples: Vec<String>,
     pub fees_every_s: u64,
+    pub connections_max: u32,
 }
 
 fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, TortureError> {
@@ -105,6 +106,7 @@ impl Cluster {
         dir: &Path,
         shape: Vec<ServeSpec>,
         fees_every_s: u64,
+        connections_max: u32,
     ) -> Result<Cluster, TortureError> {
         let (bank, bank_url) = start_bank(program, dir).await?;
         let nats = PrivateNats::start(&dir.join("nats")).await?;
@@ -126,6 +128,7 @@ impl Cluster {
             unplanned_exits: BTreeMap::new(),
             unplanned_exit_samples: Vec::new(),
             fees_every_s,
+            connections_max,
         };
         Ok(cluster)
     }
@@ -158,6 +161,10 @@ impl Cluster {
             .args(["--roles", proc.spec.roles])
             .args(["--fees-every-s", &self.fees_every_s.to_string()])
             .args(["--poll-every-s", "1"])
+            .args([
+                "--database-connections-max",
+                &self.connections_max.to_string(),
+            ])
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -126,8 +126,11 @@ struct ClusterArgs {
     broker_kill_pct: u32,
     /// PostgreSQL connections all serve processes together may hold (a login
     /// role with this CONNECTION LIMIT).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 48)]
     connections_max: u32,
+    /// Each serve process's --database-connections-max.
+    #[arg(long, default_value_t = 8)]
+    serve_connections_max: u32,
     /// Keep the schema, the bank's file and the processes' logs.
     #[arg(long)]
     keep: bool,
@@ -310,6 +313,7 @@ async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         .max(plan.kill_every_ms_min);
     plan.broker_kill_pct = args.broker_kill_pct;
     plan.connections_max = args.connections_max;
+    plan.serve_connections_max = args.serve_connections_max;
     plan.keep = args.keep;
     let summary = torture::cluster::run(&plan, &|line| eprintln!("{line}"))
         .await
