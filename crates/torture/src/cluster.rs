@@ -96,8 +96,12 @@ impl ClusterPlan {
             quiesce_stall_ms: 100_000,
             quiesce_max_ms: 300_000,
             fees_every_s: 2,
-            connections_max: 48,
-            serve_connections_max: 8,
+            // 4 × (12 + 1 lease connection) + the fee modules' try-locks. A
+            // smaller pool starves the history consumer (each of its events
+            // takes more connections from the pool its worker's batch
+            // transaction already holds one of): see docs/reliability.md.
+            connections_max: 60,
+            serve_connections_max: 12,
             keep: false,
         }
     }

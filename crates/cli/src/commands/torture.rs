@@ -126,10 +126,10 @@ struct ClusterArgs {
     broker_kill_pct: u32,
     /// PostgreSQL connections all serve processes together may hold (a login
     /// role with this CONNECTION LIMIT).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 60)]
     connections_max: u32,
     /// Each serve process's --database-connections-max.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 12)]
     serve_connections_max: u32,
     /// Keep the schema, the bank's file and the processes' logs.
     #[arg(long)]
