@@ -18,6 +18,7 @@ pub mod nats;
 pub mod outbox;
 pub mod retry;
 pub mod shutdown;
+pub mod status;
 mod telemetry;
 
 pub use consumer::{Consumer, Deferred, HandleError, seq_done};

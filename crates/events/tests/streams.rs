@@ -359,16 +359,19 @@ async fn of_two_processes_dispatchers_only_the_lease_holder_delivers_and_the_sta
         .await
         .unwrap()
         .with_leases(store::Leases::new(&db.store));
-        tokio::spawn(dispatcher.run(shutdown.clone().wait()))
+        (dispatcher, shutdown.clone())
+    };
+    let spawn = |(dispatcher, signal): (Dispatcher<KindReader>, Shutdown)| {
+        tokio::spawn(async move { dispatcher.run(signal.wait()).await })
     };
     let (first, second) = (
         KindReader::new("alpha-reader", "alpha.entry"),
         KindReader::new("alpha-reader", "alpha.entry"),
     );
     let (stop_first, stop_second) = (Shutdown::default(), Shutdown::default());
-    let first_task = start(&first, &stop_first).await;
+    let first_task = spawn(start(&first, &stop_first).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second_task = start(&second, &stop_second).await;
+    let second_task = spawn(start(&second, &stop_second).await);
     let burst = keys("a", 30);
     produce(&db.store, "alpha.entry", &burst, 1..=5).await;
     let applied = wait_for(
@@ -406,4 +409,80 @@ async fn of_two_processes_dispatchers_only_the_lease_holder_delivers_and_the_sta
         "the standby took over and delivered the rest once"
     );
     assert_eq!(second.calls.load(Ordering::SeqCst), 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_status_shows_the_backlog_while_no_relay_runs_and_none_after() {
+    let (Some(url), Some(db)) = (shared_nats().await, postgres().await) else {
+        return;
+    };
+    let config = config(&url, "alpha");
+    let reader = KindReader::new("alpha-reader", "alpha.entry");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    produce(&db.store, "alpha.entry", &keys("a", 10), 1..=5).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before = events::status::status(&db.store, clock.now())
+        .await
+        .unwrap();
+    let alpha = &before.streams[0];
+    assert_eq!(
+        (alpha.stream.as_str(), alpha.events, alpha.unrelayed),
+        ("alpha", 50, 50)
+    );
+    assert!(alpha.oldest_unrelayed_age_ms.is_some_and(|age| age >= 20));
+    assert_eq!(
+        alpha.unrelayed,
+        scalar(
+            &db.store,
+            "SELECT COUNT(*) FROM outbox WHERE relayed_at_ms IS NULL"
+        )
+        .await
+    );
+    assert!(before.relay_leaders.is_empty(), "nobody relays yet");
+    let shutdown = Shutdown::default();
+    let transport = tokio::spawn(nats::run_all(
+        db.store.clone(),
+        config.clone(),
+        reader,
+        clock.clone(),
+        shutdown.clone(),
+    ));
+    wait_for(
+        &db.store,
+        "SELECT COUNT(*) FROM test_effects",
+        50,
+        Duration::from_secs(30),
+    )
+    .await;
+    let after = events::status::status(&db.store, clock.now())
+        .await
+        .unwrap();
+    shutdown.cancel();
+    transport.await.unwrap().unwrap();
+    assert_eq!(after.streams[0].unrelayed, 0);
+    assert_eq!(after.streams[0].oldest_unrelayed_age_ms, None);
+    let consumer = &after.consumers[0];
+    assert_eq!(
+        (
+            consumer.consumer.as_str(),
+            consumer.stream.as_str(),
+            consumer.lag_events,
+            consumer.parked_keys
+        ),
+        ("alpha-reader", "alpha", 0, 0)
+    );
+    let holder = format!(":{}", std::process::id());
+    assert_eq!(after.relay_leaders.len(), config.partitions as usize);
+    assert!(
+        after
+            .relay_leaders
+            .iter()
+            .all(|l| l.stream == "alpha" && l.holder.ends_with(&holder))
+    );
+    nats::connect(&config)
+        .await
+        .unwrap()
+        .delete_stream(config.stream.as_str())
+        .await
+        .unwrap();
 }

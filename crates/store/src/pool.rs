@@ -47,6 +47,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long start-up waits for each connection of the budget before it asks the
+/// server directly why it cannot have it.
+const RESERVE_WAIT_MS: u64 = 3_000;
+
 /// A connection pool to settle's database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -214,9 +218,21 @@ impl Store {
         let wanted = pool.options().get_max_connections();
         let mut held = Vec::with_capacity(wanted as usize);
         for _ in 0..wanted {
-            match pool.acquire().await {
-                Ok(conn) => held.push(conn),
-                Err(source) => {
+            let acquired =
+                tokio::time::timeout(Duration::from_millis(RESERVE_WAIT_MS), pool.acquire()).await;
+            match acquired {
+                Ok(Ok(conn)) => held.push(conn),
+                failed => {
+                    // The pool only says it timed out; a direct attempt gets the
+                    // server's own reason (too many clients, a role's limit…).
+                    use sqlx::ConnectOptions;
+                    let source = match pool.connect_options().connect().await {
+                        Err(reason) => reason,
+                        Ok(_) => match failed {
+                            Ok(Err(error)) => error,
+                            _ => sqlx::Error::PoolTimedOut,
+                        },
+                    };
                     return Err(StoreError::Budget {
                         wanted,
                         opened: u32::try_from(held.len()).unwrap_or(u32::MAX),

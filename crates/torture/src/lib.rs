@@ -32,7 +32,7 @@ pub mod harness;
 pub mod nats_server;
 mod payroll_workload;
 mod relay_workload;
-mod scratch;
+pub mod scratch;
 pub mod simulation;
 
 pub use error::TortureError;

@@ -17,6 +17,12 @@ pub enum EventsCommand {
     /// Dead letters: events a consumer gave up on, holding their key's later events.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The backbone now: per stream the unrelayed backlog and its oldest age, per
+    /// consumer the lag and parked keys, per partition the relay leader (JSON).
+    Status {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,7 +131,14 @@ fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
-    let EventsCommand::Dlq(command) = command;
+    let command = match command {
+        EventsCommand::Dlq(command) => command,
+        EventsCommand::Status { db } => {
+            let store = open(&db).await?;
+            let status = events::status::status(&store, SystemClock.now()).await?;
+            return print(&status);
+        }
+    };
     match command {
         DlqCommand::List {
             consumer,

@@ -126,6 +126,12 @@ pub fn report_error(error: &anyhow::Error) -> std::process::ExitCode {
     let code = error
         .downcast_ref::<CliError>()
         .map(|e| e.code.as_str())
+        .or_else(|| {
+            error
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<store::StoreError>())
+                .map(store::StoreError::code)
+        })
         .unwrap_or("internal_error");
     let causes: Vec<String> = error.chain().skip(1).map(|c| c.to_string()).collect();
     let body = serde_json::json!({

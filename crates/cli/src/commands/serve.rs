@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// Relay the outbox through NATS JetStream instead of in-process dispatchers.
     #[arg(long, env = "SETTLE_NATS_URL")]
     nats_url: Option<String>,
+    /// Prefix of this deployment's JetStream streams (`<NS>_LEDGER`,
+    /// `<NS>_PAYROLL`) and subjects: deployments sharing a NATS server must each
+    /// have their own.
+    #[arg(long, env = "SETTLE_NATS_NAMESPACE", default_value = "SETTLE")]
+    nats_namespace: String,
     /// The bank (or `settle bank-sim`).
     #[arg(long, env = "SETTLE_BANK_URL", default_value = "http://127.0.0.1:8080")]
     bank_url: String,
@@ -453,6 +458,7 @@ async fn spawn_delivery(
         store: &platform.store,
         leases: &platform.leases,
         nats: args.nats_url.as_deref(),
+        namespace: &args.nats_namespace,
         clock: &platform.clock,
         shutdown,
     };
@@ -471,6 +477,7 @@ async fn spawn_delivery(
         ..core
     };
     payroll.relays(tasks, "payroll");
+    spawn_status_gauges(tasks, platform, shutdown);
     for stage in platform.payroll.stage_consumers() {
         payroll.consumer(tasks, "payroll", Arc::new(stage)).await?;
     }
@@ -483,19 +490,54 @@ async fn spawn_delivery(
         .await
 }
 
+/// How often the dispatcher role refreshes the backbone's gauges.
+const STATUS_GAUGES_EVERY_MS: u64 = 15_000;
+
+/// Keeps the backbone's Prometheus gauges (backlog, oldest unrelayed age,
+/// consumer lag, parked keys) current from the tables.
+fn spawn_status_gauges(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    platform: &Platform,
+    shutdown: &Shutdown,
+) {
+    let (core, payroll) = (platform.store.clone(), platform.payroll_store.clone());
+    let (clock, signal) = (platform.clock.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let mut stopped = std::pin::pin!(signal.wait());
+        loop {
+            for store in [&core, &payroll] {
+                match events::status::status(store, clock.now()).await {
+                    Ok(status) => events::status::record_gauges(&status),
+                    Err(error) => tracing::warn!(%error, "could not read the backbone's status"),
+                }
+            }
+            tokio::select! {
+                _ = &mut stopped => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(STATUS_GAUGES_EVERY_MS)) => {}
+            }
+        }
+    });
+}
+
 /// One database's outbox and how it is delivered.
 #[derive(Clone, Copy)]
 struct Delivery<'a> {
     store: &'a Store,
     leases: &'a Leases,
     nats: Option<&'a str>,
+    namespace: &'a str,
     clock: &'a Arc<dyn Clock>,
     shutdown: &'a Shutdown,
 }
 
 impl Delivery<'_> {
     fn nats_config(&self, url: &str, stream: &str) -> NatsConfig {
-        NatsConfig::for_stream(url, stream)
+        let namespace = self.namespace;
+        NatsConfig {
+            stream: format!("{}_{}", namespace.to_uppercase(), stream.to_uppercase()),
+            subject_prefix: format!("{}-{stream}", namespace.to_lowercase()),
+            ..NatsConfig::for_stream(url, stream)
+        }
     }
 
     /// With NATS, the relays of `stream` (once per stream per process).
