@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bank::sim::Simulator;
 use bank::{BankApi, HttpBank, TransportConfig};
 use fees::workload::{Workload, loan_bank_account};
 use fees::{BusinessDay, DayState, Fees, FeesConfig, Module, Trigger};
@@ -17,6 +16,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::TortureError;
+use crate::bank_side::BankSide;
 use crate::check::{Checks, ledger_invariants};
 use crate::child::{ChildArgs, Out};
 
@@ -76,20 +76,27 @@ pub(crate) fn workload(index: usize, seed: u64) -> Result<Workload, TortureError
 /// The parent's side: opens days, and checks them at the end.
 pub(crate) struct FeesParent {
     fees: Fees,
-    sim: Simulator,
+    bank: BankSide,
     seed: u64,
     workloads: Vec<Workload>,
 }
 
 impl FeesParent {
-    pub async fn open(url: &str, sim: Simulator, seed: u64) -> Result<FeesParent, TortureError> {
-        let store = store::Store::connect(url).await?;
+    /// `api` is how the parent's own `Fees` reaches the bank (the check asks
+    /// Withdraw once more); `bank` is where it sets up days and reads statements.
+    pub async fn open(
+        url: &str,
+        api: Arc<dyn BankApi>,
+        bank: BankSide,
+        seed: u64,
+    ) -> Result<FeesParent, TortureError> {
+        let store = crate::scratch::connect_small(url).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ledger = Ledger::open(store, clock.clone(), LedgerConfig::default()).await?;
-        let fees = Fees::open(ledger, Arc::new(sim.clone()), clock, config()?).await?;
+        let fees = Fees::open(ledger, api, clock, config()?).await?;
         Ok(FeesParent {
             fees,
-            sim,
+            bank,
             seed,
             workloads: Vec::new(),
         })
@@ -120,13 +127,31 @@ impl FeesParent {
                     summary.refused, workload.day
                 )));
             }
-            fees::workload::provision_bank(&self.sim, self.fees.config(), &workload).await?;
+            fees::workload::provision_bank(self.bank.admin(), self.fees.config(), &workload)
+                .await?;
             self.workloads.push(workload);
         }
     }
 
     pub fn days(&self) -> usize {
         self.workloads.len()
+    }
+
+    /// The days opened so far, as the API names them.
+    pub fn day_names(&self) -> Vec<String> {
+        self.workloads.iter().map(|w| w.day.to_string()).collect()
+    }
+
+    /// Days opened and not yet withdrawn.
+    pub async fn unfinished_days(&self) -> Result<usize, TortureError> {
+        let mut open = 0;
+        for workload in &self.workloads {
+            let state = self.fees.status(workload.day).await?.map(|s| s.state);
+            if state != Some(DayState::Withdrawn) {
+                open += 1;
+            }
+        }
+        Ok(open)
     }
 
     /// Every fee invariant of every day, against the simulator's statement.
@@ -163,7 +188,7 @@ impl FeesParent {
             }
             items += usize::try_from(status.items).unwrap_or(0);
             blocked += status.blocked.len();
-            let report = self.fees.report(day, &self.sim).await?;
+            let report = self.fees.report(day, self.bank.statement()).await?;
             if !report.books_agree {
                 reports_disagreeing.push(format!("{day}: {:?}", report.kinds));
             }
@@ -241,7 +266,7 @@ impl FeesParent {
             list(&withdrawn_wrong),
         );
         ledger_invariants(self.fees.ledger(), &mut checks).await?;
-        let conserved = self.sim.check_conservation().await;
+        let conserved = self.bank.conservation().await;
         checks.add(
             "bank: the simulator's balances add up to the money paid in",
             conserved.is_ok(),
@@ -254,18 +279,12 @@ impl FeesParent {
     async fn statement_into_settlement(&self) -> Result<BTreeMap<String, i64>, TortureError> {
         let settlement = &self.fees.config().settlement_account;
         let mut paid: BTreeMap<String, i64> = BTreeMap::new();
-        let mut since = 0;
-        for _ in 0..self.fees.config().statement_pages_max {
-            let page = self.sim.statement(Some(settlement), since).await?;
-            let Some(last) = page.last() else { break };
-            since = last.seq;
-            for movement in page {
-                if movement.to_account != settlement.as_str() {
-                    continue;
-                }
-                if let Some(from) = movement.from_account {
-                    *paid.entry(from).or_default() += movement.amount_krw.get();
-                }
+        for movement in self.bank.movements(Some(settlement)).await? {
+            if movement.to_account != settlement.as_str() {
+                continue;
+            }
+            if let Some(from) = movement.from_account {
+                *paid.entry(from).or_default() += movement.amount_krw.get();
             }
         }
         Ok(paid)

@@ -22,6 +22,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::bank_side::BankSide;
 use crate::channel_workload::ChannelParent;
 use crate::check::{Check, Checks};
 use crate::child::FAILPOINT_EXIT_CODE;
@@ -248,9 +249,15 @@ async fn run_in(
     };
     let nats_url = nats.as_ref().map(|n| n.url()).unwrap_or_default();
     let mut parent = match plan.workload {
-        Workload::Fees => {
-            Parent::Fees(FeesParent::open(&scratch.parent_url, sim.clone(), plan.seed).await?)
-        }
+        Workload::Fees => Parent::Fees(
+            FeesParent::open(
+                &scratch.parent_url,
+                Arc::new(sim.clone()),
+                BankSide::Local(sim.clone()),
+                plan.seed,
+            )
+            .await?,
+        ),
         Workload::Channel => {
             Parent::Channel(ChannelParent::open(&scratch.parent_url, plan.seed, items).await?)
         }
@@ -258,7 +265,13 @@ async fn run_in(
             Parent::Relay(RelayParent::open(&scratch.parent_url, plan.seed, items).await?)
         }
         Workload::Payroll => Parent::Payroll(
-            PayrollParent::open(&scratch.parent_url, &bank_url, sim.clone(), plan.seed).await?,
+            PayrollParent::open(
+                &scratch.parent_url,
+                &bank_url,
+                BankSide::Local(sim.clone()),
+                plan.seed,
+            )
+            .await?,
         ),
     };
     let child_log = scratch.dir.join("children.log");

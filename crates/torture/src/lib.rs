@@ -17,9 +17,14 @@
 //! the domain crates and reads their answers. It never hides a violation: every
 //! check that fails is reported with what it saw.
 
+mod bank_side;
 mod channel_workload;
 pub mod check;
 pub mod child;
+pub mod cluster;
+mod cluster_check;
+mod cluster_load;
+mod cluster_procs;
 mod error;
 pub mod faults;
 mod fees_workload;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bank::providers::{self, Facade, ProviderName};
 use bank::routing::RoutingTable;
-use bank::sim::{OpenAccount, Salary, Simulator};
+use bank::sim::{OpenAccount, Salary};
 use bank::{AccountNumber, HolderName, Transport, TransportConfig, UserId};
 use events::{Dispatcher, DispatcherConfig, RetryPolicy, Step, Wake};
 use ledger::{Ledger, LedgerConfig};
@@ -24,6 +24,7 @@ use store::Store;
 use uuid::Uuid;
 
 use crate::TortureError;
+use crate::bank_side::BankSide;
 use crate::check::{Checks, ledger_invariants};
 use crate::child::{ChildArgs, Out};
 
@@ -77,9 +78,14 @@ pub(crate) fn ledger_url(database_url: &str) -> String {
     }
 }
 
-async fn open(database_url: &str, bank_url: &str) -> Result<Payroll, TortureError> {
+/// `small`: the parent's own small pool, not a worker's.
+async fn open(database_url: &str, bank_url: &str, small: bool) -> Result<Payroll, TortureError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = Store::connect(database_url).await?;
+    let store = if small {
+        crate::scratch::connect_small(database_url).await?
+    } else {
+        Store::connect(database_url).await?
+    };
     let ledger_store = if ledger_url(database_url) == database_url {
         store.clone()
     } else {
@@ -118,7 +124,7 @@ fn payroll_error(error: payroll::PayrollError) -> TortureError {
 /// The parent's side: users, salaries, and the check.
 pub(crate) struct PayrollParent {
     payroll: Payroll,
-    sim: Simulator,
+    bank: BankSide,
     seed: u64,
     salaries: u64,
 }
@@ -127,18 +133,18 @@ impl PayrollParent {
     pub async fn open(
         url: &str,
         bank_url: &str,
-        sim: Simulator,
+        bank: BankSide,
         seed: u64,
     ) -> Result<PayrollParent, TortureError> {
-        sim.open_account(&OpenAccount {
+        bank.open_account(&OpenAccount {
             account_number: AccountNumber::new(OPERATING)?,
             holder_name: HolderName::new(OPERATING_HOLDER)?,
             balance_krw: Krw::new(100_000_000_000),
         })
         .await?;
-        let payroll = open(url, bank_url).await?;
+        let payroll = open(url, bank_url, true).await?;
         for n in 0..USERS {
-            sim.open_account(&OpenAccount {
+            bank.open_account(&OpenAccount {
                 account_number: payout_account(n)?,
                 holder_name: holder(n)?,
                 balance_krw: Krw::ZERO,
@@ -149,12 +155,12 @@ impl PayrollParent {
                 .await
                 .map_err(payroll_error)?;
             if n.is_multiple_of(5) {
-                sim.set_repayment_due(&account, Krw::new(80_000)).await?;
+                bank.set_repayment_due(&account, Krw::new(80_000)).await?;
             }
         }
         Ok(PayrollParent {
             payroll,
-            sim,
+            bank,
             seed,
             salaries: 0,
         })
@@ -162,10 +168,15 @@ impl PayrollParent {
 
     /// Pays the next few salaries into users' virtual accounts.
     pub async fn before_cycle(&mut self) -> Result<(), TortureError> {
-        for _ in 0..SALARIES_PER_CYCLE {
+        self.pay_salaries(SALARIES_PER_CYCLE).await
+    }
+
+    /// Pays the next `count` salaries, one user after another.
+    pub async fn pay_salaries(&mut self, count: u64) -> Result<(), TortureError> {
+        for _ in 0..count {
             let n = self.salaries % USERS;
             let account = self.virtual_account(n).await?;
-            self.sim
+            self.bank
                 .pay_salary(&Salary {
                     account_number: account,
                     amount_krw: Krw::new(210_000 + (self.salaries as i64 % 7) * 33_330),
@@ -187,6 +198,22 @@ impl PayrollParent {
 
     pub fn salaries(&self) -> u64 {
         self.salaries
+    }
+
+    pub fn payroll(&self) -> &Payroll {
+        &self.payroll
+    }
+
+    /// Deposits not yet completed or rolled back.
+    pub async fn open_deposits(&self) -> Result<usize, TortureError> {
+        Ok(self
+            .payroll
+            .deposits()
+            .await
+            .map_err(payroll_error)?
+            .iter()
+            .filter(|d| !d.state.is_terminal())
+            .count())
     }
 
     pub async fn check(&self) -> Result<Checks, TortureError> {
@@ -248,23 +275,17 @@ impl PayrollParent {
         // The bank's side: every payout by id, once, to the user's own account.
         let mut by_id: BTreeMap<String, u32> = BTreeMap::new();
         let mut bank_per_account: BTreeMap<String, i64> = BTreeMap::new();
-        let mut since = 0;
-        loop {
-            let page = self.sim.statement(None, since).await?;
-            let Some(last) = page.last() else { break };
-            since = last.seq;
-            for movement in page {
-                let Some(id) = movement.bank_tran_id.clone() else {
-                    continue;
-                };
-                if !id.starts_with("P2025") {
-                    continue;
-                }
-                *by_id.entry(id).or_default() += 1;
-                *bank_per_account
-                    .entry(movement.to_account.clone())
-                    .or_default() += movement.amount_krw.get();
+        for movement in self.bank.movements(None).await? {
+            let Some(id) = movement.bank_tran_id.clone() else {
+                continue;
+            };
+            if !id.starts_with("P2025") {
+                continue;
             }
+            *by_id.entry(id).or_default() += 1;
+            *bank_per_account
+                .entry(movement.to_account.clone())
+                .or_default() += movement.amount_krw.get();
         }
         let doubled: Vec<String> = by_id
             .iter()
@@ -322,7 +343,7 @@ pub(crate) async fn run_child(args: &ChildArgs, out: &mut Out) -> Result<(), Tor
         .bank_url
         .as_deref()
         .ok_or_else(|| TortureError::Invalid("the payroll workload needs --bank-url".into()))?;
-    let payroll = open(&args.database_url, bank_url).await?;
+    let payroll = open(&args.database_url, bank_url, false).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = payroll.store().clone();
     let mut stages: Vec<Dispatcher<StageConsumer>> = Vec::new();

@@ -5,6 +5,8 @@
 //! - `settle torture --workload fees --cycles 200 --seed 7`: the crash harness.
 //! - `settle torture matrix --workload fees`: bank fault kinds × rates.
 //! - `settle torture sim --seed 7`: one deterministic simulation (trace hash).
+//! - `settle torture cluster --minutes 30`: several `settle serve` processes,
+//!   a bank-sim and a private broker under kills (`torture::cluster`).
 //! - `settle torture child …` (hidden): what the harness starts and kills.
 
 use clap::{Args, Subcommand};
@@ -30,6 +32,9 @@ enum TortureCommand {
     Matrix(MatrixArgs),
     /// One deterministic simulation of fee settlement; prints its trace hash.
     Sim(SimArgs),
+    /// Several `settle serve` processes over one PostgreSQL schema, a bank-sim
+    /// and a private nats-server, SIGKILLed under load; then every invariant.
+    Cluster(ClusterArgs),
     /// The child process the harness starts and kills.
     #[command(hide = true)]
     Child(ChildArgs),
@@ -101,6 +106,37 @@ struct SimArgs {
 }
 
 #[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Minutes of load and kills (quiescing and checks come after).
+    #[arg(long, default_value_t = 5)]
+    minutes: u64,
+    /// Decides every kill and the clients' choices (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The PostgreSQL server (a fresh schema is made and dropped).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// A kill every uniform(min..=max) seconds.
+    #[arg(long, default_value_t = 2)]
+    kill_every_s_min: u64,
+    #[arg(long, default_value_t = 6)]
+    kill_every_s_max: u64,
+    /// Share of kills that hit the broker.
+    #[arg(long, default_value_t = 20)]
+    broker_kill_pct: u32,
+    /// PostgreSQL connections all serve processes together may hold (a login
+    /// role with this CONNECTION LIMIT).
+    #[arg(long, default_value_t = 60)]
+    connections_max: u32,
+    /// Each serve process's --database-connections-max.
+    #[arg(long, default_value_t = 12)]
+    serve_connections_max: u32,
+    /// Keep the schema, the bank's file and the processes' logs.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Args, Debug)]
 struct ChildArgs {
     #[arg(long)]
     workload: String,
@@ -131,6 +167,7 @@ pub async fn run(args: TortureArgs) -> anyhow::Result<()> {
         Some(TortureCommand::Child(child)) => run_child(child).await,
         Some(TortureCommand::Matrix(matrix)) => run_matrix(matrix).await,
         Some(TortureCommand::Sim(sim)) => run_sim(sim).await,
+        Some(TortureCommand::Cluster(cluster)) => run_cluster(cluster).await,
         None => {
             let plan = plan(&args.run)?;
             eprintln!(
@@ -256,6 +293,45 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     let violations: usize = reports.iter().map(|r| r.violations).sum();
     if violations > 0 {
         return Err(CliError::new("invariant_violated", format!("{violations} violations")).into());
+    }
+    Ok(())
+}
+
+async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
+    let mut plan = torture::cluster::ClusterPlan::new(std::env::current_exe()?, &args.database_url);
+    plan.seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1)
+    });
+    plan.load_ms = args.minutes.saturating_mul(60_000);
+    plan.kill_every_ms_min = args.kill_every_s_min.saturating_mul(1_000).max(1);
+    plan.kill_every_ms_max = args
+        .kill_every_s_max
+        .saturating_mul(1_000)
+        .max(plan.kill_every_ms_min);
+    plan.broker_kill_pct = args.broker_kill_pct;
+    plan.connections_max = args.connections_max;
+    plan.serve_connections_max = args.serve_connections_max;
+    plan.keep = args.keep;
+    let summary = torture::cluster::run(&plan, &|line| eprintln!("{line}"))
+        .await
+        .map_err(invalid)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if summary.violations > 0 {
+        return Err(CliError::new(
+            "invariant_violated",
+            format!(
+                "{} invariant violations (lost {}, doubled {}, wrong-stream {}); replay with: {}",
+                summary.violations,
+                summary.events_lost,
+                summary.effects_doubled,
+                summary.wrong_stream,
+                summary.replay
+            ),
+        )
+        .into());
     }
     Ok(())
 }
