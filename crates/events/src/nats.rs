@@ -487,17 +487,30 @@ impl<C: Consumer> Worker<C> {
             self.released_checked_at = Some(std::time::Instant::now());
         }
         let started = std::time::Instant::now();
-        let mut batch = self
-            .pull
-            .fetch()
-            .max_messages(self.config.fetch_batch_max)
-            .messages()
-            .await
-            .map_err(EventsError::nats)?;
+        // Only the broker's part of a step is bounded here: a pull whose request
+        // was lost across a broker restart never ends on its own. Delivery is
+        // database work, bounded by the pool, and is never cut half way (a batch
+        // rolled back at a timeout would be redone forever).
+        let step_timeout = Duration::from_millis(self.config.step_timeout_ms);
+        let pulled_messages = tokio::time::timeout(step_timeout, async {
+            let mut batch = self
+                .pull
+                .fetch()
+                .max_messages(self.config.fetch_batch_max)
+                .messages()
+                .await
+                .map_err(EventsError::nats)?;
+            let mut received = Vec::new();
+            while let Some(message) = batch.next().await {
+                received.push(message.map_err(EventsError::nats)?);
+            }
+            Ok::<_, EventsError>(received)
+        })
+        .await
+        .map_err(|_| EventsError::Nats("pulling from the broker timed out".to_owned()))??;
         let mut messages = Vec::new();
         let mut pulled: usize = 0;
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(EventsError::nats)?;
+        for message in pulled_messages {
             pulled += 1;
             match serde_json::from_slice::<Event>(&message.payload) {
                 Ok(event) if !self.is_own_stream(&event) => {
@@ -800,25 +813,16 @@ impl<C: Consumer> Worker<C> {
     /// unacked messages come back and the watermark refuses repeats.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
-        let step_timeout = Duration::from_millis(self.config.step_timeout_ms);
         loop {
             let stepped = tokio::select! {
                 _ = &mut shutdown => break,
-                stepped = tokio::time::timeout(step_timeout, self.run_once()) => stepped,
+                stepped = self.run_once() => stepped,
             };
             let pause_ms = match stepped {
-                Ok(Ok(Step::Done)) => continue,
-                Ok(Ok(Step::Idle)) => self.config.fetch_wait_ms,
-                Ok(Err(error)) => {
+                Ok(Step::Done) => continue,
+                Ok(Step::Idle) => self.config.fetch_wait_ms,
+                Err(error) => {
                     tracing::warn!(partition = self.partition, error = %error, code = error.code(), "worker step failed; retrying");
-                    self.config.poll_interval_ms
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        partition = self.partition,
-                        timeout_ms = self.config.step_timeout_ms,
-                        "worker step timed out; retrying"
-                    );
                     self.config.poll_interval_ms
                 }
             };

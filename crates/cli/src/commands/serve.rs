@@ -142,6 +142,8 @@ struct Platform {
     payroll_store: Store,
     payroll_leases: Leases,
     api_store: Store,
+    /// The channel's tables are in the core's database (the same URL).
+    channel_shares_core: bool,
     clock: Arc<dyn Clock>,
     ledger: Ledger,
     channel: Channel,
@@ -177,6 +179,7 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
     let api_url = component_url(&args.api_database_url, "api");
     let (api_store, _) = open(api_url, "the API's database").await?;
     let channel_url = component_url(&args.channel_database_url, "channel");
+    let channel_shares_core = channel_url == url;
     let (channel_store, _) = open(channel_url, "the channel's database").await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ledger = Ledger::open(store.clone(), clock.clone(), LedgerConfig::default())
@@ -228,6 +231,7 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
         payroll_store,
         payroll_leases,
         api_store,
+        channel_shares_core,
         clock,
         ledger,
         channel,
@@ -492,12 +496,16 @@ async fn spawn_delivery(
     core.relays(tasks, "ledger");
     // The channel has a database of its own; the history consumer reads the
     // core's outbox and writes there.
-    core.consumer(
-        tasks,
-        "ledger",
-        Arc::new(platform.channel.history().consumer()),
-    )
-    .await?;
+    // When the channel's tables are in the core's database the history writes
+    // through the delivery's transaction (atomic with the watermark, one
+    // connection per batch); otherwise into its own database.
+    let history = platform.channel.history();
+    let history = if platform.channel_shares_core {
+        history.consumer_sharing_core_store()
+    } else {
+        history.consumer()
+    };
+    core.consumer(tasks, "ledger", Arc::new(history)).await?;
     let payroll = Delivery {
         store: &platform.payroll_store,
         leases: &platform.payroll_leases,
