@@ -38,6 +38,10 @@ fn start_sim(dir: &std::path::Path, ca: &std::path::Path) -> (Sim, String) {
 
 fn settle(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_settle"))
+        .env(
+            "SETTLE_ID_SECRET",
+            "bank-tls-test-id-secret-0123456789abcdef",
+        )
         .args(args)
         .output()
         .expect("settle runs")

@@ -220,6 +220,8 @@ async fn serve_refuses_to_start_without_an_id_secret_or_with_the_test_one() {
         command
             .env_remove("SETTLE_ID_SECRET")
             .env_remove("SETTLE_ID_SECRET_FILE")
+            .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
+            .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사")
             .args([
                 "serve",
                 "--database-url",
