@@ -40,6 +40,11 @@ pub(crate) fn config() -> Result<FeesConfig, TortureError> {
     config.bank_calls_in_flight_max = 16;
     config.lock_lease_ms = 1_500;
     config.not_found_grace_ms = Some(1_500);
+    // Transient answers wait and the breaker pauses sending, as in production,
+    // but on the torture's clock: seconds, not hours.
+    config.transient_backoff_ms_min = 20;
+    config.transient_backoff_ms_max = 500;
+    config.breaker_open_ms = 300;
     Ok(config)
 }
 
