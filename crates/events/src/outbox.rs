@@ -446,14 +446,7 @@ pub(crate) async fn repair_scan(
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|row| {
-                    let scanned = decode(row)?;
-                    let done: Option<i64> = row.try_get(7)?;
-                    let behind = done.unwrap_or(0) < scanned.event.seq;
-                    Ok((scanned, behind))
-                })
-                .collect()
+            rows.iter().map(decode_behind).collect()
         }
         Store::Postgres(pool) => {
             let rows = sqlx::query(
@@ -475,16 +468,25 @@ pub(crate) async fn repair_scan(
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|row| {
-                    let scanned = decode(row)?;
-                    let done: Option<i64> = row.try_get(7)?;
-                    let behind = done.unwrap_or(0) < scanned.event.seq;
-                    Ok((scanned, behind))
-                })
-                .collect()
+            rows.iter().map(decode_behind).collect()
         }
     }
+}
+
+/// A repair-scan row: the outbox row, and whether the consumer's watermark
+/// (column 7, NULL: none yet) is still below its seq.
+fn decode_behind<R>(row: &R) -> Result<(Scanned, bool), EventsError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Uuid: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let scanned = decode(row)?;
+    let done: Option<i64> = row.try_get(7)?;
+    let behind = done.unwrap_or(0) < scanned.event.seq;
+    Ok((scanned, behind))
 }
 
 /// Where a consumer's repair sweep of `partition` resumes.
