@@ -9,6 +9,7 @@
 //! its old id was proven failed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use money::Krw;
 use serde::Serialize;
@@ -19,6 +20,11 @@ use crate::chunking::{self, Purpose};
 use crate::db::{self, ChunkRow, DayRow, LoanRow};
 use crate::sending::{Progress, Tally, is_permanent};
 use crate::{BusinessDay, FeeKind, Fees, FeesError};
+
+/// How long Verify waits for Pay's lock before it answers `busy`.
+const VERIFY_WAITS_FOR_PAY_MS: u64 = 2_000;
+/// How often it tries meanwhile.
+const VERIFY_PAY_LOCK_POLL_MS: u64 = 25;
 
 /// One of the four modules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -257,6 +263,24 @@ impl Fees {
                 self.config.lock_lease_ms,
             )
             .await?)
+    }
+
+    /// Verify borrows Pay's lock. A Pay that only looks (nothing to send) holds it
+    /// for a few queries, and every scheduler tick of every process starts one,
+    /// so Verify waits that long rather than answer `busy` to each tick and never
+    /// verify; a Pay that is really sending holds it longer than the wait, and
+    /// Verify comes back on a later tick.
+    async fn lock_pay_for_verify(&self, day: BusinessDay) -> Result<Option<LockGuard>, FeesError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(VERIFY_WAITS_FOR_PAY_MS);
+        loop {
+            if let Some(guard) = self.lock(Module::Pay, day).await? {
+                return Ok(Some(guard));
+            }
+            if tokio::time::Instant::now() >= deadline || self.is_stopping() {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(VERIFY_PAY_LOCK_POLL_MS)).await;
+        }
     }
 
     /// Records the run and builds its report.
@@ -675,7 +699,7 @@ impl Fees {
         }
         // A payout in progress owns its chunks' answers; asking about them now
         // could call a request still on its way "not found".
-        let Some(pay_guard) = self.lock(Module::Pay, day).await? else {
+        let Some(pay_guard) = self.lock_pay_for_verify(day).await? else {
             return Ok(Outcome::Busy);
         };
         let outcome = self
