@@ -165,6 +165,7 @@ impl Cluster {
                 "--database-connections-max",
                 &self.connections_max.to_string(),
             ])
+            .envs(crate::installation::serve_env())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

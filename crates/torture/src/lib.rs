@@ -29,6 +29,7 @@ mod error;
 pub mod faults;
 mod fees_workload;
 pub mod harness;
+mod installation;
 pub mod nats_server;
 mod payroll_workload;
 mod relay_workload;

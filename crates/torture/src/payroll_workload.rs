@@ -27,10 +27,9 @@ use crate::TortureError;
 use crate::bank_side::BankSide;
 use crate::check::{Checks, ledger_invariants};
 use crate::child::{ChildArgs, Out};
+use crate::installation;
 
 const USERS: u64 = 24;
-const OPERATING: &str = "1002000000001";
-const OPERATING_HOLDER: &str = "세틀주식회사";
 /// Salaries the parent pays before each cycle.
 const SALARIES_PER_CYCLE: u64 = 48;
 /// Steps the child takes before it gives up on settling.
@@ -106,9 +105,9 @@ async fn open(database_url: &str, bank_url: &str, small: bool) -> Result<Payroll
         providers::connect(ProviderName::Next, transport),
     );
     let mut config = PayrollConfig::new(
-        AccountNumber::new(OPERATING)?,
-        HolderName::new(OPERATING_HOLDER)?,
-        money::DerivedIds::for_tests(),
+        installation::payout_account()?,
+        installation::payout_holder()?,
+        installation::ids()?,
     );
     config.poll_requests_per_s_max = 10_000;
     config.poll_concurrent_max = 16;
@@ -137,8 +136,8 @@ impl PayrollParent {
         seed: u64,
     ) -> Result<PayrollParent, TortureError> {
         bank.open_account(&OpenAccount {
-            account_number: AccountNumber::new(OPERATING)?,
-            holder_name: HolderName::new(OPERATING_HOLDER)?,
+            account_number: installation::payout_account()?,
+            holder_name: installation::payout_holder()?,
             balance_krw: Krw::new(100_000_000_000),
         })
         .await?;
