@@ -44,9 +44,6 @@ fn nats_server_available() -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not green yet: the cluster harness predates the installation id secret and the \
-            distinct payout account that serve now requires, and its last runs found a \
-            history partition stall (docs/reliability.md); run with --run-ignored"]
 async fn four_serve_processes_killed_under_load_deliver_every_event_once_to_its_own_stream() {
     let Some(url) = postgres_url().await else {
         return;

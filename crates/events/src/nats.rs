@@ -36,6 +36,10 @@ use crate::telemetry;
 /// The NATS server tests and the CLI use when `NATS_URL` names none.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
+/// Longest a worker waits for the broker to answer one pull (a no-wait fetch is
+/// answered at once; a pull lost across a broker restart is never answered).
+const PULL_ANSWER_MS_MAX: u64 = 10_000;
+
 /// `NATS_URL`, or the default local server.
 pub fn nats_url_from_env() -> String {
     std::env::var("NATS_URL")
@@ -413,6 +417,7 @@ pub struct Worker<C: Consumer> {
     config: NatsConfig,
     partition: u32,
     clock: Arc<dyn Clock>,
+    js: Context,
     pull: PullConsumer,
     /// When released letters were last looked for; the check costs a query.
     released_checked_at: Option<std::time::Instant>,
@@ -442,28 +447,10 @@ impl<C: Consumer> Worker<C> {
                 config.outbox_stream
             )));
         }
-        let durable = durable_name(consumer.name(), partition);
-        let stream = js
-            .get_stream(config.stream.as_str())
-            .await
-            .map_err(EventsError::nats)?;
-        let pull: PullConsumer = stream
-            .get_or_create_consumer(
-                durable.as_str(),
-                PullConfig {
-                    durable_name: Some(durable.clone()),
-                    filter_subject: format!("{}.{partition}.>", config.subject_prefix),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: Duration::from_millis(config.ack_wait_ms),
-                    deliver_policy: DeliverPolicy::All,
-                    max_ack_pending: i64::try_from(config.fetch_batch_max).unwrap_or(i64::MAX),
-                    ..PullConfig::default()
-                },
-            )
-            .await
-            .map_err(EventsError::nats)?;
+        let pull = open_pull(js, &config, consumer.name(), partition).await?;
         Ok(Worker {
             store,
+            js: js.clone(),
             consumer,
             config,
             partition,
@@ -491,8 +478,11 @@ impl<C: Consumer> Worker<C> {
         // was lost across a broker restart never ends on its own. Delivery is
         // database work, bounded by the pool, and is never cut half way (a batch
         // rolled back at a timeout would be redone forever).
-        let step_timeout = Duration::from_millis(self.config.step_timeout_ms);
-        let pulled_messages = tokio::time::timeout(step_timeout, async {
+        // A no-wait pull is answered at once; one the broker does not answer
+        // within this is lost, and the step fails so the worker recovers.
+        let pull_timeout =
+            Duration::from_millis(self.config.step_timeout_ms.min(PULL_ANSWER_MS_MAX));
+        let pulled_messages = tokio::time::timeout(pull_timeout, async {
             let mut batch = self
                 .pull
                 .fetch()
@@ -788,6 +778,47 @@ impl<C: Consumer> Worker<C> {
         Ok(true)
     }
 
+    /// After a failed step: the outbox, not the broker, is the record, so the
+    /// repair sweep runs whatever the broker does (a partition whose pulls go
+    /// unanswered is still delivered, `repair_after_ms` late); then the durable
+    /// pull consumer is opened again, in case the broker lost it in a restart.
+    /// Both are bounded by `step_timeout_ms`; failures are logged and retried
+    /// on the next failed step.
+    async fn recover(&mut self) {
+        let bound = Duration::from_millis(self.config.step_timeout_ms);
+        match tokio::time::timeout(bound, self.repair_if_due()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, "repair after a failed step failed");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    consumer = self.consumer.name(),
+                    partition = self.partition,
+                    "repair after a failed step timed out"
+                );
+            }
+        }
+        let reopened = tokio::time::timeout(
+            bound,
+            open_pull(&self.js, &self.config, self.consumer.name(), self.partition),
+        )
+        .await;
+        match reopened {
+            Ok(Ok(pull)) => self.pull = pull,
+            Ok(Err(error)) => {
+                tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, "could not reopen the pull consumer");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    consumer = self.consumer.name(),
+                    partition = self.partition,
+                    "reopening the pull consumer timed out"
+                );
+            }
+        }
+    }
+
     /// Delivers the waiting events of keys an operator released in this partition.
     async fn drain_released(&self) -> Result<bool, EventsError> {
         let open = dead_letter::open(&self.store, self.consumer.name()).await?;
@@ -822,7 +853,8 @@ impl<C: Consumer> Worker<C> {
                 Ok(Step::Done) => continue,
                 Ok(Step::Idle) => self.config.fetch_wait_ms,
                 Err(error) => {
-                    tracing::warn!(partition = self.partition, error = %error, code = error.code(), "worker step failed; retrying");
+                    tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, code = error.code(), "worker step failed; retrying");
+                    self.recover().await;
                     self.config.poll_interval_ms
                 }
             };
@@ -832,6 +864,36 @@ impl<C: Consumer> Worker<C> {
             }
         }
     }
+}
+
+/// Creates (or reopens) the durable pull consumer `<name>-p<partition>` of the
+/// transport's JetStream stream.
+async fn open_pull(
+    js: &Context,
+    config: &NatsConfig,
+    consumer: &str,
+    partition: u32,
+) -> Result<PullConsumer, EventsError> {
+    let durable = durable_name(consumer, partition);
+    let stream = js
+        .get_stream(config.stream.as_str())
+        .await
+        .map_err(EventsError::nats)?;
+    stream
+        .get_or_create_consumer(
+            durable.as_str(),
+            PullConfig {
+                durable_name: Some(durable.clone()),
+                filter_subject: format!("{}.{partition}.>", config.subject_prefix),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_millis(config.ack_wait_ms),
+                deliver_policy: DeliverPolicy::All,
+                max_ack_pending: i64::try_from(config.fetch_batch_max).unwrap_or(i64::MAX),
+                ..PullConfig::default()
+            },
+        )
+        .await
+        .map_err(EventsError::nats)
 }
 
 /// Keeps trying to become `partition`'s relay, and runs it while it holds the

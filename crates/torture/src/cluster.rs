@@ -381,16 +381,27 @@ async fn start_clients(
             shared.clone(),
         ));
     }
-    for n in 0..plan.channel_clients {
+    // A customer may credit only customer accounts: each pays the others.
+    let mut customers = Vec::new();
+    for _ in 0..plan.channel_clients.max(2) {
         let customer = uuid::Uuid::now_v7().to_string();
         let account = service
             .open_account(Some(&customer), &shared.counters)
             .await?;
         let key = ops.customer_key(&customer, &shared.counters).await?;
+        customers.push((account, key));
+    }
+    let accounts: Vec<String> = customers.iter().map(|(a, _)| a.clone()).collect();
+    for (n, (account, key)) in customers.into_iter().enumerate().take(plan.channel_clients) {
+        let others: Vec<String> = accounts
+            .iter()
+            .filter(|a| **a != account)
+            .cloned()
+            .collect();
         clients.spawn(cluster_load::channel_client(
             ApiClient::new(&cluster.api_url, &key)?,
             account,
-            house.clone(),
+            Arc::new(others),
             plan.seed ^ (n as u64).rotate_left(29) ^ 0xc4a1,
             shared.clone(),
         ));

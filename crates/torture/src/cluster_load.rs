@@ -140,23 +140,28 @@ impl ApiClient {
     }
 }
 
-/// The key `settle keys create --role <role>` prints, made by the real CLI.
+/// The key `settle keys create --role <role>` prints, made by the real CLI (a
+/// service key with `--grant-house-accounts`).
 pub(crate) async fn cli_key(
     program: &std::path::Path,
     database_url: &str,
     role: &str,
 ) -> Result<String, TortureError> {
-    let output = tokio::process::Command::new(program)
-        .args([
-            "keys",
-            "create",
-            "--role",
-            role,
-            "--database-url",
-            database_url,
-        ])
-        .output()
-        .await?;
+    let mut command = tokio::process::Command::new(program);
+    command.args([
+        "keys",
+        "create",
+        "--role",
+        role,
+        "--database-url",
+        database_url,
+    ]);
+    // The ledger clients move money between house accounts (treasury work),
+    // which a service key may do only when its key grants it.
+    if role == "service" {
+        command.arg("--grant-house-accounts");
+    }
+    let output = command.output().await?;
     if !output.status.success() {
         return Err(TortureError::Child(format!(
             "settle keys create --role {role}: {}",
