@@ -365,8 +365,8 @@ async fn workers_do_each_thing_once(first_seed: u64, kills: usize) {
             );
         }
         eprintln!(
-            "seed {seed}: {processes} workers, {landed} kills mid-run, {} ids, {} requests, \
-             {} cut off by a kill, {:?}: every check holds",
+            "seed {seed}: {processes} workers, {landed} kills mid-run; the bank so far: {} ids, \
+             {} requests, {} cut off by a kill; {:?}: every check holds",
             report.ids_total,
             report.submissions_total,
             report.cut_off_total,
