@@ -132,7 +132,11 @@ async fn without_the_limiter_the_server_refuses_and_applies_nothing_half(
     let again: Vec<u64> = limited
         .iter()
         .take(3)
-        .map(|id| (1..=CALLS).find(|s| tran_id(*s).to_string() == *id).unwrap())
+        .map(|id| {
+            (1..=CALLS)
+                .find(|s| tran_id(*s).to_string() == *id)
+                .unwrap()
+        })
         .collect();
     for sequence in &again {
         bank.deposit_transfer(&payout(*sequence, 1_000))
