@@ -122,6 +122,31 @@ async fn without_the_limiter_the_server_refuses_and_applies_nothing_half(
             BankError::TransferNotFound
         );
     }
+
+    // The bank received every call, the ones refused at the door included: each
+    // id once. A refused id sent again is received twice, and says so.
+    let submissions = server.admin_get("/admin/submissions").await;
+    assert_eq!(submissions["ids_total"], CALLS, "{submissions}");
+    assert_eq!(submissions["submissions_total"], CALLS, "{submissions}");
+    assert_eq!(submissions["repeated_total"], 0, "{submissions}");
+    let again: Vec<u64> = limited
+        .iter()
+        .take(3)
+        .map(|id| {
+            (1..=CALLS)
+                .find(|s| tran_id(*s).to_string() == *id)
+                .unwrap()
+        })
+        .collect();
+    for sequence in &again {
+        bank.deposit_transfer(&payout(*sequence, 1_000))
+            .await
+            .unwrap();
+    }
+    let submissions = server.admin_get("/admin/submissions").await;
+    assert_eq!(submissions["repeated_total"], again.len(), "{submissions}");
+    assert_eq!(submissions["decided_twice_total"], again.len());
+    assert_eq!(submissions["cut_off_total"], 0);
 }
 
 on_both_backends!(

@@ -23,6 +23,7 @@ on_both_backends!(
     the_request_is_stored_and_marked_sent_before_the_core_sees_it,
     a_core_slower_than_the_call_timeout_leaves_unknown_and_the_reconciler_finds_it_applied,
     racing_transfers_of_one_user_from_two_processes_let_exactly_one_through,
+    one_transfer_submitted_by_two_processes_at_once_reaches_the_core_once,
     the_periodic_reconciler_settles_unknowns_until_shut_down,
     a_reconciler_with_a_shorter_late_window_than_the_core_refuses_to_run,
 );
@@ -117,6 +118,73 @@ async fn racing_transfers_of_one_user_from_two_processes_let_exactly_one_through
         }
     }
     assert_eq!((accepted, refused), (1, RACERS - 1));
+}
+
+/// A core that counts the transfer calls it gets and answers each after a pause,
+/// so submissions racing on one id overlap.
+struct Counting {
+    inner: Arc<dyn CoreClient>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CoreClient for Counting {
+    async fn transfer(&self, request: TransferRequest) -> Result<TransferResult, CoreError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        self.inner.transfer(request).await
+    }
+    async fn outcome(&self, id: TransferId) -> Result<TransferOutcome, CoreError> {
+        self.inner.outcome(id).await
+    }
+    async fn entries(
+        &self,
+        account: AccountId,
+        from_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<ledger::Entry>, CoreError> {
+        self.inner.entries(account, from_seq, limit).await
+    }
+    async fn account(&self, id: AccountId) -> Result<Option<ledger::Account>, CoreError> {
+        self.inner.account(id).await
+    }
+    async fn late_window_ms(&self) -> Result<i64, CoreError> {
+        self.inner.late_window_ms().await
+    }
+}
+
+/// The channel's send is claimed by its compare-and-set from `requested` to
+/// `sent`: of two processes given the same transfer (a client retrying against
+/// another instance), one moves it and calls the core; the other finds it
+/// stored and never sends. A sent transfer is never sent again by anyone — the
+/// reconciler only asks — so the claim needs no lease to hand over.
+async fn one_transfer_submitted_by_two_processes_at_once_reaches_the_core_once(sys: Sys) {
+    const RACERS: usize = 8;
+    let (alice, bob) = (sys.customer(10_000).await, sys.customer(0).await);
+    let core = Arc::new(Counting {
+        inner: sys.faulty.clone(),
+        calls: Default::default(),
+    });
+    let (first, second) = (
+        sys.another_process(core.clone()).await,
+        sys.another_process(core.clone()).await,
+    );
+    let new = new_transfer(user_id(), alice, bob, 300);
+    let mut racers = tokio::task::JoinSet::new();
+    for index in 0..RACERS {
+        let service = if index % 2 == 0 { &first } else { &second }
+            .transfers()
+            .clone();
+        racers.spawn(async move { service.submit(new).await });
+    }
+    while let Some(joined) = racers.join_next().await {
+        let transfer = joined.unwrap().unwrap();
+        assert_eq!(transfer.id, new.id());
+    }
+    assert_eq!(core.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let stored = first.transfers().get(new.id()).await.unwrap().unwrap();
+    assert_eq!(stored.state, TransferState::Succeeded);
+    assert_eq!(sys.core_entries(bob).await.len(), 1, "money moved once");
 }
 
 async fn a_core_slower_than_the_call_timeout_leaves_unknown_and_the_reconciler_finds_it_applied(

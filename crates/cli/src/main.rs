@@ -4,6 +4,8 @@
 mod bench;
 mod commands;
 mod progress;
+#[cfg(test)]
+mod readme;
 mod scratch;
 mod telemetry;
 

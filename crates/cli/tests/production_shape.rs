@@ -3,7 +3,9 @@
 //! process brings the history read model to the core after a burst that ends on
 //! a key's last event, with no later event to reveal a gap; one process with every
 //! role holds at most 20 connections after load; SIGTERM during load stops it
-//! with exit 0 and nothing is lost.
+//! with exit 0 and nothing is lost; SIGTERM stops the roles within the shutdown
+//! grace with the broker gone, and during a fee run against a bank answering in
+//! 2.5 s once the window of calls in flight is answered.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -52,9 +54,24 @@ fn settle() -> Command {
 /// Starts `settle serve` and waits until it says it runs; returns the API base
 /// URL when the process serves the API.
 async fn serve(url: &str, nats: &str, roles: &str, extra: &[&str]) -> (Child, Option<String>) {
-    let mut child = settle()
-        .args(["-v", "serve", "--database-url", url, "--nats-url", nats])
-        .args(["--nats-namespace", "T", "--bank-url", "http://127.0.0.1:9"])
+    serve_with(url, Some(nats), "http://127.0.0.1:9", roles, extra).await
+}
+
+/// [`serve`] with the bank named, and without NATS (in-process dispatchers)
+/// when `nats` is `None`.
+async fn serve_with(
+    url: &str,
+    nats: Option<&str>,
+    bank: &str,
+    roles: &str,
+    extra: &[&str],
+) -> (Child, Option<String>) {
+    let mut command = settle();
+    command.args(["-v", "serve", "--database-url", url, "--bank-url", bank]);
+    if let Some(nats) = nats {
+        command.args(["--nats-url", nats, "--nats-namespace", "T"]);
+    }
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--roles", roles])
         .args(extra)
         .stderr(Stdio::piped())
@@ -384,5 +401,251 @@ async fn a_process_that_cannot_get_its_connections_fails_fast_with_a_clear_error
     );
     assert!(took < Duration::from_secs(15), "failed after {took:?}");
     store.close().await;
+    scratch.finish(false).await.unwrap();
+}
+
+/// A process SIGTERMed after the broker died stops on its own, before its grace
+/// would cut anything.
+const NATS_DOWN_GRACE_MS: u64 = 5_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_nats_down_stops_every_role_within_the_shutdown_grace() {
+    let Some(scratch) = scratch("natsdown").await else {
+        return;
+    };
+    if !torture::nats_server::binary().exists() {
+        assert!(!in_ci(), "nats-server is missing in CI");
+        eprintln!("skipping: no nats-server");
+        return;
+    }
+    let nats = PrivateNats::start(&scratch.dir.join("nats")).await.unwrap();
+    let key = service_key(&scratch.url).await;
+    let grace = NATS_DOWN_GRACE_MS.to_string();
+    let extra = ["--shutdown-grace-ms", grace.as_str()];
+    let (api, base) = serve(&scratch.url, &nats.url(), "api", &extra).await;
+    let roles = "dispatcher,reconciler,expiry,payroll";
+    let (workers, _) = serve(&scratch.url, &nats.url(), roles, &extra).await;
+    // The broker dies; transfers keep coming, so the relay has rows to publish
+    // and the stage workers have streams they cannot reach.
+    nats.stop().await;
+    let accepted = load(&base.unwrap(), &key, 5, 4, Duration::from_secs(2)).await;
+    assert!(
+        !accepted.is_empty(),
+        "the API took transfers with NATS down"
+    );
+    let asked = Instant::now();
+    let exit = stop(workers, "-TERM", Duration::from_secs(30)).await;
+    let took = asked.elapsed();
+    eprintln!("SIGTERM with NATS down: exit {exit} after {took:?}");
+    assert!(exit.success(), "SIGTERM with NATS down exits 0, got {exit}");
+    // Every role stopped by itself: the grace cut nothing (roles that were still
+    // connecting to the dead broker included).
+    let bound = Duration::from_millis(NATS_DOWN_GRACE_MS);
+    assert!(took < bound, "stopped after {took:?}, grace {bound:?}");
+    let asked = Instant::now();
+    let exit = stop(api, "-TERM", Duration::from_secs(30)).await;
+    eprintln!(
+        "and the API process: exit {exit} after {:?}",
+        asked.elapsed()
+    );
+    assert!(exit.success(), "{exit}");
+    let store = Store::connect(&scratch.parent_url).await.unwrap();
+    let unrelayed = count(
+        &store,
+        "SELECT COUNT(*) FROM outbox WHERE relayed_at_ms IS NULL",
+    )
+    .await;
+    assert!(unrelayed > 0, "the accepted transfers wait in the outbox");
+    store.close().await;
+    scratch.finish(false).await.unwrap();
+}
+
+async fn bank_sim(latency_ms: u64, dir: &std::path::Path) -> (Child, String) {
+    let mut child = settle()
+        .args([
+            "bank-sim",
+            "--port",
+            "0",
+            "--latency-ms",
+            &latency_ms.to_string(),
+        ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.join("bank.db").display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .await
+        .unwrap();
+    let address = first.trim().strip_prefix("listening on ").unwrap();
+    (child, format!("http://{address}"))
+}
+
+const FEE_DAY: &str = "2026-11-19";
+/// The bank's latency in the fee shutdown test, and the serve grace it runs with.
+const BANK_LATENCY_MS: u64 = 2_500;
+const FEES_GRACE_MS: u64 = 10_000;
+
+async fn fees_cli(command: &str, url: &str, bank: &str, extra: &[&str]) -> serde_json::Value {
+    let args = ["fees", command, "--day", FEE_DAY, "--database-url", url];
+    let bank_args = ["--bank-url", bank];
+    let all: Vec<&str> = args
+        .iter()
+        .chain(&bank_args)
+        .chain(extra)
+        .copied()
+        .collect();
+    cli(&all).await
+}
+
+/// The day's chunks per state, read from `fees status`.
+async fn chunks(url: &str) -> serde_json::Value {
+    cli(&["fees", "status", "--day", FEE_DAY, "--database-url", url]).await["status"]["chunks"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_fee_run_against_a_slow_bank_stops_after_the_window_in_flight() {
+    let Some(scratch) = scratch("feestop").await else {
+        return;
+    };
+    let (mut bank, bank_url) = bank_sim(BANK_LATENCY_MS, &scratch.dir).await;
+    let generated = fees_cli("generate", &scratch.url, &bank_url, &["--loans", "30"]).await;
+    fees_cli("record", &scratch.url, &bank_url, &[]).await;
+    let grace = FEES_GRACE_MS.to_string();
+    let extra = ["--shutdown-grace-ms", grace.as_str()];
+    let (child, _) = serve_with(&scratch.url, None, &bank_url, "fees", &extra).await;
+    // Wait until the scheduler's Pay has its first window at the bank.
+    let started = Instant::now();
+    while chunks(&scratch.url).await["sent"].as_i64().unwrap_or(0) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Pay never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let asked = Instant::now();
+    let exit = stop(child, "-TERM", Duration::from_secs(60)).await;
+    let took = asked.elapsed();
+    let after = chunks(&scratch.url).await;
+    eprintln!("SIGTERM during a fee run: exit {exit} after {took:?}; chunks {after}");
+    assert!(exit.success(), "exit 0, got {exit}");
+    // The window in flight is answered (2.5 s at most), then the run stops:
+    // well inside the grace, and nothing is left sent without its answer.
+    let bound = Duration::from_millis(BANK_LATENCY_MS + 6_000);
+    assert!(took < bound, "stopped after {took:?}, bound {bound:?}");
+    assert!(took < Duration::from_millis(FEES_GRACE_MS));
+    assert_eq!(after["sent"].as_i64().unwrap_or(0), 0, "{after}");
+    assert!(after["succeeded"].as_i64().unwrap_or(0) > 0, "{after}");
+    assert!(
+        after["reserved"].as_i64().unwrap_or(0) > 0,
+        "the rest waits: {after}"
+    );
+    // The next run resumes where it stopped and pays the rest once.
+    let resumed = fees_cli("run", &scratch.url, &bank_url, &[]).await;
+    eprintln!("resumed: {resumed}");
+    let report = fees_cli("report", &scratch.url, &bank_url, &[]).await;
+    assert_eq!(report["agrees"], true, "{report}");
+    assert_eq!(report["bank_paid_krw"], generated["total_krw"]);
+    let submitted = bank::sim::AdminClient::new(&bank_url)
+        .submissions()
+        .await
+        .unwrap();
+    assert_eq!(submitted.repeated_total, 0, "{:?}", submitted.repeated);
+    let _ = bank.start_kill();
+    let _ = bank.wait().await;
+    scratch.finish(false).await.unwrap();
+}
+
+/// `settle events status` read against the tables: the ledger stream's backlog
+/// while no process relays it, and none once a dispatcher has relayed it.
+async fn events_status(url: &str, store: &Store) -> serde_json::Value {
+    let status = cli(&["events", "status", "--database-url", url]).await;
+    let ledger = status["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "ledger")
+        .cloned()
+        .unwrap_or_else(|| panic!("no ledger stream: {status}"));
+    let events = count(store, "SELECT COUNT(*) FROM outbox WHERE stream = 'ledger'").await;
+    let unrelayed = count(
+        store,
+        "SELECT COUNT(*) FROM outbox WHERE stream = 'ledger' AND relayed_at_ms IS NULL",
+    )
+    .await;
+    assert_eq!(ledger["events"], events, "{status}");
+    assert_eq!(ledger["unrelayed"], unrelayed, "{status}");
+    assert_eq!(ledger["oldest_unrelayed_age_ms"].is_null(), unrelayed == 0);
+    for consumer in status["consumers"].as_array().unwrap() {
+        let name = consumer["consumer"].as_str().unwrap();
+        let lag = count(
+            store,
+            &format!(
+                "SELECT COUNT(*) FROM outbox o WHERE o.stream = '{}' AND NOT EXISTS (
+                     SELECT 1 FROM event_consumer_keys c
+                     WHERE c.consumer = '{name}' AND c.key = o.key AND c.seq_done >= o.seq)",
+                consumer["stream"].as_str().unwrap()
+            ),
+        )
+        .await;
+        assert_eq!(consumer["lag_events"], lag, "{name}: {status}");
+    }
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_status_shows_a_backlog_while_no_relay_runs_and_none_after_as_the_tables_say() {
+    let Some(scratch) = scratch("evstatus").await else {
+        return;
+    };
+    if !torture::nats_server::binary().exists() {
+        assert!(!in_ci(), "nats-server is missing in CI");
+        eprintln!("skipping: no nats-server");
+        return;
+    }
+    let nats = PrivateNats::start(&scratch.dir.join("nats")).await.unwrap();
+    let key = service_key(&scratch.url).await;
+    let (api, base) = serve(&scratch.url, &nats.url(), "api", &[]).await;
+    let accepted = load(&base.unwrap(), &key, 5, 2, Duration::from_secs(1)).await;
+    assert!(!accepted.is_empty());
+    let store = Store::connect(&scratch.parent_url).await.unwrap();
+    let before = events_status(&scratch.url, &store).await;
+    let backlog = count(
+        &store,
+        "SELECT COUNT(*) FROM outbox WHERE stream = 'ledger' AND relayed_at_ms IS NULL",
+    )
+    .await;
+    assert!(backlog > 0, "nothing relays yet: {before}");
+    assert_eq!(before["relay_leaders"], serde_json::json!([]), "{before}");
+
+    let (dispatcher, _) = serve(&scratch.url, &nats.url(), "dispatcher", &[]).await;
+    let (missing, took) = wait_until_history_equals_core(&store, REPAIR_BOUND).await;
+    assert_eq!(missing, 0, "history lacks {missing} entries after {took:?}");
+    let after = events_status(&scratch.url, &store).await;
+    let ledger = after["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "ledger")
+        .unwrap()
+        .clone();
+    assert_eq!(ledger["unrelayed"], 0, "{after}");
+    assert!(
+        !after["relay_leaders"].as_array().unwrap().is_empty(),
+        "the dispatcher leads the relay: {after}"
+    );
+    eprintln!("events status: backlog {backlog} before, {after}");
+    assert!(
+        stop(dispatcher, "-TERM", Duration::from_secs(20))
+            .await
+            .success()
+    );
+    assert!(stop(api, "-TERM", Duration::from_secs(20)).await.success());
+    store.close().await;
+    nats.stop().await;
     scratch.finish(false).await.unwrap();
 }

@@ -947,7 +947,12 @@ pub async fn run_relays(
     leases: store::Leases,
     shutdown: Shutdown,
 ) -> Result<(), EventsError> {
-    let js = connect(&config).await?;
+    // Connecting retries for as long as the broker is down: a stopping process
+    // must not wait for it.
+    let Some(js) = unless_stopped(&shutdown, connect(&config)).await else {
+        return Ok(());
+    };
+    let js = js?;
     let mut tasks = tokio::task::JoinSet::new();
     for partition in 0..config.partitions {
         tasks.spawn(relay_seat(
@@ -973,23 +978,44 @@ pub async fn run_workers<C: Consumer>(
     clock: Arc<dyn Clock>,
     shutdown: Shutdown,
 ) -> Result<(), EventsError> {
-    let js = connect(&config).await?;
+    // Connecting and creating the durable consumers wait for as long as the
+    // broker is down: a stopping process must not wait for them.
+    let setup = async {
+        let js = connect(&config).await?;
+        let mut workers = Vec::new();
+        for partition in 0..config.partitions {
+            let worker = Worker::new(
+                store.clone(),
+                &js,
+                consumer.clone(),
+                config.clone(),
+                partition,
+                clock.clone(),
+            )
+            .await?;
+            workers.push(worker);
+        }
+        Ok::<_, EventsError>(workers)
+    };
+    let Some(workers) = unless_stopped(&shutdown, setup).await else {
+        return Ok(());
+    };
     let mut tasks = tokio::task::JoinSet::new();
-    for partition in 0..config.partitions {
-        let worker = Worker::new(
-            store.clone(),
-            &js,
-            consumer.clone(),
-            config.clone(),
-            partition,
-            clock.clone(),
-        )
-        .await?;
+    for worker in workers? {
         let signal = shutdown.clone();
         tasks.spawn(async move { worker.run(signal.wait()).await });
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// `setup`'s result, or `None` when `shutdown` comes first.
+async fn unless_stopped<T>(shutdown: &Shutdown, setup: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = shutdown.clone().wait() => None,
+        done = setup => Some(done),
+    }
 }
 
 /// The relays and one consumer's workers of one stream, for a process that

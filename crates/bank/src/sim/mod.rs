@@ -29,7 +29,7 @@ pub use server::{
     AdminClient, ServerConfig, SimServer, StatementBody, StatsBody, router, serve, serve_simulator,
     serve_simulator_tls,
 };
-pub use submissions::SubmissionsReport;
+pub use submissions::{Repeat, SubmissionsReport};
 
 use crate::types::{
     AccountNumber, AccountRequest, Balance, DepositLookup, DepositPage, DepositsRequest, Holder,
@@ -207,6 +207,12 @@ impl Simulator {
         self.submissions.report()
     }
 
+    /// Counts a transfer request the server refused before the simulator saw it
+    /// (429 at the door): the bank received it all the same.
+    pub(crate) fn count_refused(&self, bank_tran_id: &str) {
+        self.submissions.count(bank_tran_id);
+    }
+
     /// The faults injected so far by this simulator (and its clones).
     pub fn faults_injected(&self) -> faults::FaultsInjected {
         self.injected.snapshot()
@@ -246,10 +252,12 @@ impl Simulator {
         kind: TransferKind,
         request: &TransferRequest,
     ) -> TransferAnswer {
+        // Counted as received now; a request cut off by its client's disconnect
+        // before the decision (the server drops this future) rolled back and had
+        // no effect, and is counted as cut off as well.
+        let arrival = self.submissions.arrive(request.bank_tran_id.as_str());
         let answer = self.transfer_inner(kind, request).await;
-        // Counted once decided: a request cut off by its client's disconnect
-        // before the simulator decided it rolled back and had no effect.
-        self.submissions.count(request.bank_tran_id.as_str());
+        arrival.decided();
         let label = match &answer {
             TransferAnswer::Done(Ok(_)) => "ok",
             TransferAnswer::Done(Err(error)) => error.code(),

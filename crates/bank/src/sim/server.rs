@@ -173,6 +173,7 @@ async fn limit_requests(
                 .rejected_rate_total
                 .fetch_add(1, Ordering::Relaxed);
             metrics::counter!("banksim_rejected_total", "reason" => "rate").increment(1);
+            count_refused_transfer(&server, request).await;
             return ApiError::from(BankError::RateLimited).into_response();
         }
     }
@@ -182,6 +183,7 @@ async fn limit_requests(
             .rejected_concurrency_total
             .fetch_add(1, Ordering::Relaxed);
         metrics::counter!("banksim_rejected_total", "reason" => "concurrency").increment(1);
+        count_refused_transfer(&server, request).await;
         return ApiError::from(BankError::RateLimited).into_response();
     };
     let now = server.stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -192,6 +194,29 @@ async fn limit_requests(
     let response = next.run(request).await;
     server.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
     response
+}
+
+/// A transfer request refused at the door still reached the bank: counts it under
+/// its id (read from the body, bounded by the body limit) in the submissions.
+async fn count_refused_transfer(server: &SimServer, request: Request) {
+    let path = request.uri().path();
+    let field = if path == wire::PATH_DEPOSIT_TRANSFER || path == wire::PATH_WITHDRAW_TRANSFER {
+        "bank_tran_id"
+    } else if path == crate::providers::legacy::transformers::PATH_PAYOUT {
+        "tranNo"
+    } else {
+        return;
+    };
+    let body_bytes_max = server.sim.config().body_bytes_max;
+    let Ok(bytes) = axum::body::to_bytes(request.into_body(), body_bytes_max).await else {
+        return;
+    };
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return;
+    };
+    if let Some(id) = body.get(field).and_then(serde_json::Value::as_str) {
+        server.sim.count_refused(id);
+    }
 }
 
 /// Every error answer: a status and `{code, message}`.
@@ -625,6 +650,30 @@ impl AdminClient {
         let response = self
             .http
             .get(format!("{}/admin/submissions", self.base_url))
+            .send()
+            .await
+            .map_err(|error| BankError::Connection(error.to_string()))?;
+        response
+            .json()
+            .await
+            .map_err(|error| BankError::Connection(error.to_string()))
+    }
+
+    /// One page of the statement: `account`'s movements (or every movement) after
+    /// `since_seq`.
+    pub async fn statement_page(
+        &self,
+        account: Option<&AccountNumber>,
+        since_seq: i64,
+    ) -> Result<StatementBody, BankError> {
+        let mut query = vec![("since_seq", since_seq.to_string())];
+        if let Some(account) = account {
+            query.push(("account", account.as_str().to_owned()));
+        }
+        let response = self
+            .http
+            .get(format!("{}/admin/statement", self.base_url))
+            .query(&query)
             .send()
             .await
             .map_err(|error| BankError::Connection(error.to_string()))?;

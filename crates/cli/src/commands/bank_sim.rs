@@ -27,6 +27,10 @@ pub struct BankSimArgs {
     /// Latency profile: test (a few ms) or realistic (2–3 s per call).
     #[arg(long, default_value = "test")]
     profile: String,
+    /// Every call's latency in milliseconds, instead of the profile's range (e.g.
+    /// 2500 for a bank that answers in 2.5 s).
+    #[arg(long)]
+    latency_ms: Option<u64>,
     /// Seed for latency and faults; the same seed replays the same run.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -94,6 +98,10 @@ pub async fn run(args: BankSimArgs) -> anyhow::Result<()> {
         )
     })?;
     let mut config = SimConfig::for_profile(profile, args.seed);
+    if let Some(latency_ms) = args.latency_ms {
+        config.latency_ms_min = latency_ms;
+        config.latency_ms_max = latency_ms;
+    }
     config.deposit_amount_max_krw = Krw::positive(args.deposit_amount_max_krw)
         .map_err(|e| CliError::new(e.code(), format!("--deposit-amount-max-krw: {e}")))?;
     if args.concurrent_max == 0 {

@@ -187,3 +187,72 @@ impl CliError {
         }
     }
 }
+
+/// Every `settle …` line of the README parses, in every documented spelling.
+#[cfg(test)]
+mod readme_lines {
+    use clap::Parser;
+
+    use super::Cli;
+    use crate::readme::{command_lines, split_words, variants};
+
+    const README: &str = include_str!("../../../../README.md");
+
+    #[test]
+    fn every_command_line_of_the_readme_parses() {
+        let lines = command_lines(README);
+        assert!(lines.len() > 40, "the README's lines were found: {lines:?}");
+        let mut refused = Vec::new();
+        for line in &lines {
+            let spellings: Vec<Vec<String>> = variants(&line.words)
+                .into_iter()
+                .map(|words| with_exports(words, &line.env))
+                .collect();
+            for words in &spellings {
+                let Err(error) = Cli::try_parse_from(words) else {
+                    continue;
+                };
+                // A trailing bare `…` needs only one of its two forms to parse.
+                let twin_parses = spellings.iter().any(|other| {
+                    other != words
+                        && other.len().abs_diff(words.len()) == 1
+                        && other.starts_with(&words[..words.len().min(other.len())])
+                        && Cli::try_parse_from(other).is_ok()
+                });
+                if !twin_parses {
+                    refused.push(format!("README line {}: {words:?}: {error}", line.line));
+                }
+            }
+        }
+        assert!(refused.is_empty(), "{}", refused.join("\n"));
+    }
+
+    /// The README's `export`s as the flags they stand for: a variable an
+    /// argument of the command reads (`env = …`) is given as that argument.
+    fn with_exports(mut words: Vec<String>, env: &[(String, String)]) -> Vec<String> {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        for word in words.iter().skip(1) {
+            match command.find_subcommand(word) {
+                Some(sub) => command = sub.clone(),
+                None => break,
+            }
+        }
+        for (name, value) in env {
+            let flag = command.get_arguments().find(|arg| {
+                arg.get_env().is_some_and(|e| e == name.as_str()) && arg.get_long().is_some()
+            });
+            if let Some(long) = flag.and_then(|arg| arg.get_long()) {
+                words.extend([format!("--{long}"), value.clone()]);
+            }
+        }
+        words
+    }
+
+    #[test]
+    fn a_readme_command_that_no_longer_parses_is_caught() {
+        let broken =
+            split_words("settle ledger lookup --transfers 0192f1a8-7b2c-7d3e-8f40-000000000001");
+        assert!(Cli::try_parse_from(&broken).is_err());
+    }
+}

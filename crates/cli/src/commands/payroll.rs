@@ -45,13 +45,15 @@ pub enum PayrollCommand {
 
 #[derive(Args, Debug)]
 pub struct Connection {
-    /// Payroll's database (its tables, the outbox and the provider routing table).
+    /// The main database, as `serve` takes it: the ledger's.
     #[command(flatten)]
     db: DatabaseArgs,
-    /// The ledger's database (default: the same). On SQLite give the ledger its own
-    /// file: payroll calls the ledger from inside its own transactions.
-    #[arg(long, env = "SETTLE_LEDGER_DATABASE_URL")]
-    ledger_database_url: Option<String>,
+    /// Payroll's database (its tables, the outbox and the provider routing table),
+    /// as `serve` derives it: the main one on PostgreSQL, `<name>-payroll.db`
+    /// beside a SQLite file (payroll calls the ledger inside its own
+    /// transactions, and a SQLite file has one writer).
+    #[arg(long, env = "SETTLE_PAYROLL_DATABASE_URL")]
+    payroll_database_url: Option<String>,
     /// The bank (or `settle bank-sim`).
     #[arg(long, env = "SETTLE_BANK_URL", default_value = "http://127.0.0.1:8080")]
     bank_url: String,
@@ -313,14 +315,14 @@ async fn open(
     connection: &Connection,
     configure: impl FnOnce(&mut PayrollConfig),
 ) -> anyhow::Result<Payroll> {
-    let url = connection.db.url()?;
+    let ledger_url = connection.db.url()?;
+    let url = connection
+        .payroll_database_url
+        .clone()
+        .unwrap_or_else(|| super::serve::beside(&ledger_url, "payroll"));
     let store = store::Store::connect(&url)
         .await
         .with_context(|| format!("opening payroll's database {}", store::redact(&url)))?;
-    let ledger_url = connection
-        .ledger_database_url
-        .clone()
-        .unwrap_or_else(|| url.clone());
     let ledger_store = store::Store::connect(&ledger_url).await.with_context(|| {
         format!(
             "opening the ledger's database {}",
