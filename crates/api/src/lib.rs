@@ -7,6 +7,7 @@
 //! audit log; component `api`). It never reads another crate's tables: it calls the
 //! handles it was given, each optional so a process can run a subset of roles.
 
+pub mod approvals;
 pub mod auth;
 pub mod console;
 pub mod db;

@@ -130,33 +130,37 @@ pub async fn create(
     if current.as_ref().is_some_and(|class| *class != wanted) {
         return Err(other_fields());
     }
-    if caller.role == Role::Ops {
+    let work = async {
+        if current.is_none()
+            && db::claim_account(state.store(), &key, &wanted, state.now_ms()).await? != wanted
+        {
+            return Err(other_fields());
+        }
+        let result = ledger
+            .create_accounts(&[new])
+            .await?
+            .pop()
+            .unwrap_or(CreateAccountResult::ExistsWithDifferentFields);
+        match result {
+            CreateAccountResult::Ok => Ok((201, result)),
+            CreateAccountResult::Exists => Ok((200, result)),
+            CreateAccountResult::ExistsWithDifferentFields => Err(other_fields()),
+        }
+    };
+    let (status, result) = if caller.role == Role::Ops {
         let details = json!({ "customer_id": wanted.customer(), "class": wanted.name() });
         state
-            .audit(&caller, "accounts.create", &key, details)
-            .await?;
-    }
-    if current.is_none()
-        && db::claim_account(state.store(), &key, &wanted, state.now_ms()).await? != wanted
-    {
-        return Err(other_fields());
-    }
-    let result = ledger
-        .create_accounts(&[new])
-        .await?
-        .pop()
-        .unwrap_or(CreateAccountResult::ExistsWithDifferentFields);
-    let status = match result {
-        CreateAccountResult::Ok => 201,
-        CreateAccountResult::Exists => 200,
-        CreateAccountResult::ExistsWithDifferentFields => return Err(other_fields()),
+            .audited(&caller, "accounts.create", &key, details, work)
+            .await?
+    } else {
+        work.await?
     };
     let account = lookup(&state, id).await?;
     let mut view = serde_json::to_value(AccountView::new(
         &account,
         wanted.customer().map(str::to_owned),
     ))
-    .map_err(|e| ApiError::internal("internal_error", &e))?;
+    .map_err(|error| ApiError::internal("internal_error", &error))?;
     view["result"] = json!(result.code());
     Ok(answer(status, view))
 }
@@ -213,15 +217,18 @@ pub async fn change_owner(
     if from != to {
         let details = json!({ "from": from, "to": to, "reason": reason });
         state
-            .audit(&caller, "accounts.change_owner", &key, details)
+            .audited(&caller, "accounts.change_owner", &key, details, async {
+                if db::change_owner(state.store(), &key, &from, &to).await? {
+                    Ok(())
+                } else {
+                    Err(ApiError::reason(
+                        "conflict",
+                        "owner_changed_meanwhile",
+                        "the account changed hands while this request ran",
+                    ))
+                }
+            })
             .await?;
-        if !db::change_owner(state.store(), &key, &from, &to).await? {
-            return Err(ApiError::reason(
-                "conflict",
-                "owner_changed_meanwhile",
-                "the account changed hands while this request ran",
-            ));
-        }
     }
     let account = lookup(&state, id).await?;
     Ok(answer(200, AccountView::new(&account, Some(to))))
