@@ -341,7 +341,18 @@ async fn each_ops_action_is_in_the_audit_log_with_key_id_and_time(backend: Backe
     assert_eq!(status, 200);
     let mut items = audit["items"].as_array().unwrap().clone();
     items.reverse();
-    let got: Vec<(String, String)> = items
+    // Each action has a record before it ran and one after with its outcome.
+    let (intents, outcomes): (Vec<_>, Vec<_>) = items
+        .iter()
+        .cloned()
+        .partition(|row| row["details"]["outcome"].is_null());
+    assert_eq!(intents.len(), outcomes.len(), "{audit}");
+    for (intent, outcome) in intents.iter().zip(&outcomes) {
+        assert_eq!(outcome["details"]["of"], intent["id"], "{audit}");
+        assert_eq!(outcome["details"]["outcome"], "ok", "{audit}");
+        assert_eq!(outcome["action"], intent["action"]);
+    }
+    let got: Vec<(String, String)> = intents
         .iter()
         .map(|row| {
             (
