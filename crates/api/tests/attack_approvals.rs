@@ -117,12 +117,11 @@ async fn a_guarded_action_runs_only_after_a_second_ops_key_approves(backend: Bac
             .find(|r| r["action"] == "approvals.request")
             .unwrap()["key_id"]
     );
-    assert_eq!(
+    assert!(
         api::db::verify_audit(&app.api_db.store)
             .await
             .unwrap()
-            .is_ok(),
-        true
+            .is_ok()
     );
 }
 on_both!(
