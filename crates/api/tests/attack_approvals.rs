@@ -461,3 +461,56 @@ on_both!(
     postgres_an_approved_action_that_fails_records_its_failure,
     an_approved_action_that_fails_records_its_failure
 );
+
+async fn a_fee_withdraw_waits_for_approval_and_other_modules_do_not(backend: Backend) {
+    let Some(app) = start(backend).await else {
+        return;
+    };
+    let checker = ops_key(&app).await;
+    // Record is not guarded: it runs at once.
+    let (status, run) = app
+        .post(&app.ops, "/v1/fees/days/2026-11-20/record", json!({}))
+        .await;
+    assert_eq!(
+        (status, run["module"].as_str()),
+        (200, Some("record")),
+        "{run}"
+    );
+    let (status, approval) = app
+        .post(&app.ops, "/v1/fees/days/2026-11-20/withdraw", json!({}))
+        .await;
+    assert_eq!(status, 202, "{approval}");
+    assert_eq!(approval["action"], "fees_withdraw");
+    assert_eq!(approval["target"], "2026-11-20");
+    let withdraw_rows = |audit: &Value| {
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "fees.withdraw" && r["details"]["outcome"].is_null())
+            .count()
+    };
+    let (_, audit) = app.get(&app.ops, "/v1/audit?limit=100").await;
+    assert_eq!(
+        withdraw_rows(&audit),
+        0,
+        "withdraw ran before approval: {audit}"
+    );
+    let (status, done) = app
+        .post(&checker, &approve_path(&approval), json!({}))
+        .await;
+    assert_eq!(
+        (status, done["state"].as_str()),
+        (200, Some("done")),
+        "{done}"
+    );
+    assert_eq!(done["outcome"]["result"]["module"], "withdraw", "{done}");
+    assert_eq!(done["outcome"]["result"]["trigger"], "operator", "{done}");
+    let (_, audit) = app.get(&app.ops, "/v1/audit?limit=100").await;
+    assert_eq!(withdraw_rows(&audit), 1, "{audit}");
+}
+on_both!(
+    sqlite_a_fee_withdraw_waits_for_approval_and_other_modules_do_not,
+    postgres_a_fee_withdraw_waits_for_approval_and_other_modules_do_not,
+    a_fee_withdraw_waits_for_approval_and_other_modules_do_not
+);
