@@ -1,7 +1,10 @@
-//! API keys and who is calling. A key is 256 random bits shown once at creation;
-//! only its SHA-256 is stored. Each key has a role — `ops` (settlement, dead
-//! letters, flags, keys, audit), `service` (ledger transfers and accounts) or
-//! `customer` (only the accounts it owns) — and its own rate limit.
+//! API keys and who is calling. A key is 256 random bits shown once at creation
+//! (or rotation); only its SHA-256 is stored. Each key has a role — `ops`
+//! (settlement, dead letters, flags, keys, audit), `service` (ledger transfers and
+//! accounts) or `customer` (only the accounts it owns) — its own rate limit, and
+//! optionally an expiry. Every request reads its key from the database, so a
+//! revoked, rotated-away or expired key is refused at once by every process; the
+//! key's last use is written at most once a minute.
 //!
 //! This module never logs or returns a key after creation, and never answers 403
 //! where a customer asks about someone else's resource: that is a 404, so a

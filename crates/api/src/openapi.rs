@@ -85,6 +85,15 @@ fn operation(route: &Route) -> Value {
         route.success_status.to_string(),
         success_response(route.response),
     );
+    if let Some(pending) = route.guarded {
+        responses.insert(
+            "202".to_owned(),
+            json!({
+                "description": "maker-checker: the action needs a second ops key and waits as a pending approval (POST /v1/approvals/{id}/approve)",
+                "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{pending}") } } },
+            }),
+        );
+    }
     let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
     for code in error_codes(route) {
         let status = crate::error::status_of(code).as_u16();

@@ -514,3 +514,61 @@ on_both!(
     postgres_a_fee_withdraw_waits_for_approval_and_other_modules_do_not,
     a_fee_withdraw_waits_for_approval_and_other_modules_do_not
 );
+
+/// The document says which routes may answer 202 with a pending approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_names_every_guarded_route_and_its_202() {
+    let Some(app) = start(Backend::Sqlite).await else {
+        return;
+    };
+    let response = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    let doc: Value = response.json().await.unwrap();
+    let guarded: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, op)| op["responses"].get("202").is_some())
+                .map(|(method, op)| {
+                    let schema =
+                        op["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned();
+                    (format!("{method} {path}"), schema)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let approval = "#/components/schemas/Approval".to_owned();
+    let wanted = vec![
+        (
+            "post /v1/fees/days/{day}/{module}".to_owned(),
+            approval.clone(),
+        ),
+        (
+            "post /v1/keys".to_owned(),
+            "#/components/schemas/CreatedKey".to_owned(),
+        ),
+        (
+            "post /v1/payroll/deposits/{id}/retry".to_owned(),
+            approval.clone(),
+        ),
+        (
+            "post /v1/payroll/deposits/{id}/rollback".to_owned(),
+            approval.clone(),
+        ),
+        ("post /v1/providers/cohort".to_owned(), approval.clone()),
+        (
+            "post /v1/providers/overrides/{user_id}".to_owned(),
+            approval,
+        ),
+    ];
+    let mut got = guarded;
+    got.sort();
+    assert_eq!(got, wanted);
+}

@@ -46,6 +46,9 @@ pub struct Route {
     pub request: Option<&'static str>,
     pub response: &'static str,
     pub success_status: u16,
+    /// Maker-checker may put it behind a second ops key: then it answers 202 with
+    /// this schema (a pending approval, or a new key holding one) instead of running.
+    pub guarded: Option<&'static str>,
     /// Error codes beyond the ones every `/v1` route may answer.
     pub errors: &'static [&'static str],
     pub handler: MethodRouter<AppState>,
@@ -91,6 +94,7 @@ fn route(
 ) -> Route {
     Route {
         success_status: if method == Method::POST { 201 } else { 200 },
+        guarded: None,
         method,
         path,
         operation_id,
@@ -113,6 +117,11 @@ impl Route {
 
     fn status(mut self, status: u16) -> Route {
         self.success_status = status;
+        self
+    }
+
+    fn guarded(mut self, pending: &'static str) -> Route {
+        self.guarded = Some(pending);
         self
     }
 }
@@ -199,7 +208,8 @@ pub fn table() -> Vec<Route> {
             "CreatedKey",
             &["forbidden", "invalid_input", "conflict"],
             post(keys::create_key),
-        ),
+        )
+        .guarded("CreatedKey"),
         route(
             M::GET,
             "/v1/keys",
@@ -565,7 +575,8 @@ pub fn table() -> Vec<Route> {
             &["forbidden", "invalid_path", "role_disabled"],
             post(settlement::run_module),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::GET,
             "/v1/fees/days/{day}/report",
@@ -655,7 +666,8 @@ pub fn table() -> Vec<Route> {
             &["forbidden", "not_found", "conflict", "role_disabled"],
             post(settlement::retry),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::POST,
             "/v1/payroll/deposits/{id}/rollback",
@@ -667,7 +679,8 @@ pub fn table() -> Vec<Route> {
             &["forbidden", "not_found", "conflict", "role_disabled"],
             post(settlement::rollback),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::GET,
             "/v1/alerts",
@@ -763,7 +776,8 @@ pub fn table() -> Vec<Route> {
             &["forbidden", "invalid_input", "role_disabled"],
             post(operations::set_cohort),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::POST,
             "/v1/providers/overrides/{user_id}",
@@ -780,7 +794,8 @@ pub fn table() -> Vec<Route> {
             ],
             post(operations::set_override),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
     ]
 }
 
