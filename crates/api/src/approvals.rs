@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::db::{self, ApprovalRow, ApprovalState, NewApproval};
 use crate::error::ApiError;
-use crate::routes::{keys, operations, settlement};
+use crate::routes::{accounts, keys, operations, settlement};
 use crate::state::AppState;
 
 /// The actions a deployment may require a second ops key for.
@@ -42,16 +42,19 @@ pub enum Guarded {
     ProvidersOverride,
     /// A new ops key (it works only once approved).
     OpsKeyCreate,
+    /// A customer account handed to another customer.
+    AccountsOwner,
 }
 
 impl Guarded {
-    pub const ALL: [Guarded; 6] = [
+    pub const ALL: [Guarded; 7] = [
         Guarded::FeesWithdraw,
         Guarded::PayrollRetry,
         Guarded::PayrollRollback,
         Guarded::ProvidersCohort,
         Guarded::ProvidersOverride,
         Guarded::OpsKeyCreate,
+        Guarded::AccountsOwner,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Guarded {
             Guarded::ProvidersCohort => "providers_cohort",
             Guarded::ProvidersOverride => "providers_override",
             Guarded::OpsKeyCreate => "ops_key_create",
+            Guarded::AccountsOwner => "accounts_owner",
         }
     }
 
@@ -109,6 +113,12 @@ pub enum Action {
     OpsKeyCreate {
         key_id: String,
     },
+    AccountsOwner {
+        account_id: String,
+        from: String,
+        to: String,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -120,6 +130,7 @@ impl Action {
             Action::ProvidersCohort { .. } => Guarded::ProvidersCohort,
             Action::ProvidersOverride { .. } => Guarded::ProvidersOverride,
             Action::OpsKeyCreate { .. } => Guarded::OpsKeyCreate,
+            Action::AccountsOwner { .. } => Guarded::AccountsOwner,
         }
     }
 
@@ -132,6 +143,7 @@ impl Action {
             Action::ProvidersCohort { .. } => "cohort".to_owned(),
             Action::ProvidersOverride { user_id, .. } => user_id.clone(),
             Action::OpsKeyCreate { key_id } => key_id.clone(),
+            Action::AccountsOwner { account_id, .. } => account_id.clone(),
         }
     }
 
@@ -161,6 +173,15 @@ impl Action {
             }
             Action::OpsKeyCreate { key_id } => {
                 keys::activate_key(state, caller, key_id, approval_id).await
+            }
+            Action::AccountsOwner {
+                account_id,
+                from,
+                to,
+                reason,
+            } => {
+                let parties = (account_id.as_str(), from.as_str(), to.as_str());
+                accounts::hand_over(state, caller, parties, reason, approval_id).await
             }
         }
     }

@@ -546,6 +546,7 @@ async fn the_openapi_document_names_every_guarded_route_and_its_202() {
         .collect();
     let approval = "#/components/schemas/Approval".to_owned();
     let wanted = vec![
+        ("post /v1/accounts/{id}/owner".to_owned(), approval.clone()),
         (
             "post /v1/fees/days/{day}/{module}".to_owned(),
             approval.clone(),
@@ -572,3 +573,62 @@ async fn the_openapi_document_names_every_guarded_route_and_its_202() {
     got.sort();
     assert_eq!(got, wanted);
 }
+
+async fn an_owner_change_waits_for_approval_and_never_hands_over_twice(backend: Backend) {
+    let Some(app) = start(backend).await else {
+        return;
+    };
+    let checker = ops_key(&app).await;
+    let (alice, bob, carol) = (
+        "0190a000-0000-7000-8000-00000000a11c",
+        "0190a000-0000-7000-8000-0000000000b0",
+        "0190a000-0000-7000-8000-0000000000c0",
+    );
+    let account = common::id();
+    app.open_funded(alice, &account, 10_000).await;
+    let path = format!("/v1/accounts/{account}/owner");
+    let mut asked = Vec::new();
+    for to in [bob, carol] {
+        let (status, approval) = app
+            .post(
+                &app.ops,
+                &path,
+                json!({ "customer_id": to, "reason": "merged profiles" }),
+            )
+            .await;
+        assert_eq!(status, 202, "{approval}");
+        assert_eq!(approval["body"]["from"], alice);
+        asked.push(approval);
+    }
+    let (_, view) = app.get(&app.ops, &format!("/v1/accounts/{account}")).await;
+    assert_eq!(
+        view["customer_id"], alice,
+        "a request handed the account over"
+    );
+    let (status, done) = app
+        .post(&checker, &approve_path(&asked[0]), json!({}))
+        .await;
+    assert_eq!(
+        (status, done["state"].as_str()),
+        (200, Some("done")),
+        "{done}"
+    );
+    assert_eq!(done["outcome"]["result"]["customer_id"], bob);
+    // The second was asked for while Alice held it: it is refused, not applied.
+    let (status, failed) = app
+        .post(&checker, &approve_path(&asked[1]), json!({}))
+        .await;
+    assert_eq!(
+        (status, failed["state"].as_str()),
+        (200, Some("failed")),
+        "{failed}"
+    );
+    assert_eq!(failed["outcome"]["reason"], "owner_changed_meanwhile");
+    let (_, view) = app.get(&app.ops, &format!("/v1/accounts/{account}")).await;
+    assert_eq!(view["customer_id"], bob);
+}
+on_both!(
+    sqlite_an_owner_change_waits_for_approval_and_never_hands_over_twice,
+    postgres_an_owner_change_waits_for_approval_and_never_hands_over_twice,
+    an_owner_change_waits_for_approval_and_never_hands_over_twice
+);

@@ -9,7 +9,7 @@
 //! provider flags), `keys.rs` (API keys), `approvals.rs` (maker-checker, audit
 //! verification) and `health.rs` (health, readiness, metrics, docs).
 
-mod accounts;
+pub(crate) mod accounts;
 mod approvals;
 mod health;
 pub(crate) mod keys;
@@ -351,7 +351,8 @@ pub fn table() -> Vec<Route> {
             M::POST,
             "/v1/accounts/{id}/owner",
             "change_owner",
-            "Hands a customer account to another customer (audited; the only way an owner changes).",
+            "Hands a customer account to another customer (audited; the only way an owner changes). \
+             Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
             Some("OwnerChange"),
             "Account",
@@ -365,7 +366,8 @@ pub fn table() -> Vec<Route> {
             ],
             post(accounts::change_owner),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::GET,
             "/v1/accounts/{id}/balance",

@@ -112,7 +112,7 @@ pub struct ServeArgs {
     payout_holder: String,
     /// Actions a second ops key must approve (maker-checker), comma-separated:
     /// fees_withdraw, payroll_retry, payroll_rollback, providers_cohort,
-    /// providers_override, ops_key_create, or all. With fees_withdraw the fee
+    /// providers_override, ops_key_create, accounts_owner, or all. With fees_withdraw the fee
     /// scheduler leaves Withdraw to approved operator requests.
     #[arg(long, env = "SETTLE_REQUIRE_APPROVAL", default_value = "", value_parser = parse_guarded)]
     require_approval: std::collections::BTreeSet<api::approvals::Guarded>,
