@@ -453,3 +453,41 @@ pub(crate) async fn reject(
         .await?;
     Ok(view(&row, state.now_ms()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_names_actions_or_all_and_refuses_unknown_ones() {
+        assert!(Guarded::parse_list("").unwrap().is_empty());
+        assert_eq!(
+            Guarded::parse_list("all").unwrap().len(),
+            Guarded::ALL.len()
+        );
+        let some = Guarded::parse_list("fees_withdraw, ops_key_create").unwrap();
+        assert_eq!(
+            some.into_iter().collect::<Vec<_>>(),
+            [Guarded::FeesWithdraw, Guarded::OpsKeyCreate]
+        );
+        let error = Guarded::parse_list("fees_withdraw,withdraw_everything").unwrap_err();
+        assert!(error.contains("withdraw_everything"), "{error}");
+        for guarded in Guarded::ALL {
+            assert_eq!(Guarded::parse(guarded.name()), Some(guarded));
+        }
+    }
+
+    #[test]
+    fn a_stored_action_reads_back_as_itself_and_nothing_else() {
+        let action = Action::ProvidersOverride {
+            user_id: "0190a000-0000-7000-8000-000000000001".into(),
+            provider: None,
+        };
+        let body = serde_json::to_string(&action).unwrap();
+        assert_eq!(serde_json::from_str::<Action>(&body).unwrap(), action);
+        assert_eq!(action.kind(), Guarded::ProvidersOverride);
+        // An edited body with a field more is refused, not half read.
+        let edited = body.replacen('{', "{\"extra\":1,", 1);
+        assert!(serde_json::from_str::<Action>(&edited).is_err());
+    }
+}
