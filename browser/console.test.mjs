@@ -2,10 +2,12 @@
 // (playwright-core, no browser download) against a server that
 // crates/api/tests/browser.rs started and seeded. It logs in as a customer, scrolls
 // the history to its third page, presses "sync now", logs in as an operator, runs a
-// fee module, rolls a waiting deposit back, replays a dead letter, moves the
-// provider cohort, and saves a screenshot of every page.
+// fee module, rolls a waiting deposit back, replays a dead letter, asks to move the
+// provider cohort (which needs a second ops key: maker-checker), creates, rotates
+// and revokes an API key, sees the audit chain verified, then logs in as a second
+// operator who approves the cohort change, and saves a screenshot of every page.
 //
-// Env: SETTLE_BASE_URL, SETTLE_CUSTOMER_KEY, SETTLE_OPS_KEY; optional
+// Env: SETTLE_BASE_URL, SETTLE_CUSTOMER_KEY, SETTLE_OPS_KEY, SETTLE_OPS2_KEY; optional
 // SETTLE_SCREENSHOTS_DIR (default docs/screenshots), CHROMIUM_PATH (/usr/bin/chromium),
 // SETTLE_BROWSER_TIMEOUT_MS (whole run, default 45000).
 
@@ -27,6 +29,7 @@ function fail(message) {
 const base = env("SETTLE_BASE_URL").replace(/\/$/, "");
 const customerKey = env("SETTLE_CUSTOMER_KEY");
 const opsKey = env("SETTLE_OPS_KEY");
+const checkerKey = env("SETTLE_OPS2_KEY");
 const shots = env("SETTLE_SCREENSHOTS_DIR", "docs/screenshots");
 const chromiumPath = env("CHROMIUM_PATH", "/usr/bin/chromium");
 const runTimeoutMs = Number(env("SETTLE_BROWSER_TIMEOUT_MS", "45000"));
@@ -151,23 +154,80 @@ try {
   await page.waitForFunction((i) => !document.querySelector(`#dead-letters tbody tr[data-id="${CSS.escape(i)}"]`), id);
   check(true, `dead letter ${id} left the list after replay`);
 
-  // Provider flags: move the cohort to 30 % and see it.
+  // Provider flags: ask for the cohort at 30 %; it needs a second ops key, so it
+  // stays where it was and an approval is pending.
   await page.click('nav a[data-page="flags"]');
   await page.locator("#cohort").waitFor();
+  const cohortBefore = await page.locator("#cohort .progress-label").textContent();
   await page.fill("#cohort-percent", "30");
   await page.locator("#cohort button", {hasText: "Set cohort"}).click();
+  await page.waitForFunction(() => /needs a second ops key/.test(document.querySelector("#banner")?.textContent ?? ""));
+  const cohortAsked = await page.locator("#cohort .progress-label").textContent();
+  check(cohortAsked === cohortBefore, `asking for the cohort changed nothing yet (${cohortAsked})`);
+
+  // The requester sees its own request but cannot approve it.
+  await page.click('nav a[data-page="approvals"]');
+  await page.locator('#approvals-pending tr[data-action="providers_cohort"]').waitFor();
+  const ownButtons = await page.locator('#approvals-pending tr[data-action="providers_cohort"] button', {hasText: "Approve"}).count();
+  check(ownButtons === 0, "the requester is offered no Approve button on its own request");
+
+  // API keys: create a service key that expires, see it once, rotate it, revoke it.
+  await page.click('nav a[data-page="keys"]');
+  await page.locator("#keys tbody tr[data-key]").first().waitFor();
+  await page.selectOption("#key-role", "service");
+  await page.fill("#key-days", "30");
+  await page.locator("#key-create button", {hasText: "Create key"}).click();
+  await page.locator("#new-key [data-testid=new-key]").waitFor();
+  const created = await page.locator("#new-key [data-testid=new-key]").textContent();
+  check(created.startsWith("settle_"), "a new key is shown once");
+  const createdId = `key_${created.split("_")[1]}`;
+  const row = () => page.locator(`#keys tbody tr[data-key="${createdId}"]`);
+  check((await row().getAttribute("data-state")) === "live", `the new key ${createdId} is listed live`);
+  await row().locator("button", {hasText: "Rotate"}).click();
+  await page.waitForFunction((old) => {
+    const shown = document.querySelector("#new-key [data-testid=new-key]")?.textContent;
+    return shown && shown !== old;
+  }, created);
+  const rotated = await page.locator("#new-key [data-testid=new-key]").textContent();
+  check(rotated !== created && rotated.startsWith(`settle_${created.split("_")[1]}_`), "rotating shows a new secret for the same key id");
+  const oldAnswer = await page.evaluate(async (key) => (await fetch("/v1/me", {headers: {Authorization: `Bearer ${key}`}})).status, created);
+  check(oldAnswer === 401, `the old secret is refused after rotation (${oldAnswer})`);
+  await snap("keys.png");
+  await row().locator("button", {hasText: "Revoke"}).click();
+  await page.waitForFunction((id) => document.querySelector(`#keys tbody tr[data-key="${id}"]`)?.dataset.state === "revoked", createdId);
+  check(true, `${createdId} is revoked`);
+
+  // The audit log: the chain is verified when the page opens.
+  await page.click('nav a[data-page="audit"]');
+  await page.waitForFunction(() => document.querySelector("#audit-verify")?.dataset.intact === "true");
+  check(true, `the audit chain verifies: ${await page.locator("#audit-verify").textContent()}`);
+  await logOut();
+
+  // A second operator approves the cohort change; it runs then.
+  await logIn(checkerKey);
+  await page.locator("#fee-stages .stage").first().waitFor();
+  await page.click('nav a[data-page="approvals"]');
+  const pendingRow = page.locator('#approvals-pending tr[data-action="providers_cohort"]');
+  await pendingRow.waitFor();
+  await snap("approvals.png");
+  const approvalId = await pendingRow.getAttribute("data-id");
+  await pendingRow.locator("button", {hasText: "Approve"}).click();
+  await page.waitForFunction((id) => document.querySelector(`#approvals-decided tr[data-id="${id}"]`)?.dataset.state === "done", approvalId);
+  check(true, `the second ops key approved ${approvalId} and it ran`);
+  await page.click('nav a[data-page="flags"]');
   await page.waitForFunction(() => /^30% /.test(document.querySelector("#cohort .progress-label")?.textContent ?? ""));
-  check(true, "the cohort moved to 30%");
+  check(true, "the cohort moved to 30% once approved");
   await snap("providers.png");
 
-  // The audit log shows what this run did.
+  // The audit log shows what this run did, with outcomes.
   await page.click('nav a[data-page="audit"]');
   await page.locator("#audit tbody tr td code").first().waitFor();
   const actions = await page.locator("#audit tbody td code").allTextContents();
   check(
-    ["fees.", "payroll.rollback", "replay", "providers.cohort"].every((what) => actions.some((a) => a.includes(what))),
-    `the audit log records the fee run, the rollback, the replay and the cohort (${[...new Set(actions)].join(", ")})`,
+    ["fees.", "payroll.rollback", "replay", "approvals.request", "approvals.approve", "providers.cohort", "keys.rotate", "keys.revoke"].every((what) => actions.some((a) => a.includes(what))),
+    `the audit log records the fee run, the rollback, the replay, the approval, the cohort and the keys (${[...new Set(actions)].join(", ")})`,
   );
+  await page.waitForFunction(() => document.querySelector("#audit-verify")?.dataset.intact === "true");
   await snap("audit.png");
 
   check(pageErrors.length === 0, `no script errors in the page${pageErrors.length ? `: ${pageErrors.join("; ")}` : ""}`);

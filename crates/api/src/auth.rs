@@ -1,7 +1,10 @@
-//! API keys and who is calling. A key is 256 random bits shown once at creation;
-//! only its SHA-256 is stored. Each key has a role — `ops` (settlement, dead
-//! letters, flags, keys, audit), `service` (ledger transfers and accounts) or
-//! `customer` (only the accounts it owns) — and its own rate limit.
+//! API keys and who is calling. A key is 256 random bits shown once at creation
+//! (or rotation); only its SHA-256 is stored. Each key has a role — `ops`
+//! (settlement, dead letters, flags, keys, audit), `service` (ledger transfers and
+//! accounts) or `customer` (only the accounts it owns) — its own rate limit, and
+//! optionally an expiry. Every request reads its key from the database, so a
+//! revoked, rotated-away or expired key is refused at once by every process; the
+//! key's last use is written at most once a minute.
 //!
 //! This module never logs or returns a key after creation, and never answers 403
 //! where a customer asks about someone else's resource: that is a 404, so a
@@ -128,10 +131,96 @@ pub struct CreatedKey {
     pub key: String,
     pub role: Role,
     pub customer_id: Option<String>,
+    pub expires_at_ms: Option<i64>,
 }
 
-/// Creates a key: 256 bits from the OS's random source (two v4 UUIDs' random
-/// bits plus more), stored as its SHA-256 only.
+/// How far ahead a key's expiry may be set (ten years).
+pub const KEY_EXPIRY_MS_MAX: i64 = 10 * 366 * 24 * 60 * 60 * 1_000;
+/// A key's last use is written at most this often (per key, across processes).
+pub const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// What a new key may do, checked: grants only on service keys, a customer id
+/// exactly on customer keys, an expiry in the future and at most
+/// [`KEY_EXPIRY_MS_MAX`] ahead.
+#[derive(Clone, Debug)]
+pub struct KeySpec {
+    pub role: Role,
+    pub customer_id: Option<String>,
+    pub grants: Vec<Grant>,
+    pub expires_at_ms: Option<i64>,
+}
+
+impl KeySpec {
+    pub fn new(
+        role: Role,
+        customer_id: Option<&str>,
+        grants: &[Grant],
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<KeySpec, ApiError> {
+        if role != Role::Service && !grants.is_empty() {
+            return Err(ApiError::invalid(
+                "grant_not_allowed",
+                "only service keys carry grants",
+            ));
+        }
+        let customer_id = match (role, customer_id) {
+            (Role::Customer, Some(customer)) => Some(parse_customer(customer)?),
+            (Role::Customer, None) => {
+                return Err(ApiError::invalid(
+                    "customer_id_required",
+                    "a customer key needs customer_id",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "customer_id_not_allowed",
+                    "only customer keys carry a customer_id",
+                ));
+            }
+            (_, None) => None,
+        };
+        check_expiry(expires_at_ms, now_ms)?;
+        Ok(KeySpec {
+            role,
+            customer_id,
+            grants: grants.to_vec(),
+            expires_at_ms,
+        })
+    }
+}
+
+/// An expiry must lie after `now_ms` and within [`KEY_EXPIRY_MS_MAX`] of it.
+pub fn check_expiry(expires_at_ms: Option<i64>, now_ms: i64) -> Result<(), ApiError> {
+    match expires_at_ms {
+        Some(at) if at <= now_ms || at.saturating_sub(now_ms) > KEY_EXPIRY_MS_MAX => {
+            Err(ApiError::invalid(
+                "expires_at_invalid",
+                "expires_at_ms must be in the future and at most ten years ahead",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A fresh key for `key_id` (a new id when `None`): 256 bits from the OS's random
+/// source (three v4 UUIDs' random bits), prefixed with the id's own bits so a key
+/// names its id.
+pub fn mint(key_id: Option<&str>) -> (String, String) {
+    let id_bits = match key_id.and_then(|id| id.strip_prefix("key_")) {
+        Some(bits) => bits.to_owned(),
+        None => uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+    };
+    let secret: String = (0..3)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    (
+        format!("key_{id_bits}"),
+        format!("settle_{id_bits}_{secret}"),
+    )
+}
+
+/// Creates a key: 256 bits from the OS's random source, stored as its SHA-256 only.
 pub async fn create_key(
     store: &store::Store,
     role: Role,
@@ -151,57 +240,79 @@ pub async fn create_key_granted(
     created_by: &str,
     now_ms: i64,
 ) -> Result<CreatedKey, ApiError> {
-    if role != Role::Service && !grants.is_empty() {
-        return Err(ApiError::invalid(
-            "grant_not_allowed",
-            "only service keys carry grants",
-        ));
-    }
-    let customer_id = match (role, customer_id) {
-        (Role::Customer, Some(customer)) => Some(parse_customer(customer)?),
-        (Role::Customer, None) => {
-            return Err(ApiError::invalid(
-                "customer_id_required",
-                "a customer key needs customer_id",
-            ));
-        }
-        (_, Some(_)) => {
-            return Err(ApiError::invalid(
-                "customer_id_not_allowed",
-                "only customer keys carry a customer_id",
-            ));
-        }
-        (_, None) => None,
-    };
-    let id_bits = uuid::Uuid::new_v4().simple().to_string();
-    let key_id = format!("key_{}", &id_bits[..16]);
-    let secret: String = (0..3)
-        .map(|_| uuid::Uuid::new_v4().simple().to_string())
-        .collect();
-    let key = format!("settle_{}_{secret}", &id_bits[..16]);
+    let spec = KeySpec::new(role, customer_id, grants, None, now_ms)?;
+    store_key(store, mint(None), &spec, created_by, now_ms, None).await
+}
+
+/// Stores a minted key (its hash) under `spec`; `awaiting_approval` names the
+/// approval an ops key waits for before it works.
+pub async fn store_key(
+    store: &store::Store,
+    (key_id, key): (String, String),
+    spec: &KeySpec,
+    created_by: &str,
+    now_ms: i64,
+    awaiting_approval: Option<&str>,
+) -> Result<CreatedKey, ApiError> {
     db::insert_key(
         store,
         &KeyRow {
             key_id: key_id.clone(),
             key_hash: hash_key(&key),
-            role: role.as_str().to_owned(),
-            customer_id: customer_id.clone(),
+            role: spec.role.as_str().to_owned(),
+            customer_id: spec.customer_id.clone(),
             created_at_ms: now_ms,
             created_by: created_by.to_owned(),
-            grants: grants
+            grants: spec
+                .grants
                 .iter()
                 .map(|g| g.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
+            expires_at_ms: spec.expires_at_ms,
+            awaiting_approval: awaiting_approval.map(str::to_owned),
         },
     )
     .await?;
     Ok(CreatedKey {
         key_id,
         key,
-        role,
-        customer_id,
+        role: spec.role,
+        customer_id: spec.customer_id.clone(),
+        expires_at_ms: spec.expires_at_ms,
     })
+}
+
+/// Gives a live key a new secret under the same id, role and grants (and, when
+/// given, a new expiry): the old key is refused from the next request on, in
+/// every process. `None` if there is no such live key.
+pub async fn rotate_key(
+    store: &store::Store,
+    key_id: &str,
+    expires_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<Option<CreatedKey>, ApiError> {
+    check_expiry(expires_at_ms, now_ms)?;
+    let Some(row) = db::key_row(store, key_id).await? else {
+        return Ok(None);
+    };
+    let Some(role) = Role::parse(&row.role) else {
+        return Err(ApiError::internal(
+            "internal_error",
+            &format!("key {key_id} has unknown role {:?}", row.role),
+        ));
+    };
+    let (key_id, key) = mint(Some(&row.key_id));
+    if !db::rotate_key(store, &key_id, &hash_key(&key), expires_at_ms, now_ms).await? {
+        return Ok(None);
+    }
+    Ok(Some(CreatedKey {
+        key_id,
+        key,
+        role,
+        customer_id: row.customer_id,
+        expires_at_ms: expires_at_ms.or(row.expires_at_ms),
+    }))
 }
 
 /// A customer id is a channel user id: a UUID, in canonical hyphenated form.
@@ -229,6 +340,17 @@ pub(crate) struct Gate {
         RateLimiter<IpAddr, governor::state::keyed::DefaultKeyedStateStore<IpAddr>, DefaultClock>,
     /// Peers over their failure budget, until when: refused before any lookup.
     held: Mutex<HashMap<IpAddr, std::time::Instant>>,
+    /// When this process last wrote each key's last use (Unix ms).
+    touched: Mutex<HashMap<String, i64>>,
+}
+
+/// What a presented key turned out to be.
+enum Lookup {
+    Found(Caller),
+    /// Not a live key (never made, revoked, rotated away, awaiting approval).
+    Unknown,
+    /// A live key past its `expires_at_ms`.
+    Expired,
 }
 
 /// Keys remembered before the cache starts over.
@@ -244,6 +366,7 @@ impl Gate {
             limiter: RateLimiter::keyed(Quota::per_second(per_s)),
             strangers: RateLimiter::keyed(Quota::per_second(strangers_per_s)),
             held: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
         }
     }
 
@@ -274,7 +397,7 @@ impl Gate {
 
     /// Counts a failed authentication of `peer`: 401 within its budget, else 429
     /// and the peer is held (refused before any lookup) until the budget refills.
-    fn failed(&self, peer: Option<IpAddr>, message: &str) -> Response {
+    fn failed(&self, peer: Option<IpAddr>, refusal: ApiError) -> Response {
         let over = peer.and_then(|peer| {
             self.strangers.check_key(&peer).err().map(|not_until| {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -289,17 +412,29 @@ impl Gate {
         });
         match over {
             Some(seconds) => stranger_limited(seconds),
-            None => ApiError::new("unauthenticated", message.to_owned()).into_response(),
+            None => refusal.into_response(),
         }
     }
 
-    async fn caller(&self, store: &store::Store, key: &str) -> Result<Option<Caller>, ApiError> {
+    async fn caller(
+        &self,
+        store: &store::Store,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Lookup, ApiError> {
         let key_hash = hash_key(key);
-        let Some(row) = db::key_by_hash(store, &key_hash).await? else {
-            if let Ok(mut known) = self.known.lock() {
-                known.remove(&key_hash);
+        let row = match db::key_by_hash(store, &key_hash).await? {
+            Some(row) if row.expires_at_ms.is_none_or(|at| now_ms < at) => row,
+            found => {
+                if let Ok(mut known) = self.known.lock() {
+                    known.remove(&key_hash);
+                }
+                return Ok(if found.is_some() {
+                    Lookup::Expired
+                } else {
+                    Lookup::Unknown
+                });
             }
-            return Ok(None);
         };
         let Some(role) = Role::parse(&row.role) else {
             return Err(ApiError::internal(
@@ -325,7 +460,28 @@ impl Gate {
             }
             known.insert(key_hash, caller.clone());
         }
-        Ok(Some(caller))
+        Ok(Lookup::Found(caller))
+    }
+
+    /// Records that `key_id` was used, at most once per [`LAST_USED_EVERY_MS`]
+    /// per process (and, by the UPDATE's own condition, across processes): a
+    /// request never pays a write for it otherwise.
+    async fn touch(&self, store: &store::Store, key_id: &str, now_ms: i64) {
+        let due = self.touched.lock().is_ok_and(|mut touched| {
+            let due = touched
+                .get(key_id)
+                .is_none_or(|at| now_ms.saturating_sub(*at) >= LAST_USED_EVERY_MS);
+            if due {
+                if touched.len() >= KNOWN_KEYS_MAX {
+                    touched.clear();
+                }
+                touched.insert(key_id.to_owned(), now_ms);
+            }
+            due
+        });
+        if due && let Err(error) = db::touch_key(store, key_id, now_ms, LAST_USED_EVERY_MS).await {
+            tracing::warn!(%error, key_id, "could not record a key's last use");
+        }
     }
 
     /// `Err(seconds)` when the key is over its rate.
@@ -347,7 +503,10 @@ pub(crate) async fn optional_caller(state: &AppState, headers: &HeaderMap) -> Op
     if !gate.is_known(key) {
         return None;
     }
-    let caller = gate.caller(&state.inner.store, key).await.ok()??;
+    let Ok(Lookup::Found(caller)) = gate.caller(&state.inner.store, key, state.now_ms()).await
+    else {
+        return None;
+    };
     gate.admit(&caller.key_id).ok()?;
     Some(caller)
 }
@@ -393,11 +552,23 @@ pub(crate) async fn authenticate(
         return stranger_limited(seconds);
     }
     let Some(key) = key else {
-        return gate.failed(peer, "an API key is required: Authorization: Bearer <key>");
+        let refusal = ApiError::new(
+            "unauthenticated",
+            "an API key is required: Authorization: Bearer <key>",
+        );
+        return gate.failed(peer, refusal);
     };
-    let caller = match gate.caller(&state.inner.store, key).await {
-        Ok(Some(caller)) => caller,
-        Ok(None) => return gate.failed(peer, "unknown API key"),
+    let now_ms = state.now_ms();
+    let caller = match gate.caller(&state.inner.store, key, now_ms).await {
+        Ok(Lookup::Found(caller)) => caller,
+        Ok(Lookup::Unknown) => {
+            return gate.failed(peer, ApiError::new("unauthenticated", "unknown API key"));
+        }
+        Ok(Lookup::Expired) => {
+            let refusal =
+                ApiError::reason("unauthenticated", "key_expired", "this API key expired");
+            return gate.failed(peer, refusal);
+        }
         Err(error) => return error.into_response(),
     };
     if let Err(seconds) = gate.admit(&caller.key_id) {
@@ -406,6 +577,7 @@ pub(crate) async fn authenticate(
         error.retry_after_s = Some(seconds);
         return error.into_response();
     }
+    gate.touch(&state.inner.store, &caller.key_id, now_ms).await;
     request.extensions_mut().insert(caller);
     next.run(request).await
 }

@@ -49,6 +49,8 @@ const ASSETS: &[Asset] = &[
     asset!("js/pages/dlq.js", JS),
     asset!("js/pages/flags.js", JS),
     asset!("js/pages/audit.js", JS),
+    asset!("js/pages/approvals.js", JS),
+    asset!("js/pages/keys.js", JS),
 ];
 
 /// Scripts and styles only from this origin, no framing, no plugins. Inline style

@@ -1,12 +1,14 @@
 //! The HTTP API of settle: JSON routes under `/v1` over the domain crates' handles,
-//! API keys with roles and customer scoping, `Idempotency-Key` replay, an
-//! append-only audit log, per-key rate limits, body and time limits, health,
+//! API keys with roles, expiry, rotation and customer scoping, `Idempotency-Key`
+//! replay, an append-only hash-chained audit log with each action's outcome,
+//! maker-checker approvals, per-key rate limits, body and time limits, health,
 //! readiness and Prometheus metrics, the OpenAPI document, and the web console.
 //!
 //! The api owns only its own tables (keys, account ownership, idempotency records,
-//! audit log; component `api`). It never reads another crate's tables: it calls the
+//! audit log, approvals; component `api`). It never reads another crate's tables: it calls the
 //! handles it was given, each optional so a process can run a subset of roles.
 
+pub mod approvals;
 pub mod auth;
 pub mod console;
 pub mod db;

@@ -85,6 +85,15 @@ fn operation(route: &Route) -> Value {
         route.success_status.to_string(),
         success_response(route.response),
     );
+    if let Some(pending) = route.guarded {
+        responses.insert(
+            "202".to_owned(),
+            json!({
+                "description": "maker-checker: the action needs a second ops key and waits as a pending approval (POST /v1/approvals/{id}/approve)",
+                "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{pending}") } } },
+            }),
+        );
+    }
     let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
     for code in error_codes(route) {
         let status = crate::error::status_of(code).as_u16();
@@ -209,24 +218,78 @@ fn schemas() -> Map<String, Value> {
             "NewKey",
             obj(
                 &["role"],
-                json!({ "role": { "enum": ["ops", "service", "customer"] }, "customer_id": nullable("string"), "grants": { "type": "array", "items": { "enum": ["house_accounts"] } } }),
+                json!({ "role": { "enum": ["ops", "service", "customer"] }, "customer_id": nullable("string"), "grants": { "type": "array", "items": { "enum": ["house_accounts"] } }, "expires_at_ms": { "type": ["integer", "null"], "description": "Unix ms, in the future, at most ten years ahead; past it the key is 401 key_expired" } }),
             ),
         ),
         (
             "CreatedKey",
             obj(
                 &["key_id", "key", "role"],
-                json!({ "key_id": t("string"), "key": { "type": "string", "description": "shown only here" }, "role": t("string"), "customer_id": nullable("string") }),
+                json!({ "key_id": t("string"), "key": { "type": "string", "description": "shown only here" }, "role": t("string"), "customer_id": nullable("string"), "expires_at_ms": nullable(INT), "approval": { "description": "present (with status 202) when the new ops key waits for a second ops key's approval", "$ref": "#/components/schemas/Approval" } }),
             ),
         ),
         (
             "KeyListing",
             obj(
                 &["key_id", "role", "created_at_ms"],
-                json!({ "key_id": t("string"), "role": t("string"), "customer_id": nullable("string"), "grants": t("string"), "created_at_ms": t(INT), "created_by": t("string"), "revoked_at_ms": nullable(INT) }),
+                json!({ "key_id": t("string"), "role": t("string"), "customer_id": nullable("string"), "grants": t("string"), "created_at_ms": t(INT), "created_by": t("string"), "revoked_at_ms": nullable(INT), "expires_at_ms": nullable(INT), "last_used_at_ms": { "type": ["integer", "null"], "description": "written at most once a minute per key" }, "rotated_at_ms": nullable(INT), "awaiting_approval": nullable("string") }),
             ),
         ),
         ("KeyList", list("KeyListing")),
+        (
+            "KeyRotation",
+            json!({ "type": "object", "additionalProperties": false, "properties": { "expires_at_ms": { "type": ["integer", "null"], "description": "a new expiry; none keeps the old one" } } }),
+        ),
+        (
+            "Approval",
+            obj(
+                &[
+                    "approval_id",
+                    "action",
+                    "target",
+                    "body",
+                    "body_hash",
+                    "requested_by",
+                    "requested_at_ms",
+                    "expires_at_ms",
+                    "state",
+                    "expired",
+                ],
+                json!({
+                    "approval_id": t("string"),
+                    "action": { "enum": crate::approvals::Guarded::ALL.iter().map(|g| g.name()).collect::<Vec<_>>() },
+                    "target": t("string"),
+                    "body": { "type": "object", "description": "the action with its input, as stored" },
+                    "body_hash": { "type": "string", "description": "SHA-256 of the stored body, hex" },
+                    "requested_by": t("string"),
+                    "requested_at_ms": t(INT),
+                    "expires_at_ms": t(INT),
+                    "state": { "enum": ["pending", "approved", "rejected", "done", "failed"] },
+                    "expired": t("boolean"),
+                    "decided_by": nullable("string"),
+                    "decided_at_ms": nullable(INT),
+                    "reason": nullable("string"),
+                    "outcome": { "description": "null, or {ok, result} / {ok: false, code, message, reason}" },
+                    "finished_at_ms": nullable(INT),
+                }),
+            ),
+        ),
+        ("ApprovalList", list("Approval")),
+        (
+            "ApprovalDecision",
+            json!({ "type": "object", "additionalProperties": false, "properties": { "body_hash": { "type": "string", "description": "the body hash the approver saw; another stored one is 409 approval_changed" } } }),
+        ),
+        (
+            "Rejection",
+            json!({ "type": "object", "additionalProperties": false, "required": ["reason"], "properties": { "reason": { "type": "string", "minLength": 1, "maxLength": 500 } } }),
+        ),
+        (
+            "AuditVerification",
+            obj(
+                &["intact"],
+                json!({ "intact": t("boolean"), "rows": nullable(INT), "broken": { "description": "null, or {id, why}: the first row whose link or hash fails" } }),
+            ),
+        ),
         (
             "KeyRevoked",
             obj(

@@ -70,6 +70,13 @@ pub struct ApiConfig {
     pub requested_at_future_skew_ms: i64,
     /// How long a finished `Idempotency-Key` is remembered (pruned afterwards).
     pub idempotency_retention_ms: i64,
+    /// The actions that need a second ops key's approval (maker-checker); empty:
+    /// none.
+    pub approvals_required: std::collections::BTreeSet<crate::approvals::Guarded>,
+    /// How long a pending approval may wait for its second key.
+    pub approval_ttl_ms: i64,
+    /// Pending approvals at most; more requests are 409 until some are decided.
+    pub approvals_pending_max: i64,
 }
 
 impl Default for ApiConfig {
@@ -86,6 +93,9 @@ impl Default for ApiConfig {
             idle_timeout_ms: 60_000,
             requested_at_future_skew_ms: ledger::REQUESTED_AT_FUTURE_SKEW_MS_DEFAULT,
             idempotency_retention_ms: 24 * 60 * 60 * 1_000,
+            approvals_required: std::collections::BTreeSet::new(),
+            approval_ttl_ms: 24 * 60 * 60 * 1_000,
+            approvals_pending_max: 1_000,
         }
     }
 }
@@ -198,16 +208,16 @@ impl AppState {
             .ok_or_else(|| ApiError::role_disabled("provider routing"))
     }
 
-    /// Appends an audit record for `caller`'s action (before the action runs, so
-    /// no action escapes the log).
+    /// Appends one audit record for `caller`: an event that is its own outcome
+    /// (an approval requested). Actions go through [`AppState::audited`].
     pub async fn audit(
         &self,
         caller: &Caller,
         action: &str,
         target: &str,
         details: serde_json::Value,
-    ) -> Result<(), ApiError> {
-        crate::db::append_audit(
+    ) -> Result<i64, ApiError> {
+        let id = crate::db::append_audit(
             &self.inner.store,
             self.now_ms(),
             &caller.key_id,
@@ -216,7 +226,43 @@ impl AppState {
             &details,
         )
         .await?;
-        Ok(())
+        Ok(id)
+    }
+
+    /// Runs `work` as an audited action: one record before it runs (so no action
+    /// escapes the log, even one that never ends) and one after it with its
+    /// outcome — `ok`, `failed` with the error's code, or `aborted` when the
+    /// request is dropped half way (the server's timeout, a crash of the task).
+    /// Both are rows of the hash chain; the second names the first (`of`).
+    pub async fn audited<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let intent = self.audit(caller, action, target, details).await?;
+        let mut pending = PendingOutcome {
+            state: Some(self.clone()),
+            key_id: caller.key_id.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            intent,
+        };
+        let result = work.await;
+        let outcome = match &result {
+            Ok(_) => serde_json::json!({ "outcome": "ok", "of": intent }),
+            Err(error) => serde_json::json!({
+                "outcome": "failed", "of": intent, "code": error.code,
+                "reason": error.details.get("reason"),
+            }),
+        };
+        // Written by a task of its own, so a drop from here on cannot lose it.
+        if let Some(write) = pending.write(outcome) {
+            let _ = write.await;
+        }
+        result
     }
 
     pub fn config(&self) -> &ApiConfig {
@@ -229,5 +275,48 @@ impl AppState {
 
     pub fn handles(&self) -> &Handles {
         &self.inner.handles
+    }
+}
+
+/// The outcome record an audited action still owes; dropped unwritten, it writes
+/// `aborted`.
+struct PendingOutcome {
+    state: Option<AppState>,
+    key_id: String,
+    action: String,
+    target: String,
+    intent: i64,
+}
+
+impl PendingOutcome {
+    fn write(&mut self, outcome: serde_json::Value) -> Option<tokio::task::JoinHandle<()>> {
+        let state = self.state.take()?;
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let (key_id, action, target) = (
+            std::mem::take(&mut self.key_id),
+            std::mem::take(&mut self.action),
+            std::mem::take(&mut self.target),
+        );
+        Some(handle.spawn(async move {
+            let written = crate::db::append_audit(
+                state.store(),
+                state.now_ms(),
+                &key_id,
+                &action,
+                &target,
+                &outcome,
+            )
+            .await;
+            if let Err(error) = written {
+                tracing::error!(%error, action, target, "could not record an action's outcome");
+            }
+        }))
+    }
+}
+
+impl Drop for PendingOutcome {
+    fn drop(&mut self) {
+        let intent = self.intent;
+        let _ = self.write(serde_json::json!({ "outcome": "aborted", "of": intent }));
     }
 }

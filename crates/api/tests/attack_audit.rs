@@ -1,7 +1,10 @@
-//! The audit log cannot be edited quietly (issue 15, item 8), on SQLite and
-//! PostgreSQL: rows are hash-chained, and `verify_audit` (behind `settle audit
-//! verify`) names the first row that was edited or whose predecessor was deleted —
-//! even by someone who disabled the append-only triggers.
+//! The audit log cannot be edited quietly and says how each action ended (issue
+//! 15, item 8), on SQLite and PostgreSQL: rows are hash-chained, and
+//! `verify_audit` (behind `settle audit verify` and `GET /v1/audit/verify`) names
+//! the first row that was edited or whose predecessor was deleted — even by
+//! someone who disabled the append-only triggers. Every action writes a row
+//! before it runs and one after with its outcome: `ok`, `failed` with the error's
+//! code, or `aborted` when the request was dropped half way.
 
 mod common;
 
@@ -32,7 +35,8 @@ async fn tamper(store: &store::Store, sql: &str) {
     }
 }
 
-/// Four ops actions, so four audit rows; returns their ids in order.
+/// Four ops actions, so eight audit rows (intent and outcome each); returns
+/// their ids in order.
 async fn four_rows(app: &TestApp) -> Vec<i64> {
     for _ in 0..4 {
         let (status, body) = app
@@ -41,6 +45,18 @@ async fn four_rows(app: &TestApp) -> Vec<i64> {
         assert_eq!(status, 201, "{body}");
     }
     let (_, audit) = app.get(&app.ops, "/v1/audit").await;
+    let items = audit["items"].as_array().unwrap();
+    for (intent, outcome) in items
+        .iter()
+        .rev()
+        .step_by(2)
+        .zip(items.iter().rev().skip(1).step_by(2))
+    {
+        assert_eq!(intent["action"], "keys.create", "{audit}");
+        assert_eq!(outcome["action"], "keys.create", "{audit}");
+        assert_eq!(outcome["details"]["outcome"], "ok", "{audit}");
+        assert_eq!(outcome["details"]["of"], intent["id"], "{audit}");
+    }
     let mut ids: Vec<i64> = audit["items"]
         .as_array()
         .unwrap()
@@ -48,7 +64,7 @@ async fn four_rows(app: &TestApp) -> Vec<i64> {
         .map(|r| r["id"].as_i64().unwrap())
         .collect();
     ids.sort_unstable();
-    assert_eq!(ids.len(), 4, "{audit}");
+    assert_eq!(ids.len(), 8, "{audit}");
     ids
 }
 
@@ -59,7 +75,13 @@ async fn an_edited_audit_row_is_found(backend: Backend) {
     let ids = four_rows(&app).await;
     assert_eq!(
         api::db::verify_audit(&app.api_db.store).await.unwrap(),
-        Ok(4)
+        Ok(8)
+    );
+    let (status, verdict) = app.get(&app.ops, "/v1/audit/verify").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (verdict["intact"].as_bool(), verdict["rows"].as_i64()),
+        (Some(true), Some(8))
     );
     tamper(
         &app.api_db.store,
@@ -76,6 +98,11 @@ async fn an_edited_audit_row_is_found(backend: Backend) {
             why: "row_changed"
         })
     );
+    let (status, verdict) = app.get(&app.ops, "/v1/audit/verify").await;
+    assert_eq!(status, 200);
+    assert_eq!(verdict["intact"], false, "{verdict}");
+    assert_eq!(verdict["broken"]["id"], ids[1]);
+    assert_eq!(verdict["broken"]["why"], "row_changed");
 }
 on_both!(
     sqlite_an_edited_audit_row_is_found,
@@ -118,4 +145,86 @@ on_both!(
     sqlite_a_deleted_audit_row_is_found,
     postgres_a_deleted_audit_row_is_found,
     a_deleted_audit_row_is_found
+);
+
+async fn an_action_that_fails_writes_an_outcome_row_saying_so(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    // The routing table's database goes away: setting the cohort fails inside.
+    app.payroll_db.store.close().await;
+    let (status, body) = app
+        .post(&app.ops, "/v1/providers/cohort", json!({ "percent": 35 }))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+    let (_, audit) = app.get(&app.ops, "/v1/audit").await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{audit}");
+    let (outcome, intent) = (&items[0], &items[1]);
+    assert_eq!(intent["action"], "providers.cohort");
+    assert_eq!(intent["details"]["percent"], 35);
+    assert_eq!(outcome["action"], "providers.cohort");
+    assert_eq!(outcome["target"], "cohort");
+    assert_eq!(outcome["details"]["outcome"], "failed", "{audit}");
+    assert_eq!(outcome["details"]["code"], "unavailable");
+    assert_eq!(outcome["details"]["of"], intent["id"]);
+    assert!(outcome["id"].as_i64() > intent["id"].as_i64());
+    assert_eq!(
+        api::db::verify_audit(&app.api_db.store).await.unwrap(),
+        Ok(2)
+    );
+}
+on_both!(
+    sqlite_an_action_that_fails_writes_an_outcome_row_saying_so,
+    postgres_an_action_that_fails_writes_an_outcome_row_saying_so,
+    an_action_that_fails_writes_an_outcome_row_saying_so
+);
+
+async fn an_action_cut_short_writes_an_aborted_row(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let caller = api::auth::Caller {
+        key_id: "key_cut_short".into(),
+        role: api::Role::Ops,
+        customer_id: None,
+        house_accounts: false,
+    };
+    // An action that never ends, dropped as the server's request timeout drops it.
+    let never = std::future::pending::<Result<(), api::ApiError>>();
+    let run = app
+        .state
+        .audited(&caller, "test.hang", "nowhere", json!({}), never);
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(100), run).await;
+    assert!(cut.is_err());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, audit) = app.get(&app.ops, "/v1/audit").await;
+        let items = audit["items"].as_array().unwrap();
+        if items.len() == 2 {
+            assert_eq!(items[1]["action"], "test.hang");
+            assert_eq!(items[0]["action"], "test.hang");
+            assert_eq!(items[0]["details"]["outcome"], "aborted", "{audit}");
+            assert_eq!(items[0]["details"]["of"], items[1]["id"]);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no aborted row: {audit}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        api::db::verify_audit(&app.api_db.store).await.unwrap(),
+        Ok(2)
+    );
+}
+on_both!(
+    sqlite_an_action_cut_short_writes_an_aborted_row,
+    postgres_an_action_cut_short_writes_an_aborted_row,
+    an_action_cut_short_writes_an_aborted_row
 );

@@ -5,9 +5,11 @@
 //! `node browser/console.test.mjs`, which drives Debian's headless Chromium with
 //! playwright-core: it logs in as a customer, scrolls the history to its third
 //! keyset page, presses "sync now", logs in as an operator, runs a fee module,
-//! rolls a waiting salary deposit back, replays a dead letter, moves the provider
-//! cohort, and saves a screenshot of every page to `docs/screenshots/`
-//! (`SETTLE_SCREENSHOTS_DIR` to put them elsewhere).
+//! rolls a waiting salary deposit back, replays a dead letter, asks to move the
+//! provider cohort (the server requires a second ops key for it), creates, rotates
+//! and revokes an API key, sees the audit chain verified, then logs in as a second
+//! operator who approves the cohort change, and saves a screenshot of every page
+//! to `docs/screenshots/` (`SETTLE_SCREENSHOTS_DIR` to put them elsewhere).
 //!
 //! The seed is real work, not fixtures: 64 ledger transfers for one customer (four
 //! history pages of 20), a channel transfer whose answer the core never gave
@@ -42,9 +44,9 @@ use store::testing::TestDb;
 use tokio::net::TcpListener;
 
 /// Seeding, serving and the browser together stay under this.
-const TEST_TIME_MAX: Duration = Duration::from_secs(60);
+const TEST_TIME_MAX: Duration = Duration::from_secs(100);
 /// What the browser script may take (it stops itself at the same bound).
-const BROWSER_TIME_MAX_MS: u64 = 40_000;
+const BROWSER_TIME_MAX_MS: u64 = 60_000;
 /// Ledger transfers in the customer's history: more than three pages of 20.
 const HISTORY_TRANSFERS: u64 = 64;
 /// Loans per fee day, and fee days settled.
@@ -183,6 +185,28 @@ async fn run(dbs: Dbs) {
         payroll_user(1).to_string(),
         "the deposit whose payout holder was renamed: {rolled_back:?}"
     );
+    assert_eq!(
+        world.routing.cohort_percent().await.unwrap(),
+        30,
+        "the cohort moved once the second ops key approved"
+    );
+    let approvals = api::db::approvals_page(&world.store, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    assert_eq!(approvals[0].state, api::db::ApprovalState::Done);
+    assert_eq!(
+        approvals[0].decided_by.as_deref(),
+        Some(keys.checker_id.as_str())
+    );
+    assert_ne!(approvals[0].requested_by, keys.checker_id);
+    assert_eq!(
+        api::db::verify_audit(&world.store)
+            .await
+            .unwrap()
+            .map(|_| ()),
+        Ok(())
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while webhook.received.lock().unwrap().is_empty() {
         assert!(
@@ -212,6 +236,7 @@ async fn run_browser(base_url: &str, keys: &Keys) -> bool {
         .env("SETTLE_BASE_URL", base_url)
         .env("SETTLE_CUSTOMER_KEY", &keys.customer)
         .env("SETTLE_OPS_KEY", &keys.ops)
+        .env("SETTLE_OPS2_KEY", &keys.checker)
         .env("SETTLE_SCREENSHOTS_DIR", shots)
         .env("CHROMIUM_PATH", chromium_path())
         .env("SETTLE_BROWSER_TIMEOUT_MS", BROWSER_TIME_MAX_MS.to_string())
@@ -230,6 +255,9 @@ async fn run_browser(base_url: &str, keys: &Keys) -> bool {
 
 struct Keys {
     ops: String,
+    /// A second ops key: the checker of maker-checker.
+    checker: String,
+    checker_id: String,
     customer: String,
     customer_id: String,
 }
@@ -419,7 +447,12 @@ impl World {
             clock: Some(self.clock.clone()),
             probes: Vec::new(),
         };
-        let state = api::AppState::new(self.store.clone(), handles, api::ApiConfig::default())
+        // The cohort needs a second ops key's approval (maker-checker).
+        let config = api::ApiConfig {
+            approvals_required: [api::approvals::Guarded::ProvidersCohort].into(),
+            ..api::ApiConfig::default()
+        };
+        let state = api::AppState::new(self.store.clone(), handles, config)
             .await
             .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -441,6 +474,15 @@ impl World {
         )
         .await
         .unwrap();
+        let checker = api::auth::create_key(
+            &self.store,
+            api::auth::Role::Ops,
+            None,
+            "browser-test",
+            now_ms,
+        )
+        .await
+        .unwrap();
         let customer = api::auth::create_key(
             &self.store,
             api::auth::Role::Customer,
@@ -452,6 +494,8 @@ impl World {
         .unwrap();
         Keys {
             ops: ops.key,
+            checker: checker.key,
+            checker_id: checker.key_id,
             customer: customer.key,
             customer_id: customer_id.to_owned(),
         }

@@ -241,7 +241,11 @@ async fn park_one_letter(app: &TestApp) -> String {
     )
     .await
     .unwrap();
-    for _ in 0..50 {
+    // A generous bound: on a loaded machine the retry's backoff and the lease take
+    // their time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = serde_json::Value::Null;
+    while std::time::Instant::now() < deadline {
         dispatcher.run_once().await.unwrap();
         let (_, letters) = app
             .get(&app.ops, "/v1/events/dead-letters?state=parked")
@@ -249,9 +253,10 @@ async fn park_one_letter(app: &TestApp) -> String {
         if let Some(letter) = letters["items"].as_array().and_then(|items| items.first()) {
             return letter["id"].as_str().unwrap().to_owned();
         }
+        last = letters;
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    panic!("no dead letter");
+    panic!("no dead letter within 30 s: {last}");
 }
 
 async fn each_ops_action_is_in_the_audit_log_with_key_id_and_time(backend: Backend) {
@@ -341,7 +346,18 @@ async fn each_ops_action_is_in_the_audit_log_with_key_id_and_time(backend: Backe
     assert_eq!(status, 200);
     let mut items = audit["items"].as_array().unwrap().clone();
     items.reverse();
-    let got: Vec<(String, String)> = items
+    // Each action has a record before it ran and one after with its outcome.
+    let (intents, outcomes): (Vec<_>, Vec<_>) = items
+        .iter()
+        .cloned()
+        .partition(|row| row["details"]["outcome"].is_null());
+    assert_eq!(intents.len(), outcomes.len(), "{audit}");
+    for (intent, outcome) in intents.iter().zip(&outcomes) {
+        assert_eq!(outcome["details"]["of"], intent["id"], "{audit}");
+        assert_eq!(outcome["details"]["outcome"], "ok", "{audit}");
+        assert_eq!(outcome["action"], intent["action"]);
+    }
+    let got: Vec<(String, String)> = intents
         .iter()
         .map(|row| {
             (

@@ -19,11 +19,24 @@ pub const TICK_DAYS_MAX: usize = 62;
 pub struct Scheduler {
     fees: Fees,
     interval: Duration,
+    /// Modules this scheduler never calls (Withdraw, when a second operator must
+    /// approve each one).
+    skipped: Vec<Module>,
 }
 
 impl Scheduler {
     pub fn new(fees: Fees, interval: Duration) -> Scheduler {
-        Scheduler { fees, interval }
+        Scheduler {
+            fees,
+            interval,
+            skipped: Vec::new(),
+        }
+    }
+
+    /// A scheduler that leaves `module` to operators.
+    pub fn without(mut self, module: Module) -> Scheduler {
+        self.skipped.push(module);
+        self
     }
 
     /// Days that still have work: unrecorded days with accruals, then recorded days
@@ -43,6 +56,9 @@ impl Scheduler {
         let mut reports = Vec::new();
         for day in self.open_days().await? {
             for module in Module::ALL {
+                if self.skipped.contains(&module) {
+                    continue;
+                }
                 if self.fees.is_stopping() {
                     return Ok(reports);
                 }

@@ -159,6 +159,30 @@ async fn the_scheduler_catches_up_missed_days(db: TestDb) {
     s.assert_ledger_balances().await;
 }
 
+/// With Withdraw left to approved operator requests (maker-checker), the
+/// scheduler records, pays and verifies a day but never withdraws it; an
+/// operator's Withdraw then does, once.
+async fn a_scheduler_without_withdraw_leaves_the_day_verified(db: TestDb) {
+    let s = system(db, Options::default()).await;
+    s.load(&one_tax(1, 120_000)).await;
+    let scheduler = Scheduler::new(s.fees.clone(), std::time::Duration::from_secs(300))
+        .without(Module::Withdraw);
+    for _ in 0..3 {
+        let reports = scheduler.run_once().await.unwrap();
+        assert!(
+            reports.iter().all(|r| r.module != Module::Withdraw),
+            "{reports:?}"
+        );
+    }
+    let status = s.fees.status(s.day).await.unwrap().unwrap();
+    assert_eq!(status.state, DayState::Verified);
+    assert_eq!(status.withdrawn_krw, Krw::ZERO);
+    let report = s.fees.withdraw(s.day, Trigger::Operator).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Done);
+    let status = s.fees.status(s.day).await.unwrap().unwrap();
+    assert_eq!(status.state, DayState::Withdrawn);
+}
+
 async fn a_day_not_closed_is_not_recorded_and_pay_waits_for_record(db: TestDb) {
     let s = system(db, Options::default()).await;
     s.load(&one_tax(1, 5_000)).await;
@@ -192,6 +216,7 @@ on_both_backends!(
     a_250000_tax_becomes_three_chunks_on_the_statement_once,
     modules_called_twenty_times_by_ten_callers_pay_each_item_once,
     the_scheduler_catches_up_missed_days,
+    a_scheduler_without_withdraw_leaves_the_day_verified,
     a_day_not_closed_is_not_recorded_and_pay_waits_for_record,
 );
 

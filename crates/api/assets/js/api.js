@@ -66,3 +66,14 @@ export const api = {
 export function seg(value) {
   return encodeURIComponent(String(value));
 }
+
+/** Whether an answer is a pending approval (HTTP 202 under maker-checker) rather
+ * than the action's result: the action waits for a second ops key. */
+export function awaitingApproval(answer) {
+  return Boolean(answer && typeof answer.approval_id === "string" && answer.state === "pending");
+}
+
+/** The banner text for an action that now waits for approval. */
+export function approvalNote(what, answer) {
+  return `${what} needs a second ops key: approval ${answer.approval_id} requested (see Approvals)`;
+}

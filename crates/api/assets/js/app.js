@@ -4,11 +4,13 @@
 import {ApiError, api, apiKey, setApiKey} from "./api.js";
 import {h, mount} from "./dom.js";
 import {shortId} from "./format.js";
+import * as approvals from "./pages/approvals.js";
 import * as audit from "./pages/audit.js";
 import * as customer from "./pages/customer.js";
 import * as dlq from "./pages/dlq.js";
 import * as fees from "./pages/fees.js";
 import * as flags from "./pages/flags.js";
+import * as keys from "./pages/keys.js";
 import * as payroll from "./pages/payroll.js";
 
 /** Every page: who may see it, and its module (render(el, ctx) -> cleanup?). */
@@ -18,6 +20,8 @@ const PAGES = [
   {id: "payroll", title: "Payroll", roles: ["ops"], module: payroll},
   {id: "dlq", title: "Dead letters", roles: ["ops"], module: dlq},
   {id: "flags", title: "Providers", roles: ["ops"], module: flags},
+  {id: "approvals", title: "Approvals", roles: ["ops"], module: approvals},
+  {id: "keys", title: "API keys", roles: ["ops"], module: keys},
   {id: "audit", title: "Audit log", roles: ["ops"], module: audit},
 ];
 

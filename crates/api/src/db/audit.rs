@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 use store::{Store, StoreError, on_pool, on_tx};
 
-/// Appends one audit row, chained to the last one.
+/// Appends one audit row, chained to the last one; its id.
 pub async fn append_audit(
     store: &Store,
     at_ms: i64,
@@ -16,7 +16,7 @@ pub async fn append_audit(
     action: &str,
     target: &str,
     details: &serde_json::Value,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let details = details.to_string();
     let mut tx = store.begin().await?;
     if let store::Tx::Postgres(inner) = &mut tx {
@@ -34,11 +34,11 @@ pub async fn append_audit(
     )?;
     let prev = last.and_then(|(hash,)| hash).unwrap_or_default();
     let hash = chain_hash(&prev, at_ms, key_id, action, target, &details);
-    on_tx!(
+    let (id,): (i64,) = on_tx!(
         &mut tx,
-        sqlx::query(
+        sqlx::query_as::<_, (i64,)>(
             "INSERT INTO api_audit (at_ms, key_id, action, target, details, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
         )
         .bind(at_ms)
         .bind(key_id)
@@ -47,10 +47,10 @@ pub async fn append_audit(
         .bind(&details)
         .bind(&prev)
         .bind(&hash),
-        execute
+        fetch_one
     )?;
     tx.commit().await?;
-    Ok(())
+    Ok(id)
 }
 
 /// Where the chain is broken: the first row whose link or hash does not hold.

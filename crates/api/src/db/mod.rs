@@ -1,6 +1,7 @@
 //! The api's own tables (component `api`) and every SQL statement that touches
 //! them: API keys (hashes only), account ownership, the channel transfers a
-//! customer made through the API, idempotency records and the append-only audit log.
+//! customer made through the API, idempotency records, the append-only audit log
+//! and pending approvals (maker-checker).
 //!
 //! No other crate's table is read or written here. The SQL text is one per
 //! statement for both dialects (`$N` placeholders); only the DDL differs.
@@ -9,12 +10,22 @@ use serde::Serialize;
 use store::{Migration, Store, on_pool};
 
 mod accounts;
+mod approvals;
 mod audit;
+mod keys;
 
 pub use accounts::{
     AccountClass, account_class, accounts_of, change_owner, claim_account, owner_of,
 };
+pub use approvals::{
+    ApprovalRow, ApprovalState, NewApproval, approval, approvals_page, count_pending_approvals,
+    decide_approval, finish_approval, insert_approval,
+};
 pub use audit::{AuditBreak, append_audit, verify_audit};
+pub use keys::{
+    KeyListing, KeyRow, activate_key, insert_key, key_by_hash, key_is_live, key_row, list_keys,
+    revoke_key, rotate_key, touch_key,
+};
 
 pub const COMPONENT: &str = "api";
 
@@ -153,143 +164,59 @@ ALTER TABLE api_audit ADD COLUMN hash TEXT;
 CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at_ms);
 ",
     },
-];
-
-/// A stored API key (its hash, never the key).
-#[derive(Clone, Debug)]
-pub struct KeyRow {
-    pub key_id: String,
-    pub key_hash: String,
-    pub role: String,
-    pub customer_id: Option<String>,
-    pub created_at_ms: i64,
-    pub created_by: String,
-    /// What the key may do beyond its role, comma-separated (`house_accounts`).
-    pub grants: String,
-}
-
-pub async fn insert_key(store: &Store, key: &KeyRow) -> Result<(), sqlx::Error> {
-    on_pool!(
-        store,
-        sqlx::query(
-            "INSERT INTO api_keys
-                 (key_id, key_hash, role, customer_id, created_at_ms, created_by, grants)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        )
-        .bind(&key.key_id)
-        .bind(&key.key_hash)
-        .bind(&key.role)
-        .bind(&key.customer_id)
-        .bind(key.created_at_ms)
-        .bind(&key.created_by)
-        .bind(&key.grants),
-        execute
-    )?;
-    Ok(())
-}
-
-type KeyTuple = (String, String, String, Option<String>, i64, String, String);
-
-pub async fn key_by_hash(store: &Store, key_hash: &str) -> Result<Option<KeyRow>, sqlx::Error> {
-    let row: Option<KeyTuple> = on_pool!(
-        store,
-        sqlx::query_as::<_, KeyTuple>(
-            "SELECT key_id, key_hash, role, customer_id, created_at_ms, created_by, grants
-             FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL"
-        )
-        .bind(key_hash),
-        fetch_optional
-    )?;
-    Ok(row.map(
-        |(key_id, key_hash, role, customer_id, created_at_ms, created_by, grants)| KeyRow {
-            key_id,
-            key_hash,
-            role,
-            customer_id,
-            created_at_ms,
-            created_by,
-            grants,
-        },
-    ))
-}
-
-/// A key as listed (never its hash).
-#[derive(Clone, Debug, Serialize)]
-pub struct KeyListing {
-    pub key_id: String,
-    pub role: String,
-    pub customer_id: Option<String>,
-    pub grants: String,
-    pub created_at_ms: i64,
-    pub created_by: String,
-    pub revoked_at_ms: Option<i64>,
-}
-
-type ListingTuple = (
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    String,
-    Option<i64>,
+    Migration {
+        version: 3,
+        name: "key expiry, last use and rotation; approvals",
+        sqlite: "
+ALTER TABLE api_keys ADD COLUMN expires_at_ms INTEGER;
+ALTER TABLE api_keys ADD COLUMN last_used_at_ms INTEGER;
+ALTER TABLE api_keys ADD COLUMN rotated_at_ms INTEGER;
+ALTER TABLE api_keys ADD COLUMN awaiting_approval TEXT;
+CREATE TABLE api_approvals (
+    approval_id TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    body TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'done', 'failed')),
+    decided_by TEXT,
+    decided_at_ms INTEGER,
+    reason TEXT,
+    outcome TEXT,
+    finished_at_ms INTEGER,
+    CHECK (state IN ('pending', 'rejected') OR decided_by <> requested_by)
 );
-
-/// Keys by id, at most `limit`.
-pub async fn list_keys(store: &Store, limit: i64) -> Result<Vec<KeyListing>, sqlx::Error> {
-    let rows: Vec<ListingTuple> = on_pool!(
-        store,
-        sqlx::query_as::<_, ListingTuple>(
-            "SELECT key_id, role, customer_id, grants, created_at_ms, created_by, revoked_at_ms
-             FROM api_keys ORDER BY key_id LIMIT $1"
-        )
-        .bind(limit),
-        fetch_all
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(key_id, role, customer_id, grants, created_at_ms, created_by, revoked_at_ms)| {
-                KeyListing {
-                    key_id,
-                    role,
-                    customer_id,
-                    grants,
-                    created_at_ms,
-                    created_by,
-                    revoked_at_ms,
-                }
-            },
-        )
-        .collect())
-}
-
-/// Whether `key_id` names a key that is not revoked.
-pub async fn key_is_live(store: &Store, key_id: &str) -> Result<bool, sqlx::Error> {
-    let row: Option<(String,)> = on_pool!(
-        store,
-        sqlx::query_as::<_, (String,)>(
-            "SELECT key_id FROM api_keys WHERE key_id = $1 AND revoked_at_ms IS NULL"
-        )
-        .bind(key_id),
-        fetch_optional
-    )?;
-    Ok(row.is_some())
-}
-
-/// Revokes a key (once); false if there is no such key or it was revoked before.
-pub async fn revoke_key(store: &Store, key_id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
-    let done = on_pool!(
-        store,
-        sqlx::query(
-            "UPDATE api_keys SET revoked_at_ms = $1 WHERE key_id = $2 AND revoked_at_ms IS NULL"
-        )
-        .bind(now_ms)
-        .bind(key_id),
-        execute
-    )?;
-    Ok(done == 1)
-}
+CREATE INDEX api_approvals_by_state ON api_approvals (state, requested_at_ms);
+",
+        postgres: "
+ALTER TABLE api_keys ADD COLUMN expires_at_ms BIGINT;
+ALTER TABLE api_keys ADD COLUMN last_used_at_ms BIGINT;
+ALTER TABLE api_keys ADD COLUMN rotated_at_ms BIGINT;
+ALTER TABLE api_keys ADD COLUMN awaiting_approval TEXT;
+CREATE TABLE api_approvals (
+    approval_id TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    body TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'done', 'failed')),
+    decided_by TEXT,
+    decided_at_ms BIGINT,
+    reason TEXT,
+    outcome TEXT,
+    finished_at_ms BIGINT,
+    CHECK (state IN ('pending', 'rejected') OR decided_by <> requested_by)
+);
+CREATE INDEX api_approvals_by_state ON api_approvals (state, requested_at_ms);
+",
+    },
+];
 
 /// One audit record.
 #[derive(Clone, Debug, Serialize)]
@@ -546,6 +473,7 @@ pub async fn row_counts(store: &Store) -> Result<Vec<(&'static str, i64)>, sqlx:
         "api_channel_transfers",
         "api_idempotency",
         "api_audit",
+        "api_approvals",
     ] {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         let (count,): (i64,) = on_pool!(store, sqlx::query_as::<_, (i64,)>(&sql), fetch_one)?;

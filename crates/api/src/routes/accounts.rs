@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
+use crate::approvals::{self, Action};
 use crate::auth::{Caller, Role, parse_customer};
 use crate::db::{self, AccountClass};
 use crate::error::ApiError;
@@ -130,33 +131,37 @@ pub async fn create(
     if current.as_ref().is_some_and(|class| *class != wanted) {
         return Err(other_fields());
     }
-    if caller.role == Role::Ops {
+    let work = async {
+        if current.is_none()
+            && db::claim_account(state.store(), &key, &wanted, state.now_ms()).await? != wanted
+        {
+            return Err(other_fields());
+        }
+        let result = ledger
+            .create_accounts(&[new])
+            .await?
+            .pop()
+            .unwrap_or(CreateAccountResult::ExistsWithDifferentFields);
+        match result {
+            CreateAccountResult::Ok => Ok((201, result)),
+            CreateAccountResult::Exists => Ok((200, result)),
+            CreateAccountResult::ExistsWithDifferentFields => Err(other_fields()),
+        }
+    };
+    let (status, result) = if caller.role == Role::Ops {
         let details = json!({ "customer_id": wanted.customer(), "class": wanted.name() });
         state
-            .audit(&caller, "accounts.create", &key, details)
-            .await?;
-    }
-    if current.is_none()
-        && db::claim_account(state.store(), &key, &wanted, state.now_ms()).await? != wanted
-    {
-        return Err(other_fields());
-    }
-    let result = ledger
-        .create_accounts(&[new])
-        .await?
-        .pop()
-        .unwrap_or(CreateAccountResult::ExistsWithDifferentFields);
-    let status = match result {
-        CreateAccountResult::Ok => 201,
-        CreateAccountResult::Exists => 200,
-        CreateAccountResult::ExistsWithDifferentFields => return Err(other_fields()),
+            .audited(&caller, "accounts.create", &key, details, work)
+            .await?
+    } else {
+        work.await?
     };
     let account = lookup(&state, id).await?;
     let mut view = serde_json::to_value(AccountView::new(
         &account,
         wanted.customer().map(str::to_owned),
     ))
-    .map_err(|e| ApiError::internal("internal_error", &e))?;
+    .map_err(|error| ApiError::internal("internal_error", &error))?;
     view["result"] = json!(result.code());
     Ok(answer(status, view))
 }
@@ -182,7 +187,8 @@ pub struct OwnerChangeBody {
 }
 
 /// The one way an account changes hands: an ops key, a reason, an audit row
-/// before the change. Only customer accounts; a house account is never handed out.
+/// before the change and one with its outcome; under maker-checker a second ops
+/// key's approval. Only customer accounts; a house account is never handed out.
 pub async fn change_owner(
     state: Shared,
     caller: Caller,
@@ -210,21 +216,56 @@ pub async fn change_owner(
         }
         None => return Err(ApiError::not_found("account")),
     };
-    if from != to {
-        let details = json!({ "from": from, "to": to, "reason": reason });
-        state
-            .audit(&caller, "accounts.change_owner", &key, details)
-            .await?;
-        if !db::change_owner(state.store(), &key, &from, &to).await? {
-            return Err(ApiError::reason(
-                "conflict",
-                "owner_changed_meanwhile",
-                "the account changed hands while this request ran",
-            ));
-        }
+    if from == to {
+        let account = lookup(&state, id).await?;
+        return Ok(answer(200, AccountView::new(&account, Some(to))));
     }
-    let account = lookup(&state, id).await?;
-    Ok(answer(200, AccountView::new(&account, Some(to))))
+    let action = Action::AccountsOwner {
+        account_id: key,
+        from,
+        to,
+        reason: reason.to_owned(),
+    };
+    let (status, body) = approvals::run_or_request(&state, &caller, action).await?;
+    Ok(answer(status, body))
+}
+
+/// Hands `account_id` from `from` to `to` (a compare-and-set: refused if it
+/// changed hands meanwhile), audited with its outcome; the account after it.
+pub(crate) async fn hand_over(
+    state: &AppState,
+    caller: &Caller,
+    (account_id, from, to): (&str, &str, &str),
+    reason: &str,
+    approval_id: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    let id = parse_account(account_id)?;
+    let details = approvals::under(
+        approval_id,
+        json!({ "from": from, "to": to, "reason": reason }),
+    );
+    state
+        .audited(
+            caller,
+            "accounts.change_owner",
+            account_id,
+            details,
+            async {
+                if db::change_owner(state.store(), account_id, from, to).await? {
+                    Ok(())
+                } else {
+                    Err(ApiError::reason(
+                        "conflict",
+                        "owner_changed_meanwhile",
+                        "the account changed hands since this change was asked for",
+                    ))
+                }
+            },
+        )
+        .await?;
+    let account = lookup(state, id).await?;
+    serde_json::to_value(AccountView::new(&account, Some(to.to_owned())))
+        .map_err(|error| ApiError::internal("internal_error", &error))
 }
 
 async fn lookup(state: &AppState, id: AccountId) -> Result<Account, ApiError> {

@@ -5,13 +5,16 @@
 //!
 //! Handlers live beside the table by area: `accounts.rs` (accounts, balances,
 //! history), `transfers.rs` (ledger transfers, holds, channel transfers),
-//! `settlement.rs` (fees, payroll, alerts), `operations.rs` (keys, audit, dead
-//! letters, provider flags) and `health.rs` (health, readiness, metrics, docs).
+//! `settlement.rs` (fees, payroll, alerts), `operations.rs` (audit, dead letters,
+//! provider flags), `keys.rs` (API keys), `approvals.rs` (maker-checker, audit
+//! verification) and `health.rs` (health, readiness, metrics, docs).
 
-mod accounts;
+pub(crate) mod accounts;
+mod approvals;
 mod health;
-mod operations;
-mod settlement;
+pub(crate) mod keys;
+pub(crate) mod operations;
+pub(crate) mod settlement;
 mod transfers;
 
 use axum::Router;
@@ -43,6 +46,9 @@ pub struct Route {
     pub request: Option<&'static str>,
     pub response: &'static str,
     pub success_status: u16,
+    /// Maker-checker may put it behind a second ops key: then it answers 202 with
+    /// this schema (a pending approval, or a new key holding one) instead of running.
+    pub guarded: Option<&'static str>,
     /// Error codes beyond the ones every `/v1` route may answer.
     pub errors: &'static [&'static str],
     pub handler: MethodRouter<AppState>,
@@ -88,6 +94,7 @@ fn route(
 ) -> Route {
     Route {
         success_status: if method == Method::POST { 201 } else { 200 },
+        guarded: None,
         method,
         path,
         operation_id,
@@ -110,6 +117,11 @@ impl Route {
 
     fn status(mut self, status: u16) -> Route {
         self.success_status = status;
+        self
+    }
+
+    fn guarded(mut self, pending: &'static str) -> Route {
+        self.guarded = Some(pending);
         self
     }
 }
@@ -189,13 +201,15 @@ pub fn table() -> Vec<Route> {
             "/v1/keys",
             "create_key",
             "Creates an API key; the key is shown only in this answer (Cache-Control: no-store; \
-             a replayed Idempotency-Key is 409 secret_shown_once).",
+             a replayed Idempotency-Key is 409 secret_shown_once). Under maker-checker an ops \
+             key answers 202 with its pending approval and works once a second ops key approves.",
             OPS,
             Some("NewKey"),
             "CreatedKey",
             &["forbidden", "invalid_input", "conflict"],
-            post(operations::create_key),
-        ),
+            post(keys::create_key),
+        )
+        .guarded("CreatedKey"),
         route(
             M::GET,
             "/v1/keys",
@@ -205,7 +219,7 @@ pub fn table() -> Vec<Route> {
             None,
             "KeyList",
             &["forbidden", "invalid_query"],
-            get(operations::list_keys),
+            get(keys::list_keys),
         )
         .query(PAGE),
         route(
@@ -217,7 +231,71 @@ pub fn table() -> Vec<Route> {
             Some("Empty"),
             "KeyRevoked",
             &["forbidden", "not_found"],
-            post(operations::revoke_key),
+            post(keys::revoke_key),
+        )
+        .status(200),
+        route(
+            M::POST,
+            "/v1/keys/{id}/rotate",
+            "rotate_key",
+            "A new secret for a key (same id, role and grants), shown only in this answer; the old \
+             secret is refused from the next request on, in every process.",
+            OPS,
+            Some("KeyRotation"),
+            "CreatedKey",
+            &["forbidden", "invalid_input", "not_found", "conflict"],
+            post(keys::rotate_key),
+        )
+        .status(200),
+        route(
+            M::GET,
+            "/v1/approvals",
+            "approvals",
+            "Approvals (maker-checker), newest first.",
+            OPS,
+            None,
+            "ApprovalList",
+            &["forbidden", "invalid_query"],
+            get(approvals::list),
+        )
+        .query(&[
+            ("state", "pending, approved, rejected, done or failed"),
+            ("limit", "items per page (1..=100)"),
+        ]),
+        route(
+            M::GET,
+            "/v1/approvals/{id}",
+            "approval",
+            "One approval with its outcome.",
+            OPS,
+            None,
+            "Approval",
+            &["forbidden", "not_found"],
+            get(approvals::get),
+        ),
+        route(
+            M::POST,
+            "/v1/approvals/{id}/approve",
+            "approve",
+            "Approves a pending approval with a second ops key (never the requester's); the action \
+             runs then, once, and its outcome is stored on the approval.",
+            OPS,
+            Some("ApprovalDecision"),
+            "Approval",
+            &["forbidden", "not_found", "conflict"],
+            post(approvals::approve),
+        )
+        .status(200),
+        route(
+            M::POST,
+            "/v1/approvals/{id}/reject",
+            "reject",
+            "Rejects a pending approval, with a reason.",
+            OPS,
+            Some("Rejection"),
+            "Approval",
+            &["forbidden", "not_found", "conflict", "invalid_input"],
+            post(approvals::reject),
         )
         .status(200),
         route(
@@ -235,6 +313,18 @@ pub fn table() -> Vec<Route> {
             ("before_id", "only records with a smaller id"),
             ("limit", "items per page (1..=100)"),
         ]),
+        route(
+            M::GET,
+            "/v1/audit/verify",
+            "audit_verify",
+            "Walks the audit log's hash chain: how many rows hold, or the first edited or \
+             unlinked row.",
+            OPS,
+            None,
+            "AuditVerification",
+            &["forbidden"],
+            get(approvals::verify_audit),
+        ),
         route(
             M::POST,
             "/v1/accounts",
@@ -261,7 +351,8 @@ pub fn table() -> Vec<Route> {
             M::POST,
             "/v1/accounts/{id}/owner",
             "change_owner",
-            "Hands a customer account to another customer (audited; the only way an owner changes).",
+            "Hands a customer account to another customer (audited; the only way an owner changes). \
+             Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
             Some("OwnerChange"),
             "Account",
@@ -275,7 +366,8 @@ pub fn table() -> Vec<Route> {
             ],
             post(accounts::change_owner),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::GET,
             "/v1/accounts/{id}/balance",
@@ -478,14 +570,15 @@ pub fn table() -> Vec<Route> {
             M::POST,
             "/v1/fees/days/{day}/{module}",
             "run_fee_module",
-            "Runs record, pay, verify or withdraw for a day.",
+            "Runs record, pay, verify or withdraw for a day. Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
             Some("Empty"),
             "FeeRun",
             &["forbidden", "invalid_path", "role_disabled"],
             post(settlement::run_module),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::GET,
             "/v1/fees/days/{day}/report",
@@ -568,26 +661,28 @@ pub fn table() -> Vec<Route> {
             M::POST,
             "/v1/payroll/deposits/{id}/retry",
             "payroll_retry",
-            "Runs the stage a deposit stands or waits at again (replays its dead letter).",
+            "Runs the stage a deposit stands or waits at again (replays its dead letter). Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
             Some("Empty"),
             "Deposit",
             &["forbidden", "not_found", "conflict", "role_disabled"],
             post(settlement::retry),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::POST,
             "/v1/payroll/deposits/{id}/rollback",
             "payroll_rollback",
-            "Rolls a deposit back: the decision commits, then compensating transfers.",
+            "Rolls a deposit back: the decision commits, then compensating transfers. Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
             Some("Empty"),
             "Deposit",
             &["forbidden", "not_found", "conflict", "role_disabled"],
             post(settlement::rollback),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::GET,
             "/v1/alerts",
@@ -676,19 +771,20 @@ pub fn table() -> Vec<Route> {
             M::POST,
             "/v1/providers/cohort",
             "set_cohort",
-            "Sets the share of users routed to the next provider.",
+            "Sets the share of users routed to the next provider. Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
             Some("Cohort"),
             "ProviderFlags",
             &["forbidden", "invalid_input", "role_disabled"],
             post(operations::set_cohort),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
         route(
             M::POST,
             "/v1/providers/overrides/{user_id}",
             "set_override",
-            "Pins one user to a provider (or removes the pin with null).",
+            "Pins one user to a provider (or removes the pin with null). Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
             Some("Override"),
             "ProviderFlags",
@@ -700,7 +796,8 @@ pub fn table() -> Vec<Route> {
             ],
             post(operations::set_override),
         )
-        .status(200),
+        .status(200)
+        .guarded("Approval"),
     ]
 }
 

@@ -1,6 +1,7 @@
-//! Operators' platform endpoints: who am I, API keys, the audit log, dead letters
-//! and provider routing flags. Every ops action is in the audit log (key id, time,
-//! action, target) before it runs.
+//! Operators' platform endpoints: who am I, the audit log, dead letters and
+//! provider routing flags. Every ops action is in the audit log (key id, time,
+//! action, target) before it runs and again with its outcome; cohort and override
+//! changes may need a second ops key's approval (`crate::approvals`).
 
 use axum::response::Response;
 use bank::providers::ProviderName;
@@ -10,7 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
-use crate::auth::{self, Caller, Role};
+use crate::approvals::{self, Action};
+use crate::auth::Caller;
 use crate::db;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -24,104 +26,6 @@ pub async fn me(caller: Caller) -> Response {
             "customer_id": caller.customer_id,
         }),
     )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewKeyBody {
-    role: String,
-    #[serde(default)]
-    customer_id: Option<String>,
-    /// Only for service keys: `house_accounts`.
-    #[serde(default)]
-    grants: Vec<String>,
-}
-
-pub async fn create_key(
-    state: Shared,
-    caller: Caller,
-    Json(body): Json<NewKeyBody>,
-) -> Result<Response, ApiError> {
-    let role = Role::parse(&body.role).ok_or_else(|| {
-        ApiError::invalid("role_invalid", "role must be ops, service or customer")
-    })?;
-    if let Some(customer) = &body.customer_id {
-        auth::parse_customer(customer)?;
-    }
-    let mut grants = Vec::with_capacity(body.grants.len());
-    for grant in &body.grants {
-        grants.push(auth::Grant::parse(grant).ok_or_else(|| {
-            ApiError::invalid("grant_invalid", format!("unknown grant {grant:?}"))
-        })?);
-    }
-    let created = auth::create_key_granted(
-        state.store(),
-        role,
-        body.customer_id.as_deref(),
-        &grants,
-        &caller.key_id,
-        state.now_ms(),
-    )
-    .await?;
-    state
-        .audit(
-            &caller,
-            "keys.create",
-            &created.key_id,
-            json!({ "role": role, "customer_id": created.customer_id, "grants": grants }),
-        )
-        .await?;
-    let mut response = answer(201, &created);
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    response
-        .extensions_mut()
-        .insert(crate::idempotency::SecretAnswer {
-            withheld: json!({ "key_id": created.key_id, "role": role }),
-        });
-    Ok(response)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeysQuery {
-    #[serde(default)]
-    limit: Option<i64>,
-}
-
-pub async fn list_keys(
-    state: Shared,
-    Query(query): Query<KeysQuery>,
-) -> Result<Response, ApiError> {
-    let limit = page_limit(query.limit, 100, &state)?;
-    let items = db::list_keys(state.store(), limit).await?;
-    Ok(answer(200, json!({ "items": items })))
-}
-
-/// Revokes a key: audited first; from then on every process refuses it, since
-/// each request reads its key from the database.
-pub async fn revoke_key(
-    state: Shared,
-    caller: Caller,
-    Path(key_id): Path<String>,
-    Json(Empty {}): Json<Empty>,
-) -> Result<Response, ApiError> {
-    if !db::key_is_live(state.store(), &key_id).await? {
-        return Err(ApiError::not_found("key"));
-    }
-    state
-        .audit(&caller, "keys.revoke", &key_id, json!({}))
-        .await?;
-    let now_ms = state.now_ms();
-    if !db::revoke_key(state.store(), &key_id, now_ms).await? {
-        return Err(ApiError::not_found("key"));
-    }
-    Ok(answer(
-        200,
-        json!({ "key_id": key_id, "revoked_at_ms": now_ms }),
-    ))
 }
 
 #[derive(Deserialize)]
@@ -236,17 +140,16 @@ async fn resolve(
             format!("the dead letter is {}, not parked", letter.state.name()),
         ));
     }
-    state.audit(caller, name, id, json!({})).await?;
     let actor = format!("api:{}", caller.key_id);
-    let letter = events::dead_letter::resolve(
-        store,
-        &consumer,
-        event_id,
-        action,
-        &actor,
-        money::Timestamp::from_unix_ms(state.now_ms()),
-    )
-    .await?;
+    let letter = state
+        .audited(caller, name, id, json!({}), async {
+            let at = money::Timestamp::from_unix_ms(state.now_ms());
+            Ok(
+                events::dead_letter::resolve(store, &consumer, event_id, action, &actor, at)
+                    .await?,
+            )
+        })
+        .await?;
     Ok(answer(200, letter_json(&letter)))
 }
 
@@ -310,19 +213,30 @@ pub async fn set_cohort(
             "percent must be 0..=100",
         ));
     }
+    state.routing()?;
+    let action = Action::ProvidersCohort {
+        percent: body.percent,
+    };
+    let (status, body) = approvals::run_or_request(&state, &caller, action).await?;
+    Ok(answer(status, body))
+}
+
+/// Sets the cohort percentage, audited with its outcome; the flags after it.
+pub(crate) async fn cohort(
+    state: &AppState,
+    caller: &Caller,
+    percent: u8,
+    approval_id: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
     let routing = state.routing()?;
+    let details = approvals::under(approval_id, json!({ "percent": percent }));
+    let actor = format!("api:{}", caller.key_id);
     state
-        .audit(
-            &caller,
-            "providers.cohort",
-            "cohort",
-            json!({ "percent": body.percent }),
-        )
+        .audited(caller, "providers.cohort", "cohort", details, async {
+            Ok(routing.set_cohort_percent(percent, &actor).await?)
+        })
         .await?;
-    routing
-        .set_cohort_percent(body.percent, &format!("api:{}", caller.key_id))
-        .await?;
-    Ok(answer(200, flags_json(&state).await?))
+    flags_json(state).await
 }
 
 pub async fn set_override(
@@ -356,17 +270,39 @@ pub async fn set_override(
     };
     let user = bank::UserId::parse(&user)
         .map_err(|error| ApiError::new("invalid_path", format!("user id: {error}")))?;
+    state.routing()?;
+    let action = Action::ProvidersOverride {
+        user_id: user.to_string(),
+        provider: provider.map(|p| p.as_str().to_owned()),
+    };
+    let (status, body) = approvals::run_or_request(&state, &caller, action).await?;
+    Ok(answer(status, body))
+}
+
+/// Pins a user to a provider (or unpins), audited with its outcome; the flags
+/// after it.
+pub(crate) async fn pin(
+    state: &AppState,
+    caller: &Caller,
+    user: &str,
+    provider: Option<&str>,
+    approval_id: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
     let routing = state.routing()?;
+    let user_id = bank::UserId::parse(user)
+        .map_err(|error| ApiError::new("invalid_path", format!("user id: {error}")))?;
+    let provider = match provider {
+        None => None,
+        Some(name) => Some(ProviderName::parse(name).ok_or_else(|| {
+            ApiError::invalid("provider_invalid", "provider must be legacy, next or null")
+        })?),
+    };
+    let details = approvals::under(approval_id, json!({ "provider": provider }));
+    let actor = format!("api:{}", caller.key_id);
     state
-        .audit(
-            &caller,
-            "providers.override",
-            &user.to_string(),
-            json!({ "provider": provider }),
-        )
+        .audited(caller, "providers.override", user, details, async {
+            Ok(routing.set_override(user_id, provider, &actor).await?)
+        })
         .await?;
-    routing
-        .set_override(user, provider, &format!("api:{}", caller.key_id))
-        .await?;
-    Ok(answer(200, flags_json(&state).await?))
+    flags_json(state).await
 }

@@ -1,7 +1,8 @@
 //! Operators' settlement endpoints: fee days (status, module runs, the
 //! reconciliation report) and the salary pipeline (status, deposits, one
 //! deposit in detail, retry, rollback, resolve, enrolling one user, alerts).
-//! Every action is written to the audit log before it runs.
+//! Every action is audited with its outcome; Withdraw, retry and rollback may need
+//! a second ops key's approval (`crate::approvals`).
 
 use axum::response::Response;
 use fees::{BusinessDay, Module, Trigger};
@@ -9,8 +10,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
+use crate::approvals::{self, Action};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 fn parse_day(text: &str) -> Result<BusinessDay, ApiError> {
     BusinessDay::parse(text).map_err(|error| ApiError::new("invalid_path", error.to_string()))
@@ -53,7 +56,7 @@ pub async fn run_module(
     Path((day, module)): Path<(String, String)>,
     Json(Empty {}): Json<Empty>,
 ) -> Result<Response, ApiError> {
-    let day = parse_day(&day)?;
+    let parsed = parse_day(&day)?;
     let module = Module::ALL
         .into_iter()
         .find(|m| m.name() == module)
@@ -63,22 +66,60 @@ pub async fn run_module(
                 "module must be record, pay, verify or withdraw",
             )
         })?;
+    state.fees()?;
+    if module == Module::Withdraw {
+        let action = Action::FeesWithdraw {
+            day: parsed.to_string(),
+        };
+        let (status, body) = approvals::run_or_request(&state, &caller, action).await?;
+        return Ok(answer(status, body));
+    }
+    Ok(answer(
+        200,
+        run_fee_module(&state, &caller, parsed, module, None).await?,
+    ))
+}
+
+/// Runs one fee module for a day, audited with its outcome.
+async fn run_fee_module(
+    state: &AppState,
+    caller: &Caller,
+    day: BusinessDay,
+    module: Module,
+    approval_id: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
     let fees = state.fees()?;
-    state
-        .audit(
-            &caller,
-            &format!("fees.{}", module.name()),
-            &day.to_string(),
-            json!({}),
-        )
+    let action = format!("fees.{}", module.name());
+    let details = approvals::under(approval_id, json!({}));
+    let report = state
+        .audited(caller, &action, &day.to_string(), details, async {
+            let report = match module {
+                Module::Record => fees.record(day, Trigger::Operator).await?,
+                Module::Pay => fees.pay(day, Trigger::Operator).await?,
+                Module::Verify => fees.verify(day, Trigger::Operator).await?,
+                Module::Withdraw => fees.withdraw(day, Trigger::Operator).await?,
+            };
+            Ok(report)
+        })
         .await?;
-    let report = match module {
-        Module::Record => fees.record(day, Trigger::Operator).await?,
-        Module::Pay => fees.pay(day, Trigger::Operator).await?,
-        Module::Verify => fees.verify(day, Trigger::Operator).await?,
-        Module::Withdraw => fees.withdraw(day, Trigger::Operator).await?,
-    };
-    Ok(answer(200, report))
+    serde_json::to_value(report).map_err(|e| ApiError::internal("internal_error", &e))
+}
+
+/// Fee settlement's Withdraw for `day` (maker-checker may have approved it).
+pub(crate) async fn withdraw(
+    state: &AppState,
+    caller: &Caller,
+    day: &str,
+    approval_id: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    run_fee_module(
+        state,
+        caller,
+        parse_day(day)?,
+        Module::Withdraw,
+        approval_id,
+    )
+    .await
 }
 
 pub async fn report(state: Shared, Path(day): Path<String>) -> Result<Response, ApiError> {
@@ -145,12 +186,10 @@ pub async fn retry(
     Path(id): Path<String>,
     Json(Empty {}): Json<Empty>,
 ) -> Result<Response, ApiError> {
-    let payroll = state.payroll()?;
-    payroll.deposit(&id).await?;
-    state
-        .audit(&caller, "payroll.retry", &id, json!({}))
-        .await?;
-    Ok(answer(200, payroll.retry_as(&id, &caller.key_id).await?))
+    state.payroll()?.deposit(&id).await?;
+    let action = Action::PayrollRetry { deposit_id: id };
+    let (status, body) = approvals::run_or_request(&state, &caller, action).await?;
+    Ok(answer(status, body))
 }
 
 pub async fn rollback(
@@ -159,15 +198,44 @@ pub async fn rollback(
     Path(id): Path<String>,
     Json(Empty {}): Json<Empty>,
 ) -> Result<Response, ApiError> {
+    state.payroll()?.deposit(&id).await?;
+    let action = Action::PayrollRollback { deposit_id: id };
+    let (status, body) = approvals::run_or_request(&state, &caller, action).await?;
+    Ok(answer(status, body))
+}
+
+/// Runs a deposit's stage again, audited with its outcome.
+pub(crate) async fn retry_deposit(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    approval_id: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
     let payroll = state.payroll()?;
-    payroll.deposit(&id).await?;
-    state
-        .audit(&caller, "payroll.rollback", &id, json!({}))
+    let details = approvals::under(approval_id, json!({}));
+    let deposit = state
+        .audited(caller, "payroll.retry", id, details, async {
+            Ok(payroll.retry_as(id, &caller.key_id).await?)
+        })
         .await?;
-    Ok(answer(
-        200,
-        payroll.rollback_as(&id, &caller.key_id, None).await?,
-    ))
+    serde_json::to_value(deposit).map_err(|e| ApiError::internal("internal_error", &e))
+}
+
+/// Rolls a deposit back, audited with its outcome.
+pub(crate) async fn rollback_deposit(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    approval_id: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    let payroll = state.payroll()?;
+    let details = approvals::under(approval_id, json!({}));
+    let deposit = state
+        .audited(caller, "payroll.rollback", id, details, async {
+            Ok(payroll.rollback_as(id, &caller.key_id, None).await?)
+        })
+        .await?;
+    serde_json::to_value(deposit).map_err(|e| ApiError::internal("internal_error", &e))
 }
 
 /// Why a deposit is where it is, who holds it, and what can be done.
@@ -200,13 +268,13 @@ pub async fn resolve(
             ),
         ));
     }
-    state
-        .audit(&caller, "payroll.resolve", &id, json!({ "reason": reason }))
+    let details = json!({ "reason": reason });
+    let deposit = state
+        .audited(&caller, "payroll.resolve", &id, details, async {
+            Ok(payroll.resolve(&id, &caller.key_id, reason).await?)
+        })
         .await?;
-    Ok(answer(
-        200,
-        payroll.resolve(&id, &caller.key_id, reason).await?,
-    ))
+    Ok(answer(200, deposit))
 }
 
 #[derive(Deserialize)]
@@ -257,10 +325,11 @@ pub async fn enrol(
         advance_krw: money::Krw::new(body.advance_krw),
         suspend_percent: body.suspend_percent,
     };
-    state
-        .audit(&caller, "payroll.enrol", &body.user_id, json!({}))
+    let account = state
+        .audited(&caller, "payroll.enrol", &body.user_id, json!({}), async {
+            Ok(payroll.enrol(&user).await?)
+        })
         .await?;
-    let account = payroll.enrol(&user).await?;
     Ok(answer(
         201,
         json!({ "user_id": body.user_id, "virtual_account": account.to_string() }),

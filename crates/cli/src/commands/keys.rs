@@ -1,8 +1,13 @@
-//! `settle keys create --role ops|service|customer [--customer ID]`: makes an API
-//! key, prints it once as JSON, and keeps only its hash. `settle keys list` shows
-//! every key (never the key itself); `settle keys revoke --key-id ID` revokes one,
-//! refused from the next request on by every process. Creations and revokes are
-//! written to the API's audit log with the actor `cli`.
+//! `settle keys create --role ops|service|customer [--customer ID] [--expires-in-days N]`:
+//! makes an API key, prints it once as JSON, and keeps only its hash. `settle keys
+//! list` shows every key (never the key itself) with its expiry and last use;
+//! `settle keys revoke --key-id ID` revokes one and `settle keys rotate --key-id ID`
+//! gives it a new secret (printed once), the old one refused from the next request
+//! on by every process. Every change is written to the API's audit log with the
+//! actor `cli`, before it runs and again with its outcome.
+//!
+//! The command line works on the database directly, as the installation's owner:
+//! maker-checker applies to API keys (`settle approvals` is an API client).
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
@@ -18,6 +23,83 @@ pub enum KeysCommand {
     List(StoreArgs),
     /// Revokes a key.
     Revoke(RevokeArgs),
+    /// Gives a key a new secret (same id, role and grants), printed once; the old
+    /// secret stops working at once.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The key's id (`key_…`), as `list` shows it.
+    #[arg(long)]
+    key_id: String,
+    /// A new expiry, this many days from now (default: keep the old one).
+    #[arg(long)]
+    expires_in_days: Option<u32>,
+}
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 24 * 60 * 60 * 1_000;
+
+fn expiry(days: Option<u32>, now_ms: i64) -> Option<i64> {
+    days.map(|days| now_ms.saturating_add(i64::from(days).saturating_mul(DAY_MS)))
+}
+
+/// Writes a CLI action's audit rows around `work`: intent, then its outcome.
+async fn audited<T>(
+    store: &store::Store,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let intent = api::db::append_audit(
+        store,
+        SystemClock.now().unix_ms(),
+        "cli",
+        action,
+        target,
+        &details,
+    )
+    .await?;
+    let result = work.await;
+    let outcome = match &result {
+        Ok(_) => serde_json::json!({ "outcome": "ok", "of": intent }),
+        Err(error) => serde_json::json!({
+            "outcome": "failed", "of": intent,
+            "code": error.downcast_ref::<CliError>().map_or("internal_error", |e| e.code.as_str()),
+        }),
+    };
+    api::db::append_audit(
+        store,
+        SystemClock.now().unix_ms(),
+        "cli",
+        action,
+        target,
+        &outcome,
+    )
+    .await?;
+    result
+}
+
+async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
+    let store = open(&args.store).await?;
+    let now_ms = SystemClock.now().unix_ms();
+    let expires_at_ms = expiry(args.expires_in_days, now_ms);
+    let details = serde_json::json!({ "expires_at_ms": expires_at_ms });
+    let rotated = audited(&store, "keys.rotate", &args.key_id, details, async {
+        api::auth::rotate_key(&store, &args.key_id, expires_at_ms, now_ms)
+            .await
+            .map_err(|error| CliError::new(error.code, error.message))?
+            .ok_or_else(|| {
+                CliError::new("not_found", format!("no live key {}", args.key_id)).into()
+            })
+    })
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&rotated)?);
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -65,18 +147,15 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
         return Err(CliError::new("not_found", format!("no live key {}", args.key_id)).into());
     }
     let now_ms = SystemClock.now().unix_ms();
-    api::db::append_audit(
-        &store,
-        now_ms,
-        "cli",
-        "keys.revoke",
-        &args.key_id,
-        &serde_json::json!({}),
-    )
+    let details = serde_json::json!({});
+    audited(&store, "keys.revoke", &args.key_id, details, async {
+        if api::db::revoke_key(&store, &args.key_id, now_ms).await? {
+            Ok(())
+        } else {
+            Err(CliError::new("not_found", format!("no live key {}", args.key_id)).into())
+        }
+    })
     .await?;
-    if !api::db::revoke_key(&store, &args.key_id, now_ms).await? {
-        return Err(CliError::new("not_found", format!("no live key {}", args.key_id)).into());
-    }
     println!(
         "{}",
         serde_json::json!({ "key_id": args.key_id, "revoked_at_ms": now_ms })
@@ -108,6 +187,9 @@ pub struct CreateArgs {
     /// lender, suspense, operating…); without it, only customer accounts.
     #[arg(long)]
     grant_house_accounts: bool,
+    /// The key stops working this many days from now (default: never).
+    #[arg(long)]
+    expires_in_days: Option<u32>,
 }
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
@@ -115,6 +197,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create(args) => create(args).await,
         KeysCommand::List(args) => list(args).await,
         KeysCommand::Revoke(args) => revoke(args).await,
+        KeysCommand::Rotate(args) => rotate(args).await,
     }
 }
 
@@ -140,26 +223,25 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     } else {
         &[]
     };
-    let created = api::auth::create_key_granted(
-        &store,
+    let spec = api::auth::KeySpec::new(
         role,
         args.customer.as_deref(),
         grants,
-        "cli",
+        expiry(args.expires_in_days, now_ms),
         now_ms,
     )
-    .await
     .map_err(|error| CliError::new(error.code, error.message))?;
-    api::db::append_audit(
-        &store,
-        now_ms,
-        "cli",
-        "keys.create",
-        &created.key_id,
-        &serde_json::json!({
-            "role": role, "customer_id": created.customer_id, "grants": grants,
-        }),
-    )
+    let minted = api::auth::mint(None);
+    let details = serde_json::json!({
+        "role": role, "customer_id": spec.customer_id, "grants": grants,
+        "expires_at_ms": spec.expires_at_ms,
+    });
+    let key_id = minted.0.clone();
+    let created = audited(&store, "keys.create", &key_id, details, async {
+        api::auth::store_key(&store, minted, &spec, "cli", now_ms, None)
+            .await
+            .map_err(|error| CliError::new(error.code, error.message).into())
+    })
     .await?;
     println!("{}", serde_json::to_string_pretty(&created)?);
     Ok(())

@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod approvals;
 mod audit;
 mod bank_sim;
 mod bench;
@@ -75,9 +76,12 @@ pub enum Command {
     Payroll(payroll::PayrollCommand),
     /// Run the HTTP API, the console and the background roles in one process.
     Serve(serve::ServeArgs),
-    /// API keys: create one (shown once, stored hashed), list, revoke.
+    /// API keys: create one (shown once, stored hashed), list, revoke, rotate.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Maker-checker: list, approve or reject pending approvals through the API.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// The API's audit log: verify its hash chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -136,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Payroll(command) => payroll::run(command).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Keys(command) => keys::run(command).await,
+        Command::Approvals(command) => approvals::run(command).await,
         Command::Audit(command) => audit::run(command).await,
         Command::Torture(args) => torture::run(args).await,
     }

@@ -110,6 +110,21 @@ pub struct ServeArgs {
     payout_account: String,
     #[arg(long, env = "SETTLE_PAYOUT_HOLDER")]
     payout_holder: String,
+    /// Actions a second ops key must approve (maker-checker), comma-separated:
+    /// fees_withdraw, payroll_retry, payroll_rollback, providers_cohort,
+    /// providers_override, ops_key_create, accounts_owner, or all. With fees_withdraw the fee
+    /// scheduler leaves Withdraw to approved operator requests.
+    #[arg(long, env = "SETTLE_REQUIRE_APPROVAL", default_value = "", value_parser = parse_guarded)]
+    require_approval: std::collections::BTreeSet<api::approvals::Guarded>,
+    /// How long a pending approval waits for its second key.
+    #[arg(long, env = "SETTLE_APPROVAL_TTL_S", default_value_t = 86_400)]
+    approval_ttl_s: u32,
+}
+
+fn parse_guarded(
+    text: &str,
+) -> Result<std::collections::BTreeSet<api::approvals::Guarded>, String> {
+    api::approvals::Guarded::parse_list(text)
 }
 
 /// A component's database derived from the main URL: the same database on
@@ -367,12 +382,12 @@ async fn spawn_api(
         clock: Some(platform.clock.clone()),
         probes: probes(args),
     };
-    let state = api::AppState::new(
-        platform.api_store.clone(),
-        handles,
-        api::ApiConfig::default(),
-    )
-    .await?;
+    let config = api::ApiConfig {
+        approvals_required: args.require_approval.clone(),
+        approval_ttl_ms: i64::from(args.approval_ttl_s).saturating_mul(1_000),
+        ..api::ApiConfig::default()
+    };
+    let state = api::AppState::new(platform.api_store.clone(), handles, config).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -413,10 +428,17 @@ async fn spawn_workers(
         });
     }
     if roles.contains(&Role::Fees) {
-        let scheduler = fees::scheduler::Scheduler::new(
+        let mut scheduler = fees::scheduler::Scheduler::new(
             platform.fees.clone(),
             Duration::from_secs(args.fees_every_s),
         );
+        if args
+            .require_approval
+            .contains(&api::approvals::Guarded::FeesWithdraw)
+        {
+            // Each day's Withdraw waits for an operator's approved request.
+            scheduler = scheduler.without(fees::Module::Withdraw);
+        }
         let signal = shutdown.clone();
         tasks.spawn(async move {
             scheduler.run(signal.wait()).await;

@@ -1,8 +1,9 @@
-// The audit log: every ops action and key creation, newest first, with "older"
-// paging by before_id.
+// The audit log: every ops action, before it ran and again with its outcome,
+// newest first, with "older" paging by before_id; and the hash chain's
+// verification (GET /v1/audit/verify), run when the page opens and on demand.
 
 import {api} from "../api.js";
-import {actionButton, h, mount, table, tableRow} from "../dom.js";
+import {actionButton, h, mount, pill, table, tableRow} from "../dom.js";
 import {shortId, time} from "../format.js";
 
 const PAGE_ROWS = 50;
@@ -13,6 +14,7 @@ const COLUMNS = [
   {label: "key", cell: (a) => h("span", {class: "mono", title: a.key_id}, shortId(a.key_id))},
   {label: "action", cell: (a) => h("code", {}, a.action)},
   {label: "target", cell: (a) => h("span", {class: "mono"}, a.target ?? "—")},
+  {label: "outcome", cell: (a) => (a.details?.outcome ? pill(a.details.outcome) : "")},
   {label: "details", cell: (a) => details(a.details)},
 ];
 
@@ -46,7 +48,27 @@ export async function render(el, {notify}) {
     }
   }
 
-  mount(el, h("h1", {}, "Audit log"), h("div", {class: "card", id: "audit"}, grid, more));
-  await load();
+  const verdict = h("span", {id: "audit-verify", "data-intact": ""}, "checking the chain…");
+  async function verify() {
+    try {
+      const answer = await api.get("/v1/audit/verify");
+      verdict.dataset.intact = String(answer.intact);
+      mount(
+        verdict,
+        answer.intact ? pill("ok") : pill("bad"),
+        answer.intact ? ` chain intact: ${answer.rows} rows hold` : ` chain broken at row #${answer.broken?.id}: ${answer.broken?.why}`,
+      );
+    } catch (err) {
+      notify(err);
+    }
+  }
+
+  mount(
+    el,
+    h("h1", {}, "Audit log"),
+    h("div", {class: "card spread", id: "audit-chain"}, verdict, actionButton("Verify chain", verify)),
+    h("div", {class: "card", id: "audit"}, grid, more),
+  );
+  await Promise.all([load(), verify()]);
   return null;
 }

@@ -3,7 +3,7 @@
 // progress and a button to run each, amounts per kind, and the reconciliation of
 // the ledger against the bank's statement.
 
-import {api, seg} from "../api.js";
+import {api, approvalNote, awaitingApproval, seg} from "../api.js";
 import {legend, kindColour, stackedBars} from "../chart.js";
 import {actionButton, h, mount, pill, progress, table} from "../dom.js";
 import {label, time, won} from "../format.js";
@@ -155,6 +155,7 @@ async function showDay(box, day, notify, onChange) {
         async () => {
           try {
             const report = await api.post(`/v1/fees/days/${seg(day)}/${module}`);
+            if (awaitingApproval(report)) return notify(approvalNote(`${module} ${day}`, report), {ok: true});
             const counts = Object.entries(report?.counts ?? {})
               .filter(([, v]) => v !== 0)
               .map(([k, v]) => (k.endsWith("_krw") ? `${label(k.slice(0, -4))} ${won(v)}` : `${label(k)} ${v}`))

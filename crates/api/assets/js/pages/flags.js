@@ -2,7 +2,7 @@
 // cohort, per-user overrides that win over the cohort, and the routing table's own
 // change log (who changed what, when).
 
-import {api, seg} from "../api.js";
+import {api, approvalNote, awaitingApproval, seg} from "../api.js";
 import {actionButton, h, mount, progress, table} from "../dom.js";
 import {shortId, time} from "../format.js";
 
@@ -28,7 +28,8 @@ export async function render(el, {notify}) {
   const reload = () => render(el, {notify});
   const pin = async (user, provider) => {
     try {
-      await api.post(`/v1/providers/overrides/${seg(user)}`, {provider});
+      const answer = await api.post(`/v1/providers/overrides/${seg(user)}`, {provider});
+      if (awaitingApproval(answer)) return notify(approvalNote(`pinning ${user}`, answer), {ok: true});
       notify(provider ? `${user} now routes to ${provider}` : `${user} follows the cohort again`, {ok: true});
       await reload();
     } catch (err) {
@@ -57,7 +58,11 @@ export async function render(el, {notify}) {
           "Set cohort",
           async () => {
             try {
-              await api.post("/v1/providers/cohort", {percent: Number(percentInput.value)});
+              const answer = await api.post("/v1/providers/cohort", {percent: Number(percentInput.value)});
+              if (awaitingApproval(answer)) {
+                el.dataset.approval = answer.approval_id;
+                return notify(approvalNote(`the cohort at ${Number(percentInput.value)}%`, answer), {ok: true});
+              }
               notify(`cohort set to ${Number(percentInput.value)}%`, {ok: true});
               await reload();
             } catch (err) {

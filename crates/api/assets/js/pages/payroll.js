@@ -2,7 +2,7 @@
 // stuck or waiting for an operator with why they are there (who holds them, what
 // was done), retry, rollback and resolve-with-a-reason, and the alerts raised.
 
-import {api, seg} from "../api.js";
+import {api, approvalNote, awaitingApproval, seg} from "../api.js";
 import {actionButton, h, mount, pill, progress, table} from "../dom.js";
 import {label, shortId, time, won} from "../format.js";
 
@@ -35,6 +35,7 @@ export async function render(el, {notify}) {
   const act = (deposit, verb, body) => async () => {
     try {
       const answer = await api.post(`/v1/payroll/deposits/${seg(deposit.deposit_id)}/${verb}`, body);
+      if (awaitingApproval(answer)) return notify(approvalNote(`${verb} ${deposit.deposit_id}`, answer), {ok: true});
       // The answer is the deposit as it now stands.
       notify(`${verb} ${deposit.deposit_id}: now ${label(answer.state)}`, {ok: true});
       await render(el, {notify});
