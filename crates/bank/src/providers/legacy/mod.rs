@@ -59,7 +59,12 @@ impl ProviderWire for Legacy {
         transformers::get_balance(account)
     }
 
-    fn parse_get_balance(&self, status: u16, body: &[u8]) -> Result<Krw, BankError> {
+    fn parse_get_balance(
+        &self,
+        _sent: &WireRequest,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Krw, BankError> {
         transformers::parse_balance(status, body)
     }
 
