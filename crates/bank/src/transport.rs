@@ -58,6 +58,8 @@ pub struct KftcSettings {
     /// The 10-character institution code that starts the connector's own
     /// `bank_tran_id`s (balance and holder inquiries).
     pub institution_code: String,
+    /// settle's name as the requesting customer of its payouts (`req_client_name`).
+    pub client_name: String,
     /// The deposit transfer pass phrase (`wd_pass_phrase`; `NONE` on the test bed).
     pub pass_phrase: Secret,
     /// A token is refreshed this long before it expires.
@@ -72,6 +74,7 @@ impl KftcSettings {
             scope: "oob".to_owned(),
             bank_code_std: "097".to_owned(),
             institution_code: "M202500001".to_owned(),
+            client_name: "세틀".to_owned(),
             pass_phrase: Secret::new("NONE"),
             token_refresh_margin_ms: 10 * 60 * 1_000,
         }

@@ -83,9 +83,10 @@ pub fn deposit(
             account_holder_name: payout.holder_name.to_string(),
             print_content: print_content("settle"),
             tran_amt: amount_text(payout.amount_krw),
-            req_client_name: payout.holder_name.to_string(),
+            // The requesting customer of a payout is settle itself.
+            req_client_name: settings.client_name.clone(),
             req_client_bank_code: settings.bank_code_std.clone(),
-            req_client_account_num: payout.to_account.to_string(),
+            req_client_account_num: payout.from_account.to_string(),
             req_client_num: payout.bank_tran_id.as_str()[11..].to_owned(),
             transfer_purpose: "TR".to_owned(),
         }],
