@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bank::providers::next::kftc_calls;
-use bank::sim::{FaultRates, MaintenanceWindow, OpenAccount, PPM_ALWAYS, Profile, SimConfig, Simulator};
+use bank::sim::{
+    FaultRates, MaintenanceWindow, OpenAccount, PPM_ALWAYS, Profile, SimConfig, Simulator,
+};
 use bank::types::{TransferInquiry, TransferKind, TransferRequest};
 use bank::{AccountNumber, BankError, BankTranId, HolderName, KftcSettings, TranDate};
 use money::{Krw, TestClock, Timestamp};
@@ -103,7 +105,12 @@ fn field<T: serde::de::DeserializeOwned>(call: &Value, key: &str) -> T {
 fn check_expect(f: &Fixture, read: Result<Value, BankError>) {
     match (f.expect.get("error"), read) {
         (Some(code), Err(error)) => {
-            assert_eq!(error.code(), code.as_str().unwrap(), "{}: {error:?}", f.name);
+            assert_eq!(
+                error.code(),
+                code.as_str().unwrap(),
+                "{}: {error:?}",
+                f.name
+            );
             assert_eq!(error.class().name(), f.class, "{}: the class", f.name);
         }
         (None, Ok(value)) => assert_eq!(value, f.expect, "{}", f.name),
@@ -138,14 +145,17 @@ fn the_connector_builds_each_fixture_request_and_reads_each_answer_as_its_class(
                 let kind: TransferKind = field(&f.call, "kind");
                 let inquiry = TransferInquiry::of(kind, &t);
                 let built = kftc_calls::result(&inquiry, now).unwrap();
-                let read = kftc_calls::parse_result(&inquiry, status, &answer).map(|outcome| {
-                    match outcome {
-                        bank::types::TransferOutcome::Succeeded { .. } => json!({"outcome": "succeeded"}),
-                        bank::types::TransferOutcome::Failed { code, .. } => {
-                            json!({"outcome": "failed", "code": code})
-                        }
-                    }
-                });
+                let read =
+                    kftc_calls::parse_result(&inquiry, status, &answer).map(
+                        |outcome| match outcome {
+                            bank::types::TransferOutcome::Succeeded { .. } => {
+                                json!({"outcome": "succeeded"})
+                            }
+                            bank::types::TransferOutcome::Failed { code, .. } => {
+                                json!({"outcome": "failed", "code": code})
+                            }
+                        },
+                    );
                 (built, read)
             }
             "balance" | "real_name" | "transactions" => {
@@ -183,7 +193,11 @@ fn the_connector_builds_each_fixture_request_and_reads_each_answer_as_its_class(
         assert_eq!(method, f.request.method, "{}", f.name);
         let expected_body = f.request.body.clone().or(f.request.query.clone()).unwrap();
         assert_eq!(built.body, expected_body, "{}: the request differs", f.name);
-        assert!(built.authorized, "{}: every KFTC call carries the token", f.name);
+        assert!(
+            built.authorized,
+            "{}: every KFTC call carries the token",
+            f.name
+        );
         check_expect(f, read);
     }
 }
@@ -215,26 +229,40 @@ async fn start_sim(setup: &SimSetup) -> RunningSim {
         };
     }
     let clock = Arc::new(TestClock::at(Timestamp::from_unix_ms(NOW_MS)));
-    let sim = Simulator::open(db.store.clone(), config, clock).await.unwrap();
+    let sim = Simulator::open(db.store.clone(), config, clock)
+        .await
+        .unwrap();
     let open = |number: &str, holder: &str, balance: i64| OpenAccount {
         account_number: AccountNumber::new(number).unwrap(),
         holder_name: HolderName::new(holder).unwrap(),
         balance_krw: Krw::new(balance),
     };
     let operating = setup.operating_balance_krw.unwrap_or(10_000_000);
-    sim.open_account(&open(OPERATING, "세틀주식회사", operating)).await.unwrap();
+    sim.open_account(&open(OPERATING, "세틀주식회사", operating))
+        .await
+        .unwrap();
     let payee = setup.payee_balance_krw.unwrap_or(0);
-    sim.open_account(&open(PAYEE, "김민지", payee)).await.unwrap();
+    sim.open_account(&open(PAYEE, "김민지", payee))
+        .await
+        .unwrap();
     if let Some((account, holder)) = &setup.rename {
         let account = AccountNumber::new(account).unwrap();
-        sim.rename_holder(&account, &HolderName::new(holder).unwrap()).await.unwrap();
+        sim.rename_holder(&account, &HolderName::new(holder).unwrap())
+            .await
+            .unwrap();
     }
     if let Some(account) = &setup.freeze {
-        sim.set_frozen(&AccountNumber::new(account).unwrap(), true).await.unwrap();
+        sim.set_frozen(&AccountNumber::new(account).unwrap(), true)
+            .await
+            .unwrap();
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(bank::sim::serve_simulator(sim, listener, std::future::pending()));
+    tokio::spawn(bank::sim::serve_simulator(
+        sim,
+        listener,
+        std::future::pending(),
+    ));
     RunningSim {
         base_url,
         http: reqwest::Client::new(),

@@ -220,7 +220,8 @@ async fn check_provider(
         "{refused:?}"
     );
     // Inquiries name the original transfer (the KFTC inquiry needs its leg and amount).
-    let asked = |n: u64, amount: i64| TransferInquiry::of(TransferKind::Deposit, &payout(n, amount));
+    let asked =
+        |n: u64, amount: i64| TransferInquiry::of(TransferKind::Deposit, &payout(n, amount));
     assert!(matches!(
         provider.payout_result(&asked(first_tran, 70_000)).await.unwrap(),
         TransferOutcome::Succeeded { receipt } if receipt.to_account == AccountNumber::new(PAYEE).unwrap()

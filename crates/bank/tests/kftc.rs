@@ -9,7 +9,9 @@ use bank::providers::next::{self, Next};
 use bank::providers::{BankingProvider, Connector};
 use bank::sim::{OpenAccount, Profile, SimConfig, Simulator, StatsBody};
 use bank::types::{TransferInquiry, TransferRequest};
-use bank::{AccountNumber, BankError, BankTranId, HolderName, TranDate, Transport, TransportConfig};
+use bank::{
+    AccountNumber, BankError, BankTranId, HolderName, TranDate, Transport, TransportConfig,
+};
 use money::{Krw, TestClock, Timestamp};
 
 const NOW_MS: i64 = 1_740_791_730_000;
@@ -31,7 +33,8 @@ async fn bank(token_ttl_s: u64) -> Bank {
     let sim = Simulator::open(db.store.clone(), config, sim_clock.clone())
         .await
         .unwrap();
-    for (number, holder, balance) in [(OPERATING, "세틀주식회사", 1_000_000), (PAYEE, "김민지", 0)] {
+    for (number, holder, balance) in [(OPERATING, "세틀주식회사", 1_000_000), (PAYEE, "김민지", 0)]
+    {
         sim.open_account(&OpenAccount {
             account_number: AccountNumber::new(number).unwrap(),
             holder_name: HolderName::new(holder).unwrap(),
@@ -42,7 +45,11 @@ async fn bank(token_ttl_s: u64) -> Bank {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(bank::sim::serve_simulator(sim.clone(), listener, std::future::pending()));
+    tokio::spawn(bank::sim::serve_simulator(
+        sim.clone(),
+        listener,
+        std::future::pending(),
+    ));
     Bank {
         sim,
         base_url,
@@ -113,7 +120,10 @@ async fn a_token_the_bank_refuses_is_transient_and_the_next_call_fetches_a_new_o
     let refused = connector.balance(&operating()).await.unwrap_err();
     assert_eq!(refused, BankError::AuthRejected);
     assert!(refused.is_transient(), "not processed: send again");
-    assert_eq!(connector.balance(&operating()).await.unwrap(), Krw::new(1_000_000));
+    assert_eq!(
+        connector.balance(&operating()).await.unwrap(),
+        Krw::new(1_000_000)
+    );
     assert_eq!(connector.token_cache().unwrap().fetched(), 2);
 }
 
@@ -134,7 +144,10 @@ async fn a_renamed_payee_is_refused_by_the_holder_check_before_any_transfer_reac
     let connector = bank.connector(Arc::new(TestClock::at(Timestamp::from_unix_ms(NOW_MS))));
     // The holder as the bank has it now.
     let payee = AccountNumber::new(PAYEE).unwrap();
-    assert_eq!(connector.account_holder(&payee).await.unwrap().as_str(), "김민지");
+    assert_eq!(
+        connector.account_holder(&payee).await.unwrap().as_str(),
+        "김민지"
+    );
     let paid = connector.payout(&payout(1, "김민지")).await.unwrap();
     assert_eq!(paid.amount_krw, Krw::new(50_000));
 
@@ -153,4 +166,36 @@ async fn a_renamed_payee_is_refused_by_the_holder_check_before_any_transfer_reac
         connector.payout_result(&asked).await.unwrap_err(),
         BankError::TransferNotFound
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transaction_list_pages_and_resumes_from_its_trace_with_running_balances() {
+    let bank = bank(3_600).await;
+    let connector = bank.connector(Arc::new(TestClock::at(Timestamp::from_unix_ms(NOW_MS))));
+    let payouts = 150_u64;
+    for n in 0..payouts {
+        let mut request = payout(100 + n, "김민지");
+        request.amount_krw = Krw::new(1_000);
+        connector.payout(&request).await.unwrap();
+    }
+    let day = TranDate::parse("20250301").unwrap();
+    let mut trace: Option<String> = None;
+    let mut lines = Vec::new();
+    for _ in 0..10 {
+        let page = connector
+            .transactions(&operating(), (day, day), trace.as_deref())
+            .await
+            .unwrap();
+        assert!(page.lines.len() <= 100);
+        lines.extend(page.lines);
+        trace = page.next_trace;
+        if trace.is_none() {
+            break;
+        }
+    }
+    assert_eq!(lines.len() as u64, payouts + 1, "the opening and every payout, once");
+    assert!(lines[0].incoming);
+    assert!(lines[1..].iter().all(|l| !l.incoming && l.amount_krw == Krw::new(1_000)));
+    let last = lines.last().unwrap();
+    assert_eq!(last.balance_after_krw, Krw::new(1_000_000 - 150 * 1_000));
 }

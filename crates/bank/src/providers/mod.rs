@@ -21,12 +21,12 @@ use serde::{Deserialize, Serialize};
 use crate::BankError;
 use crate::routing::{RoutingError, RoutingTable, SettlementStart};
 use crate::transport::{Body, Transport};
-use money::SystemClock;
-use next::token::{AccessToken, TokenCache};
 use crate::types::{
     AccountNumber, DepositId, DepositPage, HolderName, TransferInquiry, TransferOutcome,
     TransferReceipt, TransferRequest, UserId, VirtualDeposit,
 };
+use money::SystemClock;
+use next::token::{AccessToken, TokenCache};
 
 /// The banking providers settle can route a user to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -106,40 +106,58 @@ fn refuse(server: &SimServer, status: StatusCode, error: BankError) -> Response 
     (status, Json(envelope)).into_response()
 }
 
+/// A request refused before any bank sees it: the status and why.
+struct Refused(StatusCode, BankError);
+
 /// Checks the bearer token; `Err` is the 401 answer.
-fn authorize(server: &SimServer, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(server: &SimServer, headers: &HeaderMap) -> Result<(), Refused> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match token {
         Some(token) if server.tokens.valid(token, now(server).unix_ms()) => Ok(()),
-        _ => Err(refuse(server, StatusCode::UNAUTHORIZED, BankError::AuthRejected)),
+        _ => Err(Refused(StatusCode::UNAUTHORIZED, BankError::AuthRejected)),
     }
 }
 
 /// Parses a strict JSON body; bad input is the table's malformed-request code.
-fn strict<T: DeserializeOwned>(server: &SimServer, body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
-    let bytes = body.map_err(|r| refuse(server, r.status(), BankError::InvalidRequest(r.body_text())))?;
+fn strict<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Refused> {
+    let bytes = body.map_err(|r| Refused(r.status(), BankError::InvalidRequest(r.body_text())))?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        refuse(server, StatusCode::BAD_REQUEST, BankError::InvalidRequest(e.to_string()))
+        Refused(
+            StatusCode::BAD_REQUEST,
+            BankError::InvalidRequest(e.to_string()),
+        )
     })
 }
 
 async fn token(State(server): State<SimServer>, body: Result<Bytes, BytesRejection>) -> Response {
     let Ok(bytes) = body else {
-        return refuse(&server, StatusCode::BAD_REQUEST, BankError::InvalidRequest("no form".into()));
+        return refuse(
+            &server,
+            StatusCode::BAD_REQUEST,
+            BankError::InvalidRequest("no form".into()),
+        );
     };
     let form: Result<TokenRequest, _> = serde_urlencoded_form(&bytes);
     let Ok(form) = form else {
-        return refuse(&server, StatusCode::BAD_REQUEST, BankError::InvalidRequest("malformed form".into()));
+        return refuse(
+            &server,
+            StatusCode::BAD_REQUEST,
+            BankError::InvalidRequest("malformed form".into()),
+        );
     };
     if form.grant_type != "client_credentials"
         || form.scope != "oob"
         || form.client_secret != SIMULATOR_CLIENT_SECRET
         || form.client_id.is_empty()
     {
-        return refuse(&server, StatusCode::UNAUTHORIZED, BankError::InvalidRequest("client credentials refused".into()));
+        return refuse(
+            &server,
+            StatusCode::UNAUTHORIZED,
+            BankError::InvalidRequest("client credentials refused".into()),
+        );
     }
     let ttl_s = server.sim.config.token_ttl_s;
     let access_token = server.tokens.issue(
@@ -199,13 +217,19 @@ fn decode(text: &str) -> Option<String> {
 
 fn parse_deposit(req: &DepositRequest) -> Result<TransferRequest, BankError> {
     let [item] = req.req_list.as_slice() else {
-        return Err(BankError::InvalidRequest("req_list must hold exactly one item".into()));
+        return Err(BankError::InvalidRequest(
+            "req_list must hold exactly one item".into(),
+        ));
     };
     if req.cntr_account_type != CONTRACT_ACCOUNT || req.req_cnt != "1" || item.tran_no != "1" {
-        return Err(BankError::InvalidRequest("cntr_account_type, req_cnt or tran_no".into()));
+        return Err(BankError::InvalidRequest(
+            "cntr_account_type, req_cnt or tran_no".into(),
+        ));
     }
     if req.name_check_option != "on" {
-        return Err(BankError::InvalidRequest("name_check_option must be on".into()));
+        return Err(BankError::InvalidRequest(
+            "name_check_option must be on".into(),
+        ));
     }
     Ok(TransferRequest {
         bank_tran_id: BankTranId::new(&item.bank_tran_id)?,
@@ -220,7 +244,9 @@ fn parse_deposit(req: &DepositRequest) -> Result<TransferRequest, BankError> {
 
 fn date_of(tran_dtime: &str) -> Result<TranDate, BankError> {
     if tran_dtime.len() != 14 || !tran_dtime.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(BankError::InvalidRequest(format!("tran_dtime {tran_dtime:?}")));
+        return Err(BankError::InvalidRequest(format!(
+            "tran_dtime {tran_dtime:?}"
+        )));
     }
     TranDate::parse(&tran_dtime[..8])
 }
@@ -230,19 +256,20 @@ async fn deposit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(answer) = authorize(&server, &headers) {
-        return answer;
+    if let Err(Refused(status, error)) = authorize(&server, &headers) {
+        return refuse(&server, status, error);
     }
-    let req: DepositRequest = match strict(&server, body) {
+    let req: DepositRequest = match strict(body) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(Refused(status, error)) => return refuse(&server, status, error),
     };
     let request = match parse_deposit(&req) {
         Ok(request) => request,
         Err(error) => return refuse(&server, StatusCode::OK, error),
     };
     let outcome = run_transfer(&server, TransferKind::Deposit, &request).await;
-    let (envelope, bank_rsp_code) = envelope(&server, &outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+    let (envelope, bank_rsp_code) =
+        envelope(&server, &outcome.as_ref().map(|_| ()).map_err(Clone::clone));
     if bank_rsp_code.is_empty() {
         return reply(envelope);
     }
@@ -257,7 +284,11 @@ async fn deposit(
             bank_tran_id: request.bank_tran_id.to_string(),
             bank_tran_date: request.tran_date.to_string(),
             bank_code_tran: "097".into(),
-            bank_rsp_message: outcome.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+            bank_rsp_message: outcome
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             bank_rsp_code,
             bank_code_std: "097".into(),
             account_num_masked: mask_account(&request.to_account),
@@ -272,12 +303,12 @@ async fn withdraw(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(answer) = authorize(&server, &headers) {
-        return answer;
+    if let Err(Refused(status, error)) = authorize(&server, &headers) {
+        return refuse(&server, status, error);
     }
-    let req: WithdrawRequest = match strict(&server, body) {
+    let req: WithdrawRequest = match strict(body) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(Refused(status, error)) => return refuse(&server, status, error),
     };
     let parsed = (|| {
         Ok::<_, BankError>(TransferRequest {
@@ -292,11 +323,18 @@ async fn withdraw(
     })();
     let request = match parsed {
         Ok(request) if req.cntr_account_type == CONTRACT_ACCOUNT => request,
-        Ok(_) => return refuse(&server, StatusCode::OK, BankError::InvalidRequest("cntr_account_type".into())),
+        Ok(_) => {
+            return refuse(
+                &server,
+                StatusCode::OK,
+                BankError::InvalidRequest("cntr_account_type".into()),
+            );
+        }
         Err(error) => return refuse(&server, StatusCode::OK, error),
     };
     let outcome = run_transfer(&server, TransferKind::Withdraw, &request).await;
-    let (envelope, bank_rsp_code) = envelope(&server, &outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+    let (envelope, bank_rsp_code) =
+        envelope(&server, &outcome.as_ref().map(|_| ()).map_err(Clone::clone));
     if bank_rsp_code.is_empty() {
         return reply(envelope);
     }
@@ -305,7 +343,11 @@ async fn withdraw(
         bank_tran_id: request.bank_tran_id.to_string(),
         bank_tran_date: request.tran_date.to_string(),
         bank_code_tran: "097".into(),
-        bank_rsp_message: outcome.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+        bank_rsp_message: outcome
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         bank_rsp_code,
         dps_account_num_masked: mask_account(&request.to_account),
         account_num_masked: mask_account(&request.from_account),
@@ -318,20 +360,30 @@ async fn result(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(answer) = authorize(&server, &headers) {
-        return answer;
+    if let Err(Refused(status, error)) = authorize(&server, &headers) {
+        return refuse(&server, status, error);
     }
-    let req: ResultRequest = match strict(&server, body) {
+    let req: ResultRequest = match strict(body) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(Refused(status, error)) => return refuse(&server, status, error),
     };
     let [item] = req.req_list.as_slice() else {
-        return refuse(&server, StatusCode::OK, BankError::InvalidRequest("req_list".into()));
+        return refuse(
+            &server,
+            StatusCode::OK,
+            BankError::InvalidRequest("req_list".into()),
+        );
     };
     let kind = match req.check_type.as_str() {
         CHECK_DEPOSIT => TransferKind::Deposit,
         CHECK_WITHDRAW => TransferKind::Withdraw,
-        _ => return refuse(&server, StatusCode::OK, BankError::InvalidRequest("check_type".into())),
+        _ => {
+            return refuse(
+                &server,
+                StatusCode::OK,
+                BankError::InvalidRequest("check_type".into()),
+            );
+        }
     };
     let id = match BankTranId::new(&item.org_bank_tran_id) {
         Ok(id) => id,
@@ -361,9 +413,19 @@ async fn result(
         bank_tran_date: item.org_bank_tran_date.clone(),
         bank_code_tran: "097".into(),
         bank_rsp_code,
-        bank_rsp_message: outcome.as_ref().err().map(ToString::to_string).unwrap_or_default(),
-        wd_account_num_masked: found.as_ref().map(|s| mask_account(&s.receipt.from_account)).unwrap_or_default(),
-        dps_account_num_masked: found.as_ref().map(|s| mask_account(&s.receipt.to_account)).unwrap_or_default(),
+        bank_rsp_message: outcome
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        wd_account_num_masked: found
+            .as_ref()
+            .map(|s| mask_account(&s.receipt.from_account))
+            .unwrap_or_default(),
+        dps_account_num_masked: found
+            .as_ref()
+            .map(|s| mask_account(&s.receipt.to_account))
+            .unwrap_or_default(),
         dps_account_holder_name: String::new(),
         tran_amt: item.org_tran_amt.clone(),
     };
@@ -379,23 +441,40 @@ async fn balance(
     headers: HeaderMap,
     query: Result<Query<BalanceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(answer) = authorize(&server, &headers) {
-        return answer;
+    if let Err(Refused(status, error)) = authorize(&server, &headers) {
+        return refuse(&server, status, error);
     }
     let Ok(Query(q)) = query else {
-        return refuse(&server, StatusCode::BAD_REQUEST, BankError::InvalidRequest("query".into()));
+        return refuse(
+            &server,
+            StatusCode::BAD_REQUEST,
+            BankError::InvalidRequest("query".into()),
+        );
     };
-    let account = match (AccountNumber::new(&q.account_num), BankTranId::new(&q.bank_tran_id)) {
+    let account = match (
+        AccountNumber::new(&q.account_num),
+        BankTranId::new(&q.bank_tran_id),
+    ) {
         (Ok(account), Ok(_)) => account,
         (Err(e), _) | (_, Err(e)) => return refuse(&server, StatusCode::OK, e),
     };
-    let answer = server.sim.balance(&AccountRequest { account_number: account }).await;
-    let (envelope, bank_rsp_code) = envelope(&server, &answer.as_ref().map(|_| ()).map_err(Clone::clone));
-    let amount = answer.map(|b| amount_text(b.balance_krw)).unwrap_or_default();
+    let answer = server
+        .sim
+        .balance(&AccountRequest {
+            account_number: account,
+        })
+        .await;
+    let (envelope, bank_rsp_code) =
+        envelope(&server, &answer.as_ref().map(|_| ()).map_err(Clone::clone));
+    let amount = answer
+        .map(|b| amount_text(b.balance_krw))
+        .unwrap_or_default();
     reply(BalanceAnswer {
         envelope,
         bank_tran_id: q.bank_tran_id,
-        bank_tran_date: date_of(&q.tran_dtime).map(|d| d.to_string()).unwrap_or_default(),
+        bank_tran_date: date_of(&q.tran_dtime)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
         bank_code_tran: "097".into(),
         bank_rsp_code,
         bank_rsp_message: String::new(),
@@ -409,31 +488,41 @@ async fn real_name(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(answer) = authorize(&server, &headers) {
-        return answer;
+    if let Err(Refused(status, error)) = authorize(&server, &headers) {
+        return refuse(&server, status, error);
     }
-    let req: RealNameRequest = match strict(&server, body) {
+    let req: RealNameRequest = match strict(body) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(Refused(status, error)) => return refuse(&server, status, error),
     };
-    let account = match (AccountNumber::new(&req.account_num), BankTranId::new(&req.bank_tran_id)) {
+    let account = match (
+        AccountNumber::new(&req.account_num),
+        BankTranId::new(&req.bank_tran_id),
+    ) {
         (Ok(account), Ok(_)) => account,
         (Err(e), _) | (_, Err(e)) => return refuse(&server, StatusCode::OK, e),
     };
     let answer = server
         .sim
-        .account_holder(&AccountRequest { account_number: account.clone() })
+        .account_holder(&AccountRequest {
+            account_number: account.clone(),
+        })
         .await;
-    let (envelope, bank_rsp_code) = envelope(&server, &answer.as_ref().map(|_| ()).map_err(Clone::clone));
+    let (envelope, bank_rsp_code) =
+        envelope(&server, &answer.as_ref().map(|_| ()).map_err(Clone::clone));
     reply(RealNameAnswer {
         envelope,
         bank_tran_id: req.bank_tran_id,
-        bank_tran_date: date_of(&req.tran_dtime).map(|d| d.to_string()).unwrap_or_default(),
+        bank_tran_date: date_of(&req.tran_dtime)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
         bank_code_tran: "097".into(),
         bank_rsp_code,
         bank_rsp_message: String::new(),
         account_num: account.to_string(),
-        account_holder_name: answer.map(|h| h.holder_name.to_string()).unwrap_or_default(),
+        account_holder_name: answer
+            .map(|h| h.holder_name.to_string())
+            .unwrap_or_default(),
     })
 }
 
@@ -442,11 +531,15 @@ async fn transactions(
     headers: HeaderMap,
     query: Result<Query<TransactionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(answer) = authorize(&server, &headers) {
-        return answer;
+    if let Err(Refused(status, error)) = authorize(&server, &headers) {
+        return refuse(&server, status, error);
     }
     let Ok(Query(q)) = query else {
-        return refuse(&server, StatusCode::BAD_REQUEST, BankError::InvalidRequest("query".into()));
+        return refuse(
+            &server,
+            StatusCode::BAD_REQUEST,
+            BankError::InvalidRequest("query".into()),
+        );
     };
     let page = transaction_page(&server, &q).await;
     let (lines, next) = match page {
@@ -477,44 +570,47 @@ async fn transaction_page(
     let (from, to) = (TranDate::parse(&q.from_date)?, TranDate::parse(&q.to_date)?);
     let after_seq: i64 = match q.befor_inquiry_trace_info.as_str() {
         "" => 0,
-        text => text.parse().map_err(|_| BankError::InvalidRequest("trace".into()))?,
+        text => text
+            .parse()
+            .map_err(|_| BankError::InvalidRequest("trace".into()))?,
     };
     server.sim.enter_plain_call().await?;
+    // Running balances need every earlier movement, so the walk starts at the
+    // first one; `last_seq` is where this page stops, the next page's trace.
     let mut balance = money::Krw::ZERO;
     let mut since = 0;
     let mut lines = Vec::new();
-    let mut next = None;
+    let mut last_seq = after_seq;
     for _ in 0..BALANCE_PAGES_MAX {
         let movements = server.sim.statement(Some(&account), since).await?;
         let Some(last) = movements.last() else { break };
         since = last.seq;
         for m in &movements {
             let incoming = m.to_account == account.as_str();
-            balance = if incoming { balance.checked_add(m.amount_krw) } else { balance.checked_sub(m.amount_krw) }
-                .map_err(|_| BankError::InvalidRequest("balance overflow".into()))?;
+            balance = if incoming {
+                balance.checked_add(m.amount_krw)
+            } else {
+                balance.checked_sub(m.amount_krw)
+            }
+            .map_err(|_| BankError::InvalidRequest("balance overflow".into()))?;
             let day = TranDate::from_kst(Timestamp::from_unix_ms(m.at_ms));
             if m.seq <= after_seq || day < from || day > to {
                 continue;
             }
             if lines.len() == TRANSACTIONS_PAGE {
-                next = Some(lines_last_seq(&lines, m.seq));
-                return Ok((lines.into_iter().map(|(_, l)| l).collect(), next));
+                return Ok((lines, Some(last_seq.to_string())));
             }
             let dtime = kftc::tran_dtime(Timestamp::from_unix_ms(m.at_ms));
-            lines.push((m.seq, TransactionLine {
+            lines.push(TransactionLine {
                 tran_date: day.to_string(),
                 tran_time: dtime[8..].to_owned(),
                 inout_type: if incoming { "입금" } else { "출금" }.into(),
                 print_content: print_content(m.bank_tran_id.as_deref().unwrap_or(&m.kind)),
                 tran_amt: amount_text(m.amount_krw),
                 after_balance_amt: amount_text(balance),
-            }));
+            });
+            last_seq = m.seq;
         }
     }
-    let _ = &mut next;
-    Ok((lines.into_iter().map(|(_, l)| l).collect(), None))
-}
-
-fn lines_last_seq(lines: &[(i64, TransactionLine)], _following: i64) -> String {
-    lines.last().map(|(seq, _)| seq.to_string()).unwrap_or_default()
+    Ok((lines, None))
 }

@@ -130,7 +130,9 @@ impl SimServer {
     }
 
     pub(crate) fn count_token(&self) {
-        self.stats.tokens_issued_total.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .tokens_issued_total
+            .fetch_add(1, Ordering::Relaxed);
     }
 }
 

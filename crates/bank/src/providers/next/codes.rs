@@ -74,16 +74,24 @@ impl CodeTable {
             if !header_seen {
                 header_seen = true;
                 if raw != "layer,code,class,reason,source,meaning" {
-                    return Err(TableError { line, reason: "unexpected header".into() });
+                    return Err(TableError {
+                        line,
+                        reason: "unexpected header".into(),
+                    });
                 }
                 continue;
             }
             if by_code.len() >= ROWS_MAX {
-                return Err(TableError { line, reason: format!("over {ROWS_MAX} rows") });
+                return Err(TableError {
+                    line,
+                    reason: format!("over {ROWS_MAX} rows"),
+                });
             }
             let row = parse_row(raw).map_err(|reason| TableError { line, reason })?;
             if let Class::Failure(error) = &row.class {
-                by_reason.entry((row.layer, error.code())).or_insert_with(|| row.code.clone());
+                by_reason
+                    .entry((row.layer, error.code()))
+                    .or_insert_with(|| row.code.clone());
             }
             let plain = match row.class {
                 Class::Success => Some("ok"),
@@ -91,15 +99,26 @@ impl CodeTable {
                 Class::Failure(_) => None,
             };
             if let Some(plain) = plain {
-                by_reason.entry((row.layer, plain)).or_insert_with(|| row.code.clone());
+                by_reason
+                    .entry((row.layer, plain))
+                    .or_insert_with(|| row.code.clone());
             }
-            if by_code.insert((row.layer, row.code.clone()), row.class).is_some() {
-                return Err(TableError { line, reason: format!("code {} twice", row.code) });
+            if by_code
+                .insert((row.layer, row.code.clone()), row.class)
+                .is_some()
+            {
+                return Err(TableError {
+                    line,
+                    reason: format!("code {} twice", row.code),
+                });
             }
         }
         for layer in [Layer::Api, Layer::Bank] {
             if !by_reason.contains_key(&(layer, "ok")) {
-                return Err(TableError { line: 0, reason: format!("no success code for {layer:?}") });
+                return Err(TableError {
+                    line: 0,
+                    reason: format!("no success code for {layer:?}"),
+                });
             }
         }
         Ok(CodeTable { by_code, by_reason })
@@ -122,7 +141,10 @@ impl CodeTable {
     /// defers to it (or when the api says success, to catch a bank refusal inside
     /// a successful envelope). Unknown codes are outcome unknown.
     pub fn classify(&self, rsp_code: &str, bank_rsp_code: Option<&str>) -> Result<(), BankError> {
-        let unknown = |code: &str| BankError::Unrecognized { status: 200, code: code.to_owned() };
+        let unknown = |code: &str| BankError::Unrecognized {
+            status: 200,
+            code: code.to_owned(),
+        };
         match self.class(Layer::Api, rsp_code) {
             None => Err(unknown(rsp_code)),
             Some(Class::Failure(error)) => Err(error.clone()),
@@ -175,7 +197,11 @@ fn parse_row(raw: &str) -> Result<Row, String> {
             Class::Failure(error)
         }
     };
-    Ok(Row { layer, code: code.to_owned(), class })
+    Ok(Row {
+        layer,
+        code: code.to_owned(),
+        class,
+    })
 }
 
 /// The error a reason names. The KFTC wire carries no per-call limit, so an
@@ -211,15 +237,37 @@ mod tests {
     fn the_shipped_table_is_valid_and_classes_each_kind_of_answer() {
         let table = CodeTable::parse(TABLE_CSV).unwrap();
         assert_eq!(table.classify("A0000", Some("000")), Ok(()));
-        assert_eq!(table.classify("A0002", Some("815")), Err(BankError::HolderNameMismatch));
-        assert_eq!(table.classify("A0002", Some("419")), Err(BankError::AccountFrozen));
+        assert_eq!(
+            table.classify("A0002", Some("815")),
+            Err(BankError::HolderNameMismatch)
+        );
+        assert_eq!(
+            table.classify("A0002", Some("419")),
+            Err(BankError::AccountFrozen)
+        );
         let transient = table.classify("A0009", None).unwrap_err();
         assert_eq!(transient.class(), ErrorClass::Transient);
-        assert_eq!(table.classify("A0001", None).unwrap_err().class(), ErrorClass::Unknown);
+        assert_eq!(
+            table.classify("A0001", None).unwrap_err().class(),
+            ErrorClass::Unknown
+        );
         // Codes nobody wrote down are unknown, never a failure.
-        assert!(table.classify("Z9999", None).unwrap_err().is_outcome_unknown());
-        assert!(table.classify("A0002", Some("999")).unwrap_err().is_outcome_unknown());
-        assert_eq!(table.code_for(Layer::Bank, "holder_name_mismatch"), Some("815"));
+        assert!(
+            table
+                .classify("Z9999", None)
+                .unwrap_err()
+                .is_outcome_unknown()
+        );
+        assert!(
+            table
+                .classify("A0002", Some("999"))
+                .unwrap_err()
+                .is_outcome_unknown()
+        );
+        assert_eq!(
+            table.code_for(Layer::Bank, "holder_name_mismatch"),
+            Some("815")
+        );
         assert_eq!(table.code_for(Layer::Api, "ok"), Some("A0000"));
     }
 
@@ -227,7 +275,12 @@ mod tests {
     fn a_table_that_contradicts_the_error_classes_is_refused() {
         let header = "layer,code,class,reason,source,meaning\napi,A0000,success,ok,spec,ok\nbank,000,success,ok,spec,ok\n";
         let wrong_class = format!("{header}bank,419,transient,account_frozen,spec,x\n");
-        assert!(CodeTable::parse(&wrong_class).unwrap_err().reason.contains("refused"));
+        assert!(
+            CodeTable::parse(&wrong_class)
+                .unwrap_err()
+                .reason
+                .contains("refused")
+        );
         let twice = format!("{header}bank,000,success,ok,spec,again\n");
         assert!(CodeTable::parse(&twice).is_err());
         let bad_reason = format!("{header}bank,401,refused,made_up,spec,x\n");

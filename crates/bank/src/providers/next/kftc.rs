@@ -484,7 +484,12 @@ pub fn parse_api_tran_dtm(text: &str) -> Option<Timestamp> {
     }
     let date = TranDate::parse(&text[0..8]).ok()?;
     let field = |range: std::ops::Range<usize>| text[range].parse::<i64>().ok();
-    let (h, m, s, ms) = (field(8..10)?, field(10..12)?, field(12..14)?, field(14..17)?);
+    let (h, m, s, ms) = (
+        field(8..10)?,
+        field(10..12)?,
+        field(12..14)?,
+        field(14..17)?,
+    );
     if h > 23 || m > 59 || s > 59 {
         return None;
     }
@@ -522,7 +527,10 @@ pub fn answer_codes(outcome: &Result<(), BankError>) -> (String, String) {
             table.code_for(Layer::Api, "bank")
         };
         // An api-layer row for the same reason wins when the centre itself answers.
-        if let Some(api_own) = table.code_for(Layer::Api, reason).filter(|_| reason != "ok") {
+        if let Some(api_own) = table
+            .code_for(Layer::Api, reason)
+            .filter(|_| reason != "ok")
+        {
             return (api_own.to_owned(), String::new());
         }
         return (api.unwrap_or("A0002").to_owned(), bank.to_owned());
@@ -532,7 +540,10 @@ pub fn answer_codes(outcome: &Result<(), BankError>) -> (String, String) {
         // A reason the table has no code for: the simulator says "processing",
         // which every client must treat as unknown.
         None => (
-            table.code_for(Layer::Api, "bank_processing").unwrap_or("A0001").to_owned(),
+            table
+                .code_for(Layer::Api, "bank_processing")
+                .unwrap_or("A0001")
+                .to_owned(),
             String::new(),
         ),
     }
@@ -559,7 +570,10 @@ mod tests {
         let masked = mask_account(&account);
         assert_eq!(masked, "1002******002");
         assert!(masked_matches(&masked, &account));
-        assert!(!masked_matches(&masked, &AccountNumber::new("1002000000003").unwrap()));
+        assert!(!masked_matches(
+            &masked,
+            &AccountNumber::new("1002000000003").unwrap()
+        ));
     }
 
     #[test]
@@ -569,6 +583,9 @@ mod tests {
             answer_codes(&Err(BankError::HolderNameMismatch)),
             ("A0002".into(), "815".into())
         );
-        assert_eq!(answer_codes(&Err(BankError::RateLimited)), ("A0019".into(), String::new()));
+        assert_eq!(
+            answer_codes(&Err(BankError::RateLimited)),
+            ("A0019".into(), String::new())
+        );
     }
 }

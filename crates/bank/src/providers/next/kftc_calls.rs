@@ -105,7 +105,8 @@ pub fn parse_deposit(
     let line = line.ok_or_else(|| wrong("a success without res_list".into()))?;
     check_echo(&payout.bank_tran_id, &line.bank_tran_id)?;
     let amount = parse_amount("tran_amt", &line.tran_amt)?;
-    if amount != payout.amount_krw || !masked_matches(&line.account_num_masked, &payout.to_account) {
+    if amount != payout.amount_krw || !masked_matches(&line.account_num_masked, &payout.to_account)
+    {
         return Err(wrong(format!(
             "answer for {} names {} to {}",
             payout.bank_tran_id, line.tran_amt, line.account_num_masked
@@ -244,7 +245,10 @@ fn succeeded(
         && line.bank_tran_date == inquiry.tran_date.to_string();
     if !same {
         // The bank's record differs from what we sent: never call that "paid".
-        return Err(wrong(format!("the bank's record of {} differs", inquiry.bank_tran_id)));
+        return Err(wrong(format!(
+            "the bank's record of {} differs",
+            inquiry.bank_tran_id
+        )));
     }
     Ok(TransferOutcome::Succeeded {
         receipt: receipt(original.kind, sent, envelope)?,
@@ -287,7 +291,12 @@ pub fn real_name(
         account_holder_info: String::new(),
         tran_dtime: kftc::tran_dtime(now),
     };
-    request("kftc_real_name", PATH_REAL_NAME, WireMethod::PostJson, &body)
+    request(
+        "kftc_real_name",
+        PATH_REAL_NAME,
+        WireMethod::PostJson,
+        &body,
+    )
 }
 
 /// Reads a holder inquiry: the holder's name as the bank has it now.
@@ -342,7 +351,12 @@ pub fn transactions(
         tran_dtime: kftc::tran_dtime(now),
         befor_inquiry_trace_info: trace.unwrap_or_default().to_owned(),
     };
-    request("kftc_transactions", PATH_TRANSACTIONS, WireMethod::GetQuery, &query)
+    request(
+        "kftc_transactions",
+        PATH_TRANSACTIONS,
+        WireMethod::GetQuery,
+        &query,
+    )
 }
 
 pub fn parse_transactions(
@@ -354,14 +368,18 @@ pub fn parse_transactions(
     kftc::check_envelope(&answer.envelope, Some(&answer.bank_rsp_code))?;
     check_echo(id, &answer.bank_tran_id)?;
     if answer.res_list.len() > TRANSACTIONS_PAGE_MAX {
-        return Err(wrong(format!("{} lines in one page", answer.res_list.len())));
+        return Err(wrong(format!(
+            "{} lines in one page",
+            answer.res_list.len()
+        )));
     }
     let lines = answer
         .res_list
         .iter()
         .map(|line| {
             Ok(StatementLine {
-                tran_date: TranDate::parse(&line.tran_date).map_err(|_| wrong("tran_date".into()))?,
+                tran_date: TranDate::parse(&line.tran_date)
+                    .map_err(|_| wrong("tran_date".into()))?,
                 tran_time: line.tran_time.clone(),
                 incoming: match line.inout_type.as_str() {
                     "입금" => true,

@@ -59,7 +59,9 @@ impl Next {
         Next {
             settings,
             clock,
-            inquiry_sequence: Arc::new(AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().0 % TRAN_TAIL_SPACE)),
+            inquiry_sequence: Arc::new(AtomicU64::new(
+                uuid::Uuid::new_v4().as_u64_pair().0 % TRAN_TAIL_SPACE,
+            )),
         }
     }
 
@@ -157,10 +159,9 @@ impl ProviderWire for Next {
     }
 
     fn holder_check(&self, payout: &TransferRequest) -> Option<Result<WireRequest, BankError>> {
-        Some(
-            self.inquiry_id()
-                .and_then(|id| kftc_calls::real_name(&self.settings, &payout.to_account, &id, self.now())),
-        )
+        Some(self.inquiry_id().and_then(|id| {
+            kftc_calls::real_name(&self.settings, &payout.to_account, &id, self.now())
+        }))
     }
 
     fn parse_holder_check(
@@ -195,7 +196,12 @@ impl Connector<Next> {
         let wire = self.wire();
         let id = wire.inquiry_id()?;
         let (status, body) = self
-            .send(kftc_calls::real_name(&wire.settings, account, &id, wire.now()))
+            .send(kftc_calls::real_name(
+                &wire.settings,
+                account,
+                &id,
+                wire.now(),
+            ))
             .await?;
         kftc_calls::parse_real_name(&id, status, &body)
     }
@@ -226,7 +232,8 @@ impl Connector<Next> {
     ) -> Result<TransactionPage, BankError> {
         let wire = self.wire();
         let id = wire.inquiry_id()?;
-        let request = kftc_calls::transactions(&wire.settings, account, dates, trace, &id, wire.now());
+        let request =
+            kftc_calls::transactions(&wire.settings, account, dates, trace, &id, wire.now());
         let (status, body) = self.send(request).await?;
         kftc_calls::parse_transactions(&id, status, &body)
     }

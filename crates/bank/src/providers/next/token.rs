@@ -101,8 +101,8 @@ impl TokenCache {
     /// A token good for at least the refresh margin, fetching one if needed.
     pub async fn token(&self) -> Result<AccessToken, BankError> {
         let mut current = self.current.lock().await;
-        let margin_ms = i64::try_from(self.transport.config().kftc.token_refresh_margin_ms)
-            .unwrap_or(i64::MAX);
+        let margin_ms =
+            i64::try_from(self.transport.config().kftc.token_refresh_margin_ms).unwrap_or(i64::MAX);
         let now_ms = self.clock.now().unix_ms();
         if let Some(token) = current.as_ref()
             && token.expires_at_ms.saturating_sub(margin_ms) > now_ms
@@ -118,10 +118,7 @@ impl TokenCache {
     /// the next call fetches a new one.
     pub async fn invalidate(&self, rejected: &AccessToken) {
         let mut current = self.current.lock().await;
-        if current
-            .as_ref()
-            .is_some_and(|t| t.token == rejected.token)
-        {
+        if current.as_ref().is_some_and(|t| t.token == rejected.token) {
             *current = None;
         }
     }

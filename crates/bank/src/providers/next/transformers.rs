@@ -68,4 +68,3 @@ pub fn get_deposit(deposit: &DepositId) -> Result<WireRequest, BankError> {
     };
     request("next_get_deposit", wire::PATH_VIRTUAL_DEPOSIT, &body)
 }
-
