@@ -261,11 +261,7 @@ async fn the_facade_sends_each_user_to_the_routed_provider_and_guards_the_deposi
     let table = RoutingTable::open(db.store.clone(), Arc::new(SystemClock))
         .await
         .unwrap();
-    let facade = Facade::new(
-        table.clone(),
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(table.clone(), &transport);
     let someone = user(5);
     assert_eq!(
         facade.provider_for(someone).await.unwrap().name(),
@@ -294,4 +290,30 @@ async fn the_facade_sends_each_user_to_the_routed_provider_and_guards_the_deposi
             provider: ProviderName::Next
         }
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_registry_is_built_from_the_list_of_all_providers() {
+    let db = store::testing::sqlite().await;
+    for (index, name) in ProviderName::ALL.into_iter().enumerate() {
+        assert_eq!(name as usize, index);
+        assert_eq!(ProviderName::parse(name.as_str()), Some(name));
+        let json = serde_json::to_string(&name).unwrap();
+        assert_eq!(json, format!("\"{}\"", name.as_str()));
+    }
+    let transport = Transport::new(bank::TransportConfig::new("http://127.0.0.1:9")).unwrap();
+    let table = routing(db.store.clone()).await;
+    let facade = Facade::connect(table.clone(), &transport);
+    for name in ProviderName::ALL {
+        assert_eq!(facade.provider(name).name(), name);
+    }
+    // A facade from given providers needs each one exactly once.
+    let all = || ProviderName::ALL.map(|name| providers::connect(name, transport.clone()));
+    assert!(Facade::with_providers(table.clone(), all()).is_ok());
+    let missing = all().into_iter().skip(1);
+    assert!(Facade::with_providers(table.clone(), missing).is_err());
+    let twice = all()
+        .into_iter()
+        .chain([providers::connect(ProviderName::Next, transport.clone())]);
+    assert!(Facade::with_providers(table, twice).is_err());
 }

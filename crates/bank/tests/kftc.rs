@@ -193,9 +193,17 @@ async fn the_transaction_list_pages_and_resumes_from_its_trace_with_running_bala
             break;
         }
     }
-    assert_eq!(lines.len() as u64, payouts + 1, "the opening and every payout, once");
+    assert_eq!(
+        lines.len() as u64,
+        payouts + 1,
+        "the opening and every payout, once"
+    );
     assert!(lines[0].incoming);
-    assert!(lines[1..].iter().all(|l| !l.incoming && l.amount_krw == Krw::new(1_000)));
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| !l.incoming && l.amount_krw == Krw::new(1_000))
+    );
     let last = lines.last().unwrap();
     assert_eq!(last.balance_after_krw, Krw::new(1_000_000 - 150 * 1_000));
 }

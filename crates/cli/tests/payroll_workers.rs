@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::Facade;
 use bank::routing::RoutingTable;
 use bank::sim::{OpenAccount, Profile, Salary, SimConfig, Simulator};
 use bank::{AccountNumber, HolderName, Transport, TransportConfig, UserId};
@@ -70,11 +70,7 @@ async fn world(seed: u64) -> Option<World> {
     let routing = RoutingTable::open(db.store.clone(), clock.clone())
         .await
         .unwrap();
-    let facade = Facade::new(
-        routing,
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(routing, &transport);
     let mut config = PayrollConfig::new(
         AccountNumber::new(OPERATING).unwrap(),
         HolderName::new(HOLDER).unwrap(),

@@ -238,7 +238,10 @@ async fn the_kftc_holder_check_refuses_a_renamed_account_before_paying(backend: 
 
     let waiting = system.payroll.deposit(&renamed).await.unwrap();
     assert_eq!(waiting.state, DepositState::Waiting);
-    assert_eq!(waiting.waiting_reason.as_deref(), Some("holder_name_changed"));
+    assert_eq!(
+        waiting.waiting_reason.as_deref(),
+        Some("holder_name_changed")
+    );
     assert_eq!(
         system.payroll.deposit(&fine).await.unwrap().state,
         DepositState::Completed
@@ -250,7 +253,9 @@ async fn the_kftc_holder_check_refuses_a_renamed_account_before_paying(backend: 
         "nothing was paid to the renamed account: {payouts:?}"
     );
     assert!(
-        payouts.values().any(|(to, _)| *to == system.users[1].2.to_string()),
+        payouts
+            .values()
+            .any(|(to, _)| *to == system.users[1].2.to_string()),
         "the other user was paid over the KFTC wire"
     );
     // Every transfer request the bank received moved money: the refused payout
@@ -273,6 +278,6 @@ async fn the_kftc_holder_check_refuses_a_renamed_account_before_paying(backend: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kftc_holder_check_refuses_a_renamed_payout_account_before_paying_and_alerts_once_on_sqlite()
-{
+ {
     the_kftc_holder_check_refuses_a_renamed_account_before_paying(Backend::Sqlite).await;
 }

@@ -25,27 +25,47 @@ use crate::types::{
     AccountNumber, DepositId, DepositPage, HolderName, TransferInquiry, TransferOutcome,
     TransferReceipt, TransferRequest, UserId, VirtualDeposit,
 };
-use money::SystemClock;
 use next::token::{AccessToken, TokenCache};
 
-/// The banking providers settle can route a user to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderName {
-    Legacy,
-    Next,
+/// Declares the providers: each line names the variant, its wire name, and the
+/// function in its folder that connects it. The enum, [`ProviderName::ALL`],
+/// [`ProviderName::as_str`] and [`connect`] all come from this one list, so a third
+/// bank is one folder and one line here.
+macro_rules! providers {
+    ($($variant:ident => $name:literal, $connect:path;)+) => {
+        /// The banking providers settle can route a user to.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[repr(usize)]
+        pub enum ProviderName {
+            $(#[serde(rename = $name)] $variant,)+
+        }
+
+        impl ProviderName {
+            /// Every provider, in declaration order (`ALL[p as usize] == p`).
+            pub const ALL: [ProviderName; [$($name),+].len()] = [$(ProviderName::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ProviderName::$variant => $name,)+
+                }
+            }
+        }
+
+        /// Builds a provider by name on a transport.
+        pub fn connect(name: ProviderName, transport: Transport) -> Arc<dyn BankingProvider> {
+            match name {
+                $(ProviderName::$variant => $connect(transport),)+
+            }
+        }
+    };
+}
+
+providers! {
+    Legacy => "legacy", legacy::connect;
+    Next => "next", next::connect;
 }
 
 impl ProviderName {
-    pub const ALL: [ProviderName; 2] = [ProviderName::Legacy, ProviderName::Next];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderName::Legacy => "legacy",
-            ProviderName::Next => "next",
-        }
-    }
-
     pub fn parse(text: &str) -> Option<ProviderName> {
         ProviderName::ALL.into_iter().find(|p| p.as_str() == text)
     }
@@ -319,34 +339,52 @@ impl<W: ProviderWire> BankingProvider for Connector<W> {
     }
 }
 
-/// Builds a provider by name on a transport (one registration line per provider).
-pub fn connect(name: ProviderName, transport: Transport) -> Arc<dyn BankingProvider> {
-    match name {
-        ProviderName::Legacy => Arc::new(Connector::new(legacy::Legacy, transport)),
-        ProviderName::Next => Arc::new(next::connector(transport, Arc::new(SystemClock))),
-    }
-}
-
 /// The facade settle calls: routes each user to a provider through the routing
 /// table, and guards each deposit so only one provider ever settles it.
 #[derive(Clone)]
 pub struct Facade {
     routing: RoutingTable,
-    legacy: Arc<dyn BankingProvider>,
-    next: Arc<dyn BankingProvider>,
+    /// One provider per [`ProviderName`], at index `name as usize`.
+    providers: Arc<[Arc<dyn BankingProvider>; ProviderName::ALL.len()]>,
 }
 
 impl Facade {
-    pub fn new(
-        routing: RoutingTable,
-        legacy: Arc<dyn BankingProvider>,
-        next: Arc<dyn BankingProvider>,
-    ) -> Facade {
+    /// Every provider of [`ProviderName::ALL`], connected on one transport.
+    pub fn connect(routing: RoutingTable, transport: &Transport) -> Facade {
+        let providers = ProviderName::ALL.map(|name| connect(name, transport.clone()));
         Facade {
             routing,
-            legacy,
-            next,
+            providers: Arc::new(providers),
         }
+    }
+
+    /// A facade over providers built elsewhere (wrapped for tests, or on separate
+    /// transports): exactly one per [`ProviderName`], in any order.
+    pub fn with_providers(
+        routing: RoutingTable,
+        given: impl IntoIterator<Item = Arc<dyn BankingProvider>>,
+    ) -> Result<Facade, BankError> {
+        let mut slots: [Option<Arc<dyn BankingProvider>>; ProviderName::ALL.len()] =
+            Default::default();
+        for provider in given {
+            let slot = &mut slots[provider.name() as usize];
+            if slot.replace(provider).is_some() {
+                return Err(BankError::InvalidRequest("a provider given twice".into()));
+            }
+        }
+        let mut providers = Vec::with_capacity(slots.len());
+        for (name, slot) in ProviderName::ALL.into_iter().zip(slots) {
+            providers.push(slot.ok_or_else(|| {
+                BankError::InvalidRequest(format!("no provider given for {name}"))
+            })?);
+        }
+        let providers = providers
+            .try_into()
+            .map_err(|_| BankError::InvalidRequest("provider count".into()))?;
+        Ok(Facade {
+            routing,
+            providers: Arc::new(providers),
+        })
     }
 
     pub fn routing(&self) -> &RoutingTable {
@@ -354,10 +392,8 @@ impl Facade {
     }
 
     pub fn provider(&self, name: ProviderName) -> Arc<dyn BankingProvider> {
-        match name {
-            ProviderName::Legacy => Arc::clone(&self.legacy),
-            ProviderName::Next => Arc::clone(&self.next),
-        }
+        // In bounds by construction: the discriminants are 0..ALL.len().
+        Arc::clone(&self.providers[name as usize])
     }
 
     /// The provider that serves `user` right now (read fresh on every call, so a

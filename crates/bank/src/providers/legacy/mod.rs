@@ -15,6 +15,11 @@ use crate::types::{
     TransferReceipt, TransferRequest, UserId, VirtualDeposit,
 };
 
+/// The legacy connector on `transport` (its registration in [`super::providers!`]).
+pub fn connect(transport: crate::Transport) -> std::sync::Arc<dyn super::BankingProvider> {
+    std::sync::Arc::new(super::Connector::new(Legacy, transport))
+}
+
 /// The "legacy" provider's wire shape.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Legacy;

@@ -76,6 +76,11 @@ impl Next {
     }
 }
 
+/// The `next` connector on the system clock (its registration in the providers list).
+pub fn connect(transport: Transport) -> Arc<dyn super::BankingProvider> {
+    Arc::new(connector(transport, Arc::new(money::SystemClock)))
+}
+
 /// The `next` connector on `transport`, with its token cache.
 pub fn connector(transport: Transport, clock: Arc<dyn Clock>) -> Connector<Next> {
     let wire = Next::new(transport.config().kftc.clone(), clock.clone());
