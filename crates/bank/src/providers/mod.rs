@@ -2,8 +2,9 @@
 //! one [`BankingProvider`] trait, hyperswitch-style. A provider (one folder each) is
 //! a [`ProviderWire`]: it only builds requests in its own wire shape and parses its
 //! own answers; [`Connector`] does the sending through the shared [`Transport`]
-//! (limits, timeouts, metrics). Adding a provider touches one folder and one line in
-//! [`ProviderName`].
+//! (limits, timeouts, metrics), adding the bearer token of a wire that needs one.
+//! Adding a provider touches one folder, its `pub mod` line, and one line in the
+//! `providers!` list below.
 //!
 //! Which provider serves a user is decided by [`crate::routing`]; this module never
 //! reads the routing table and never retries a payout.
