@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::{Facade, ProviderName};
 use bank::routing::RoutingTable;
 use bank::sim::{OpenAccount, Profile, Salary, SimConfig, Simulator};
 use bank::{AccountNumber, HolderName, Transport, TransportConfig};
@@ -394,11 +394,7 @@ impl World {
         transport.requests_per_s_max = None;
         transport.concurrent_max = Some(32);
         let transport = Transport::new(transport).unwrap();
-        let facade = Facade::new(
-            routing.clone(),
-            providers::connect(ProviderName::Legacy, transport.clone()),
-            providers::connect(ProviderName::Next, transport),
-        );
+        let facade = Facade::connect(routing.clone(), &transport);
         let mut config = PayrollConfig::new(
             AccountNumber::new(OPERATING).unwrap(),
             HolderName::new(OPERATING_HOLDER).unwrap(),

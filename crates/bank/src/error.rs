@@ -32,6 +32,10 @@ pub enum BankError {
     RateLimited,
     #[error("the bank is busy; the call was not processed")]
     Busy,
+    /// The bank refused our access token (expired or revoked); the call was not
+    /// processed. The connector drops its cached token, so the next call fetches one.
+    #[error("the bank refused the access token; the call was not processed")]
+    AuthRejected,
     /// The connection was never made (refused, unreachable, TLS handshake failed),
     /// so no byte of the request reached the bank.
     #[error("nothing was sent: {0}")]
@@ -50,6 +54,9 @@ pub enum BankError {
     // Outcome unknown: money may or may not have moved.
     #[error("the bank did not answer within {timeout_ms} ms")]
     Timeout { timeout_ms: u64 },
+    /// The bank accepted the call but has no final result yet ("processing").
+    #[error("the bank is still processing the call")]
+    Processing,
     #[error("the connection to the bank failed: {0}")]
     Connection(String),
     #[error("the bank answered HTTP {status}: {message}")]
@@ -86,8 +93,10 @@ impl BankError {
             BankError::Maintenance
             | BankError::RateLimited
             | BankError::Busy
+            | BankError::AuthRejected
             | BankError::NotSent(_) => ErrorClass::Transient,
             BankError::Timeout { .. }
+            | BankError::Processing
             | BankError::Connection(_)
             | BankError::Server { .. }
             | BankError::Unrecognized { .. } => ErrorClass::Unknown,
@@ -126,6 +135,8 @@ impl BankError {
             BankError::Maintenance => "bank_maintenance",
             BankError::RateLimited => "rate_limited",
             BankError::Busy => "bank_busy",
+            BankError::AuthRejected => "bank_auth_rejected",
+            BankError::Processing => "bank_processing",
             BankError::NotSent(_) => "bank_not_sent",
             BankError::TransferNotFound => "transfer_not_found",
             BankError::DepositNotFound => "deposit_not_found",
@@ -157,6 +168,7 @@ impl BankError {
             "bank_maintenance" => BankError::Maintenance,
             "rate_limited" => BankError::RateLimited,
             "bank_busy" => BankError::Busy,
+            "bank_auth_rejected" => BankError::AuthRejected,
             "transfer_not_found" => BankError::TransferNotFound,
             "deposit_not_found" => BankError::DepositNotFound,
             "bad_bank_tran_id" => BankError::BadTranId(message.to_owned()),
@@ -190,6 +202,7 @@ mod tests {
             BankError::Maintenance,
             BankError::RateLimited,
             BankError::Busy,
+            BankError::AuthRejected,
             BankError::TransferNotFound,
             BankError::DepositNotFound,
             BankError::BadTranId("x".into()),
@@ -203,6 +216,7 @@ mod tests {
         }
         let unknown = [
             BankError::Timeout { timeout_ms: 1 },
+            BankError::Processing,
             BankError::Connection("reset".into()),
             BankError::Server {
                 status: 502,

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::BankError;
+use crate::providers::next::token::Secret;
 use crate::tls::BankCa;
 use crate::wire::HEADER_CLIENT_ID;
 
@@ -40,6 +41,56 @@ pub struct TransportConfig {
     /// How long a request of ours can still land at this bank after its outcome
     /// became unknown; a result inquiry's "not found" proves nothing before.
     pub not_found_grace_ms: u64,
+    /// The KFTC open-banking settings of the `next` connector.
+    pub kftc: KftcSettings,
+}
+
+/// What the KFTC connector needs besides an address: its credentials and the
+/// fixed fields of its requests.
+#[derive(Clone, Debug)]
+pub struct KftcSettings {
+    /// The OAuth client secret (the client id is [`TransportConfig::client_id`]).
+    pub client_secret: Secret,
+    /// The OAuth scope of the institution's calls (`oob`).
+    pub scope: String,
+    /// The bank code (`bank_code_std`, 3 digits) of the accounts settle pays.
+    pub bank_code_std: String,
+    /// The 10-character institution code that starts the connector's own
+    /// `bank_tran_id`s (balance and holder inquiries).
+    pub institution_code: String,
+    /// settle's name as the requesting customer of its payouts (`req_client_name`).
+    pub client_name: String,
+    /// The deposit transfer pass phrase (`wd_pass_phrase`; `NONE` on the test bed).
+    pub pass_phrase: Secret,
+    /// A token is refreshed this long before it expires.
+    pub token_refresh_margin_ms: u64,
+}
+
+impl KftcSettings {
+    /// The credentials `settle bank-sim` accepts; real banks issue their own.
+    pub fn simulator() -> KftcSettings {
+        KftcSettings {
+            client_secret: Secret::new(SIMULATOR_CLIENT_SECRET),
+            scope: "oob".to_owned(),
+            bank_code_std: "097".to_owned(),
+            institution_code: "M202500001".to_owned(),
+            client_name: "세틀".to_owned(),
+            pass_phrase: Secret::new("NONE"),
+            token_refresh_margin_ms: 10 * 60 * 1_000,
+        }
+    }
+}
+
+/// The client secret the simulator's token endpoint accepts (a test credential,
+/// public by design; a real bank's secret comes from the environment).
+pub const SIMULATOR_CLIENT_SECRET: &str = "settle-bank-sim";
+
+/// How one request travels.
+#[derive(Clone, Copy, Debug)]
+pub enum Body<'a, B: ?Sized> {
+    Json(&'a B),
+    Form(&'a B),
+    Query(&'a B),
 }
 
 impl TransportConfig {
@@ -58,6 +109,7 @@ impl TransportConfig {
             // Our own timeout bounds how long we wait; the bank finishes or drops a
             // request within a few seconds of that.
             not_found_grace_ms: 10_000 + 5_000,
+            kftc: KftcSettings::simulator(),
         }
     }
 }
@@ -119,6 +171,27 @@ impl Transport {
         path: &str,
         body: &B,
     ) -> Result<(u16, Vec<u8>), BankError> {
+        self.call(operation, path, Body::Json(body), None).await
+    }
+
+    /// POSTs `form` URL-encoded (the OAuth token endpoint).
+    pub async fn post_form<B: Serialize + ?Sized>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        form: &B,
+    ) -> Result<(u16, Vec<u8>), BankError> {
+        self.call(operation, path, Body::Form(form), None).await
+    }
+
+    /// Sends one request with an optional bearer token; see [`Transport::post_json`].
+    pub async fn call<B: Serialize + ?Sized>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        body: Body<'_, B>,
+        bearer: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), BankError> {
         let _permit = match &self.permits {
             Some(permits) => Some(
                 permits
@@ -132,7 +205,7 @@ impl Transport {
             rate.until_ready().await;
         }
         let url = format!("{}{}", self.config.base_url, path);
-        let outcome = self.send(&url, body).await;
+        let outcome = self.send(&url, body, bearer).await;
         let label = match &outcome {
             Ok((status, _)) if (200..300).contains(status) => "ok",
             Ok(_) => "http_error",
@@ -152,13 +225,20 @@ impl Transport {
     async fn send<B: Serialize + ?Sized>(
         &self,
         url: &str,
-        body: &B,
+        body: Body<'_, B>,
+        bearer: Option<&str>,
     ) -> Result<(u16, Vec<u8>), BankError> {
-        let mut response = self
-            .http
-            .post(url)
+        let builder = match body {
+            Body::Json(body) => self.http.post(url).json(body),
+            Body::Form(form) => self.http.post(url).form(form),
+            Body::Query(query) => self.http.get(url).query(query),
+        };
+        let builder = match bearer {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        };
+        let mut response = builder
             .header(HEADER_CLIENT_ID, &self.config.client_id)
-            .json(body)
             .send()
             .await
             .map_err(|error| self.transport_error(&error))?;

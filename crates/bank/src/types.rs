@@ -430,6 +430,41 @@ pub struct TransferReceipt {
 pub struct TransferInquiry {
     pub bank_tran_id: BankTranId,
     pub tran_date: TranDate,
+    /// The transfer as it was sent, when the caller has it. A KFTC inquiry must
+    /// name the original leg and amount, and its answer shows accounts only
+    /// masked, so that connector needs it to ask and to check the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<OriginalTransfer>,
+}
+
+/// The transfer an inquiry asks about, as the caller sent it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OriginalTransfer {
+    pub kind: TransferKind,
+    pub request: TransferRequest,
+}
+
+impl TransferInquiry {
+    /// An inquiry by id and date only.
+    pub fn new(bank_tran_id: BankTranId, tran_date: TranDate) -> TransferInquiry {
+        TransferInquiry {
+            bank_tran_id,
+            tran_date,
+            original: None,
+        }
+    }
+
+    /// An inquiry about a transfer the caller sent (or was about to send).
+    pub fn of(kind: TransferKind, request: &TransferRequest) -> TransferInquiry {
+        TransferInquiry {
+            bank_tran_id: request.bank_tran_id.clone(),
+            tran_date: request.tran_date,
+            original: Some(OriginalTransfer {
+                kind,
+                request: request.clone(),
+            }),
+        }
+    }
 }
 
 /// What the bank knows about a transfer it has seen.

@@ -1,4 +1,5 @@
-//! The simulator's wire API (the "open banking" shape the HTTP client speaks):
+//! The simulator's native wire API (the typed shape [`crate::HttpBank`] speaks;
+//! real banks speak KFTC, see [`crate::providers::next`]):
 //! paths, the `{code, message}` error body, and the mapping between [`BankError`]
 //! and HTTP statuses, shared by the client and the server so they cannot drift.
 //!
@@ -8,11 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::BankError;
 
-pub const PATH_DEPOSIT_TRANSFER: &str = "/v2.0/transfer/deposit";
-pub const PATH_WITHDRAW_TRANSFER: &str = "/v2.0/transfer/withdraw";
-pub const PATH_TRANSFER_RESULT: &str = "/v2.0/transfer/result";
-pub const PATH_BALANCE: &str = "/v2.0/account/balance";
-pub const PATH_ACCOUNT_HOLDER: &str = "/v2.0/inquiry/real_name";
+// The native dialect's own calls live under `/native/` so they never share a path
+// with the KFTC wire the simulator also serves (see `providers::next::kftc`).
+pub const PATH_DEPOSIT_TRANSFER: &str = "/native/v1/transfer/deposit";
+pub const PATH_WITHDRAW_TRANSFER: &str = "/native/v1/transfer/withdraw";
+pub const PATH_TRANSFER_RESULT: &str = "/native/v1/transfer/result";
+pub const PATH_BALANCE: &str = "/native/v1/account/balance";
+pub const PATH_ACCOUNT_HOLDER: &str = "/native/v1/account/holder";
 pub const PATH_VIRTUAL_ACCOUNT: &str = "/v2.0/virtual_account/issue";
 pub const PATH_VIRTUAL_DEPOSITS: &str = "/v2.0/virtual_account/deposits";
 pub const PATH_VIRTUAL_DEPOSIT: &str = "/v2.0/virtual_account/deposit";
@@ -51,7 +54,8 @@ pub fn status_for(error: &BankError) -> u16 {
         | BankError::OverPerCallLimit { .. }
         | BankError::InsufficientFunds => 422,
         BankError::RateLimited => 429,
-        BankError::Maintenance | BankError::Busy => 503,
+        BankError::Maintenance | BankError::Busy | BankError::Processing => 503,
+        BankError::AuthRejected => 401,
         BankError::NotSent(_) => 502,
         BankError::Timeout { .. } => 504,
         BankError::Connection(_) => 502,

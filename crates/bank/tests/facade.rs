@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bank::providers::{self, BankingProvider, Facade, ProviderName};
 use bank::routing::{RoutingTable, SettlementStart};
-use bank::types::TransferOutcome;
-use bank::{AccountNumber, BankError, DepositId, HolderName, Transport, UserId};
+use bank::types::{TransferInquiry, TransferOutcome};
+use bank::{AccountNumber, BankError, DepositId, HolderName, TransferKind, Transport, UserId};
 use common::*;
 use money::{Krw, SystemClock, TestClock, Timestamp};
 use store::Store;
@@ -213,21 +213,26 @@ async fn check_provider(
     let receipt = provider.payout(&ok).await.unwrap();
     assert_eq!(receipt.amount_krw, Krw::new(70_000));
     let too_big = payout(first_tran + 1, 100_001);
-    assert_eq!(
-        provider.payout(&too_big).await.unwrap_err(),
-        BankError::OverPerCallLimit { limit_krw: 100_000 }
+    // The legacy wire names the limit; the KFTC wire carries only the code.
+    let refused = provider.payout(&too_big).await.unwrap_err();
+    assert!(
+        matches!(refused, BankError::OverPerCallLimit { limit_krw } if limit_krw == 100_000 || limit_krw == 0),
+        "{refused:?}"
     );
+    // Inquiries name the original transfer (the KFTC inquiry needs its leg and amount).
+    let asked =
+        |n: u64, amount: i64| TransferInquiry::of(TransferKind::Deposit, &payout(n, amount));
     assert!(matches!(
-        provider.payout_result(&inquiry(first_tran)).await.unwrap(),
+        provider.payout_result(&asked(first_tran, 70_000)).await.unwrap(),
         TransferOutcome::Succeeded { receipt } if receipt.to_account == AccountNumber::new(PAYEE).unwrap()
     ));
     assert!(matches!(
-        provider.payout_result(&inquiry(first_tran + 1)).await.unwrap(),
+        provider.payout_result(&asked(first_tran + 1, 100_001)).await.unwrap(),
         TransferOutcome::Failed { code, .. } if code == "over_per_call_limit"
     ));
     assert_eq!(
         provider
-            .payout_result(&inquiry(first_tran + 2))
+            .payout_result(&asked(first_tran + 2, 70_000))
             .await
             .unwrap_err(),
         BankError::TransferNotFound
@@ -256,11 +261,7 @@ async fn the_facade_sends_each_user_to_the_routed_provider_and_guards_the_deposi
     let table = RoutingTable::open(db.store.clone(), Arc::new(SystemClock))
         .await
         .unwrap();
-    let facade = Facade::new(
-        table.clone(),
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(table.clone(), &transport);
     let someone = user(5);
     assert_eq!(
         facade.provider_for(someone).await.unwrap().name(),
@@ -289,4 +290,30 @@ async fn the_facade_sends_each_user_to_the_routed_provider_and_guards_the_deposi
             provider: ProviderName::Next
         }
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_registry_is_built_from_the_list_of_all_providers() {
+    let db = store::testing::sqlite().await;
+    for (index, name) in ProviderName::ALL.into_iter().enumerate() {
+        assert_eq!(name as usize, index);
+        assert_eq!(ProviderName::parse(name.as_str()), Some(name));
+        let json = serde_json::to_string(&name).unwrap();
+        assert_eq!(json, format!("\"{}\"", name.as_str()));
+    }
+    let transport = Transport::new(bank::TransportConfig::new("http://127.0.0.1:9")).unwrap();
+    let table = routing(db.store.clone()).await;
+    let facade = Facade::connect(table.clone(), &transport);
+    for name in ProviderName::ALL {
+        assert_eq!(facade.provider(name).name(), name);
+    }
+    // A facade from given providers needs each one exactly once.
+    let all = || ProviderName::ALL.map(|name| providers::connect(name, transport.clone()));
+    assert!(Facade::with_providers(table.clone(), all()).is_ok());
+    let missing = all().into_iter().skip(1);
+    assert!(Facade::with_providers(table.clone(), missing).is_err());
+    let twice = all()
+        .into_iter()
+        .chain([providers::connect(ProviderName::Next, transport.clone())]);
+    assert!(Facade::with_providers(table, twice).is_err());
 }

@@ -116,6 +116,7 @@ async fn without_the_limiter_the_server_refuses_and_applies_nothing_half(
         let inquiry = bank::types::TransferInquiry {
             bank_tran_id: bank::BankTranId::new(id).unwrap(),
             tran_date: today(),
+            original: None,
         };
         assert_eq!(
             bank.transfer_result(&inquiry).await.unwrap_err(),

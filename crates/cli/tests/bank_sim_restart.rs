@@ -59,6 +59,7 @@ fn inquiry(sequence: u64) -> TransferInquiry {
     TransferInquiry {
         bank_tran_id: BankTranId::from_sequence("M202500001", sequence).unwrap(),
         tran_date: TranDate::parse("20250301").unwrap(),
+        original: None,
     }
 }
 

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::Facade;
 use bank::routing::RoutingTable;
 use bank::sim::{AdminClient, OpenAccount, Salary, SubmissionsReport};
 use bank::{AccountNumber, HolderName, Transport, TransportConfig, UserId};
@@ -119,11 +119,7 @@ async fn world(bank: &BankSim) -> Option<World> {
     let routing = RoutingTable::open(db.store.clone(), clock.clone())
         .await
         .unwrap();
-    let facade = Facade::new(
-        routing,
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(routing, &transport);
     let mut config = PayrollConfig::new(
         AccountNumber::new(OPERATING).unwrap(),
         HolderName::new(HOLDER).unwrap(),

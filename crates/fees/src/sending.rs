@@ -587,6 +587,7 @@ async fn inquire(
     let inquiry = TransferInquiry {
         bank_tran_id: id,
         tran_date: date,
+        original: None,
     };
     match bank.transfer_result(&inquiry).await {
         Ok(TransferOutcome::Succeeded { receipt }) => {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::Facade;
 use bank::routing::RoutingTable;
 use bank::sim::{Profile, SimConfig, Simulator};
 use bank::{AccountNumber, HolderName, Transport, TransportConfig, UserId};
@@ -93,11 +93,7 @@ async fn payroll_on(
     transport.concurrent_max = Some(params.concurrent_max.max(ENROL_CONCURRENT_MAX));
     let transport = Transport::new(transport)?;
     let routing = RoutingTable::open(store.clone(), clock.clone()).await?;
-    let facade = Facade::new(
-        routing,
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(routing, &transport);
     let mut config = PayrollConfig::new(
         AccountNumber::new("1002000000001")?,
         HolderName::new("세틀주식회사")?,

@@ -190,10 +190,7 @@ async fn settle_chunk(
     provider: &dyn BankingProvider,
     request: &TransferRequest,
 ) -> Result<Chunk, PayrollError> {
-    let inquiry = TransferInquiry {
-        bank_tran_id: request.bank_tran_id.clone(),
-        tran_date: request.tran_date,
-    };
+    let inquiry = TransferInquiry::of(bank::TransferKind::Deposit, request);
     if let Some(known) = ask(provider, &inquiry, request).await? {
         return Ok(known);
     }

@@ -206,3 +206,78 @@ async fn with_the_rollback_policy_a_frozen_payout_is_compensated_and_every_balan
  {
     rollback_policy_restores_balances(Backend::Postgres).await;
 }
+
+/// The `next` provider (KFTC) asks 수취조회 before each payout: a renamed payout
+/// account is refused before any transfer reaches the bank, the deposit waits with
+/// `holder_name_changed`, and the webhook hears it once.
+async fn the_kftc_holder_check_refuses_a_renamed_account_before_paying(backend: Backend) {
+    let (hook, received) = webhook_receiver().await;
+    let mut options = Options::new(backend);
+    options.configure = Box::new(move |config| config.webhook_url = Some(hook));
+    let Some(mut system) = System::start(options).await else {
+        return;
+    };
+    system
+        .routing
+        .set_cohort_percent(100, "ops:test")
+        .await
+        .unwrap();
+    system.enrol(2, 0, 0).await;
+    let renamed = system.pay_salary(0, 900_000).await;
+    let fine = system.pay_salary(1, 1_000_000).await;
+    system
+        .sim
+        .rename_holder(
+            &system.users[0].2,
+            &bank::HolderName::new("개명된이름").unwrap(),
+        )
+        .await
+        .unwrap();
+    system.poller.run_round().await.unwrap();
+    system.settle().await;
+
+    let waiting = system.payroll.deposit(&renamed).await.unwrap();
+    assert_eq!(waiting.state, DepositState::Waiting);
+    assert_eq!(
+        waiting.waiting_reason.as_deref(),
+        Some("holder_name_changed")
+    );
+    assert_eq!(
+        system.payroll.deposit(&fine).await.unwrap().state,
+        DepositState::Completed
+    );
+    let renamed_account = system.users[0].2.to_string();
+    let payouts = system.bank_payouts().await;
+    assert!(
+        payouts.values().all(|(to, _)| *to != renamed_account),
+        "nothing was paid to the renamed account: {payouts:?}"
+    );
+    assert!(
+        payouts
+            .values()
+            .any(|(to, _)| *to == system.users[1].2.to_string()),
+        "the other user was paid over the KFTC wire"
+    );
+    // Every transfer request the bank received moved money: the refused payout
+    // never reached its transfer desk (the legacy wire would have sent it and
+    // been refused there).
+    let mut moved = 0;
+    let mut since = 0;
+    loop {
+        let page = system.sim.statement(None, since).await.unwrap();
+        let Some(last) = page.last() else { break };
+        since = last.seq;
+        moved += page.iter().filter(|m| m.bank_tran_id.is_some()).count() as u64;
+    }
+    assert_eq!(system.sim.submissions().ids_total, moved);
+    let bodies = received.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["reason"], "holder_name_changed");
+    assert_eq!(bodies[0]["deposit"], renamed.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kftc_holder_check_refuses_a_renamed_payout_account_before_paying_and_alerts_once_on_sqlite()
+ {
+    the_kftc_holder_check_refuses_a_renamed_account_before_paying(Backend::Sqlite).await;
+}

@@ -58,7 +58,7 @@ async fn salaries_are_detected_settled_and_add_up_to_the_won_on_postgres() {
 async fn payroll_refuses_a_ledger_in_its_own_sqlite_file() {
     use std::sync::Arc;
 
-    use bank::providers::{self, Facade, ProviderName};
+    use bank::providers::Facade;
     let db = store::testing::sqlite().await;
     let clock: Arc<dyn money::Clock> = Arc::new(money::SystemClock);
     let ledger = ledger::Ledger::open(db.store.clone(), clock.clone(), Default::default())
@@ -68,11 +68,7 @@ async fn payroll_refuses_a_ledger_in_its_own_sqlite_file() {
     let routing = bank::routing::RoutingTable::open(db.store.clone(), clock.clone())
         .await
         .unwrap();
-    let facade = Facade::new(
-        routing,
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(routing, &transport);
     let config = payroll::PayrollConfig::new(
         bank::AccountNumber::new(OPERATING).unwrap(),
         bank::HolderName::new(OPERATING_HOLDER).unwrap(),

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::Facade;
 use bank::routing::RoutingTable;
 use bank::sim::{OpenAccount, Salary};
 use bank::{AccountNumber, HolderName, Transport, TransportConfig, UserId};
@@ -99,11 +99,7 @@ async fn open(database_url: &str, bank_url: &str, small: bool) -> Result<Payroll
     let routing = RoutingTable::open(store.clone(), clock.clone())
         .await
         .map_err(|e| TortureError::Child(format!("routing table: {e}")))?;
-    let facade = Facade::new(
-        routing,
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(routing, &transport);
     let mut config = PayrollConfig::new(
         installation::payout_account()?,
         installation::payout_holder()?,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use api::{ApiConfig, AppState, Handles, Role};
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::Facade;
 use bank::routing::RoutingTable;
 use bank::sim::{Profile, SimConfig, Simulator};
 use bank::{AccountNumber, HolderName, Transport, TransportConfig};
@@ -121,11 +121,7 @@ impl TestApp {
             std::future::pending(),
         ));
         let transport = Transport::new(TransportConfig::new(&sim_url)).unwrap();
-        let facade = Facade::new(
-            routing.clone(),
-            providers::connect(ProviderName::Legacy, transport.clone()),
-            providers::connect(ProviderName::Next, transport),
-        );
+        let facade = Facade::connect(routing.clone(), &transport);
         let payroll = Payroll::open(
             payroll_db.store.clone(),
             payroll_ledger,

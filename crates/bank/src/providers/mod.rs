@@ -2,8 +2,9 @@
 //! one [`BankingProvider`] trait, hyperswitch-style. A provider (one folder each) is
 //! a [`ProviderWire`]: it only builds requests in its own wire shape and parses its
 //! own answers; [`Connector`] does the sending through the shared [`Transport`]
-//! (limits, timeouts, metrics). Adding a provider touches one folder and one line in
-//! [`ProviderName`].
+//! (limits, timeouts, metrics), adding the bearer token of a wire that needs one.
+//! Adding a provider touches one folder, its `pub mod` line, and one line in the
+//! `providers!` list below.
 //!
 //! Which provider serves a user is decided by [`crate::routing`]; this module never
 //! reads the routing table and never retries a payout.
@@ -20,30 +21,52 @@ use serde::{Deserialize, Serialize};
 
 use crate::BankError;
 use crate::routing::{RoutingError, RoutingTable, SettlementStart};
-use crate::transport::Transport;
+use crate::transport::{Body, Transport};
 use crate::types::{
     AccountNumber, DepositId, DepositPage, HolderName, TransferInquiry, TransferOutcome,
     TransferReceipt, TransferRequest, UserId, VirtualDeposit,
 };
+use next::token::{AccessToken, TokenCache};
 
-/// The banking providers settle can route a user to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderName {
-    Legacy,
-    Next,
+/// Declares the providers: each line names the variant, its wire name, and the
+/// function in its folder that connects it. The enum, [`ProviderName::ALL`],
+/// [`ProviderName::as_str`] and [`connect`] all come from this one list, so a third
+/// bank is one folder and one line here.
+macro_rules! providers {
+    ($($variant:ident => $name:literal, $connect:path;)+) => {
+        /// The banking providers settle can route a user to.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[repr(usize)]
+        pub enum ProviderName {
+            $(#[serde(rename = $name)] $variant,)+
+        }
+
+        impl ProviderName {
+            /// Every provider, in declaration order (`ALL[p as usize] == p`).
+            pub const ALL: [ProviderName; [$($name),+].len()] = [$(ProviderName::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ProviderName::$variant => $name,)+
+                }
+            }
+        }
+
+        /// Builds a provider by name on a transport.
+        pub fn connect(name: ProviderName, transport: Transport) -> Arc<dyn BankingProvider> {
+            match name {
+                $(ProviderName::$variant => $connect(transport),)+
+            }
+        }
+    };
+}
+
+providers! {
+    Legacy => "legacy", legacy::connect;
+    Next => "next", next::connect;
 }
 
 impl ProviderName {
-    pub const ALL: [ProviderName; 2] = [ProviderName::Legacy, ProviderName::Next];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderName::Legacy => "legacy",
-            ProviderName::Next => "next",
-        }
-    }
-
     pub fn parse(text: &str) -> Option<ProviderName> {
         ProviderName::ALL.into_iter().find(|p| p.as_str() == text)
     }
@@ -89,12 +112,23 @@ pub trait BankingProvider: Send + Sync {
     async fn payout_result(&self, inquiry: &TransferInquiry) -> Result<TransferOutcome, BankError>;
 }
 
-/// One HTTP call a provider wants made: where, and with which JSON body.
+/// One HTTP call a provider wants made: where, how, and with which fields.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WireRequest {
     pub operation: &'static str,
     pub path: &'static str,
+    /// The JSON body, or for [`WireMethod::GetQuery`] the query's fields.
     pub body: serde_json::Value,
+    pub method: WireMethod,
+    /// Sent with the connector's bearer token.
+    pub authorized: bool,
+}
+
+/// How a [`WireRequest`] travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireMethod {
+    PostJson,
+    GetQuery,
 }
 
 /// A provider's wire shape: pure request building and response parsing, no I/O.
@@ -121,7 +155,13 @@ pub trait ProviderWire: Send + Sync + 'static {
     fn parse_get_deposit(&self, status: u16, body: &[u8]) -> Result<VirtualDeposit, BankError>;
 
     fn get_balance(&self, account: &AccountNumber) -> Result<WireRequest, BankError>;
-    fn parse_get_balance(&self, status: u16, body: &[u8]) -> Result<Krw, BankError>;
+    /// `sent` is the request [`ProviderWire::get_balance`] built, for echo checks.
+    fn parse_get_balance(
+        &self,
+        sent: &WireRequest,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Krw, BankError>;
 
     fn payout(&self, payout: &TransferRequest) -> Result<WireRequest, BankError>;
     fn parse_payout(
@@ -138,6 +178,24 @@ pub trait ProviderWire: Send + Sync + 'static {
         status: u16,
         body: &[u8],
     ) -> Result<TransferOutcome, BankError>;
+
+    /// The holder check (수취조회) to make before paying `payout`, if this wire
+    /// has one; `None` sends the payout directly.
+    fn holder_check(&self, _payout: &TransferRequest) -> Option<Result<WireRequest, BankError>> {
+        None
+    }
+
+    /// Reads the holder check's answer: `Ok` to go on paying, a definite
+    /// [`BankError::HolderNameMismatch`] when the account holder is someone else.
+    fn parse_holder_check(
+        &self,
+        _payout: &TransferRequest,
+        _sent: &WireRequest,
+        _status: u16,
+        _body: &[u8],
+    ) -> Result<(), BankError> {
+        Ok(())
+    }
 }
 
 /// The shared half of every provider: sends what a [`ProviderWire`] builds.
@@ -145,21 +203,60 @@ pub trait ProviderWire: Send + Sync + 'static {
 pub struct Connector<W> {
     wire: W,
     transport: Transport,
+    /// The OAuth token of a wire whose requests are `authorized`; shared by clones
+    /// so a refresh happens once for all of them.
+    token: Option<Arc<TokenCache>>,
 }
 
 impl<W: ProviderWire> Connector<W> {
     pub fn new(wire: W, transport: Transport) -> Connector<W> {
-        Connector { wire, transport }
+        Connector {
+            wire,
+            transport,
+            token: None,
+        }
     }
 
-    async fn send(
+    /// Sends `authorized` requests with a bearer token from `token`.
+    pub fn with_token(mut self, token: Arc<TokenCache>) -> Connector<W> {
+        self.token = Some(token);
+        self
+    }
+
+    pub fn wire(&self) -> &W {
+        &self.wire
+    }
+
+    /// The token cache, when this connector has one (tests count its fetches).
+    pub fn token_cache(&self) -> Option<&Arc<TokenCache>> {
+        self.token.as_ref()
+    }
+
+    pub(crate) async fn send(
         &self,
         request: Result<WireRequest, BankError>,
     ) -> Result<(u16, Vec<u8>), BankError> {
         let request = request?;
-        self.transport
-            .post_json(request.operation, request.path, &request.body)
-            .await
+        let token = match (&self.token, request.authorized) {
+            (Some(cache), true) => Some(cache.token().await?),
+            _ => None,
+        };
+        let body = match request.method {
+            WireMethod::PostJson => Body::Json(&request.body),
+            WireMethod::GetQuery => Body::Query(&request.body),
+        };
+        let bearer = token.as_ref().map(AccessToken::bearer);
+        let answer = self
+            .transport
+            .call(request.operation, request.path, body, bearer)
+            .await?;
+        if answer.0 == 401
+            && let (Some(cache), Some(token)) = (&self.token, &token)
+        {
+            // The bank refused the token: the next call fetches a fresh one.
+            cache.invalidate(token).await;
+        }
+        Ok(answer)
     }
 
     async fn deposit(
@@ -209,11 +306,26 @@ impl<W: ProviderWire> BankingProvider for Connector<W> {
     }
 
     async fn balance(&self, account: &AccountNumber) -> Result<Krw, BankError> {
-        let (status, body) = self.send(self.wire.get_balance(account)).await?;
-        self.wire.parse_get_balance(status, &body)
+        let request = self.wire.get_balance(account)?;
+        let (status, body) = self.send(Ok(request.clone())).await?;
+        self.wire.parse_get_balance(&request, status, &body)
     }
 
     async fn payout(&self, payout: &TransferRequest) -> Result<TransferReceipt, BankError> {
+        if let Some(check) = self.wire.holder_check(payout) {
+            let check = check?;
+            let (status, body) = self.send(Ok(check.clone())).await?;
+            if let Err(error) = self.wire.parse_holder_check(payout, &check, status, &body) {
+                if error == BankError::HolderNameMismatch {
+                    // The alert hook: payroll classes this as a changed holder
+                    // name and alerts; this counter and line are the bank's side.
+                    metrics::counter!("bank_holder_mismatches_total", "provider" => W::NAME.as_str())
+                        .increment(1);
+                    tracing::warn!(bank_tran_id = %payout.bank_tran_id, provider = %W::NAME, "holder check refused the payout: the account holder's name differs");
+                }
+                return Err(error);
+            }
+        }
         let (status, body) = self.send(self.wire.payout(payout)).await?;
         let result = self.wire.parse_payout(payout, status, &body);
         let label = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
@@ -228,34 +340,52 @@ impl<W: ProviderWire> BankingProvider for Connector<W> {
     }
 }
 
-/// Builds a provider by name on a transport (one registration line per provider).
-pub fn connect(name: ProviderName, transport: Transport) -> Arc<dyn BankingProvider> {
-    match name {
-        ProviderName::Legacy => Arc::new(Connector::new(legacy::Legacy, transport)),
-        ProviderName::Next => Arc::new(Connector::new(next::Next, transport)),
-    }
-}
-
 /// The facade settle calls: routes each user to a provider through the routing
 /// table, and guards each deposit so only one provider ever settles it.
 #[derive(Clone)]
 pub struct Facade {
     routing: RoutingTable,
-    legacy: Arc<dyn BankingProvider>,
-    next: Arc<dyn BankingProvider>,
+    /// One provider per [`ProviderName`], at index `name as usize`.
+    providers: Arc<[Arc<dyn BankingProvider>; ProviderName::ALL.len()]>,
 }
 
 impl Facade {
-    pub fn new(
-        routing: RoutingTable,
-        legacy: Arc<dyn BankingProvider>,
-        next: Arc<dyn BankingProvider>,
-    ) -> Facade {
+    /// Every provider of [`ProviderName::ALL`], connected on one transport.
+    pub fn connect(routing: RoutingTable, transport: &Transport) -> Facade {
+        let providers = ProviderName::ALL.map(|name| connect(name, transport.clone()));
         Facade {
             routing,
-            legacy,
-            next,
+            providers: Arc::new(providers),
         }
+    }
+
+    /// A facade over providers built elsewhere (wrapped for tests, or on separate
+    /// transports): exactly one per [`ProviderName`], in any order.
+    pub fn with_providers(
+        routing: RoutingTable,
+        given: impl IntoIterator<Item = Arc<dyn BankingProvider>>,
+    ) -> Result<Facade, BankError> {
+        let mut slots: [Option<Arc<dyn BankingProvider>>; ProviderName::ALL.len()] =
+            Default::default();
+        for provider in given {
+            let slot = &mut slots[provider.name() as usize];
+            if slot.replace(provider).is_some() {
+                return Err(BankError::InvalidRequest("a provider given twice".into()));
+            }
+        }
+        let mut providers = Vec::with_capacity(slots.len());
+        for (name, slot) in ProviderName::ALL.into_iter().zip(slots) {
+            providers.push(slot.ok_or_else(|| {
+                BankError::InvalidRequest(format!("no provider given for {name}"))
+            })?);
+        }
+        let providers = providers
+            .try_into()
+            .map_err(|_| BankError::InvalidRequest("provider count".into()))?;
+        Ok(Facade {
+            routing,
+            providers: Arc::new(providers),
+        })
     }
 
     pub fn routing(&self) -> &RoutingTable {
@@ -263,10 +393,8 @@ impl Facade {
     }
 
     pub fn provider(&self, name: ProviderName) -> Arc<dyn BankingProvider> {
-        match name {
-            ProviderName::Legacy => Arc::clone(&self.legacy),
-            ProviderName::Next => Arc::clone(&self.next),
-        }
+        // In bounds by construction: the discriminants are 0..ALL.len().
+        Arc::clone(&self.providers[name as usize])
     }
 
     /// The provider that serves `user` right now (read fresh on every call, so a

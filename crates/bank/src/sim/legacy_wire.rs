@@ -78,6 +78,7 @@ async fn inquiry(State(server): State<SimServer>, body: Result<Bytes, BytesRejec
             Ok::<_, BankError>(TransferInquiry {
                 bank_tran_id: BankTranId::new(&req.tran_no)?,
                 tran_date: legacy::parse_legacy_date(&req.tran_dt)?,
+                original: None,
             })
         })()
         .map_err(|e| LegacyResult::from_error(&e))?;

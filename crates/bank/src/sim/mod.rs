@@ -10,6 +10,7 @@
 
 mod db;
 pub mod faults;
+mod kftc_wire;
 mod legacy_wire;
 mod server;
 mod submissions;
@@ -96,6 +97,9 @@ pub struct SimConfig {
     pub body_bytes_max: usize,
     /// Largest page of deposits or statement lines one call returns.
     pub page_max: u32,
+    /// Lifetime of an OAuth token from the KFTC token endpoint (90 days, as the
+    /// open-banking centre issues them).
+    pub token_ttl_s: u64,
 }
 
 impl SimConfig {
@@ -119,6 +123,7 @@ impl SimConfig {
             slow_extra_ms: 250,
             body_bytes_max: 16 * 1024,
             page_max: 500,
+            token_ttl_s: 90 * 24 * 60 * 60,
         }
     }
 }

@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::{OpenAccount, Salary, SimConfig, SimError, Simulator, TransferAnswer, legacy_wire};
+use super::{
+    OpenAccount, Salary, SimConfig, SimError, Simulator, TransferAnswer, kftc_wire, legacy_wire,
+};
 use crate::tls::{BankCa, Peer, TlsListener};
 use crate::types::{
     AccountNumber, AccountRequest, BankTranId, DepositLookup, DepositsRequest, HolderName,
@@ -85,6 +87,8 @@ pub struct SimServer {
     /// Per-client requests/s; `None` when the config sets no limit.
     rate: Option<Arc<DefaultKeyedRateLimiter<String>>>,
     stats: Arc<Stats>,
+    /// OAuth tokens the KFTC wire issued, bounded by [`kftc_wire::TOKENS_MAX`].
+    pub(crate) tokens: Arc<kftc_wire::Tokens>,
 }
 
 /// Gauges for tests and operators.
@@ -94,6 +98,7 @@ struct Stats {
     concurrent_max_observed: AtomicU64,
     rejected_concurrency_total: AtomicU64,
     rejected_rate_total: AtomicU64,
+    tokens_issued_total: AtomicU64,
 }
 
 /// The answer of `GET /admin/stats`.
@@ -103,6 +108,9 @@ pub struct StatsBody {
     pub concurrent_max_observed: u64,
     pub rejected_concurrency_total: u64,
     pub rejected_rate_total: u64,
+    /// OAuth tokens the KFTC token endpoint issued.
+    #[serde(default)]
+    pub tokens_issued_total: u64,
 }
 
 impl SimServer {
@@ -116,8 +124,15 @@ impl SimServer {
             permits: Arc::new(Semaphore::new(config.concurrent_max)),
             rate,
             stats: Arc::new(Stats::default()),
+            tokens: Arc::new(kftc_wire::Tokens::default()),
             sim,
         }
+    }
+
+    pub(crate) fn count_token(&self) {
+        self.stats
+            .tokens_issued_total
+            .fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -134,6 +149,7 @@ pub fn router(server: SimServer) -> Router {
         .route(wire::PATH_VIRTUAL_DEPOSITS, post(virtual_deposits))
         .route(wire::PATH_VIRTUAL_DEPOSIT, post(virtual_deposit))
         .merge(legacy_wire::routes())
+        .merge(kftc_wire::routes())
         .layer(middleware::from_fn_with_state(
             server.clone(),
             limit_requests,
@@ -544,6 +560,7 @@ async fn admin_stats(State(server): State<SimServer>) -> Json<StatsBody> {
         concurrent_max_observed: stats.concurrent_max_observed.load(Ordering::SeqCst),
         rejected_concurrency_total: stats.rejected_concurrency_total.load(Ordering::SeqCst),
         rejected_rate_total: stats.rejected_rate_total.load(Ordering::SeqCst),
+        tokens_issued_total: stats.tokens_issued_total.load(Ordering::SeqCst),
     })
 }
 

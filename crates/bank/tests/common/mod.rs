@@ -214,5 +214,6 @@ pub fn inquiry(sequence: u64) -> TransferInquiry {
     TransferInquiry {
         bank_tran_id: tran_id(sequence),
         tran_date: today(),
+        original: None,
     }
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::{Facade, ProviderName};
 use bank::routing::{RoutingTable, SettlementStart};
 use bank::{AccountNumber, DepositId, HolderName, Transport as BankTransport, TransportConfig};
 use events::{DeadLetterState, OperatorAction};
@@ -116,11 +116,7 @@ pub async fn run(
     transport.extra_ca = bank.ca.clone();
     let transport = BankTransport::new(transport)?;
     let routing = RoutingTable::open(db.store.clone(), clock.clone()).await?;
-    let facade = Facade::new(
-        routing.clone(),
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(routing.clone(), &transport);
     let mut config = PayrollConfig::new(
         operating.clone(),
         operating_holder,
@@ -288,7 +284,7 @@ pub async fn run(
     for deposit in books.deposits.iter().take(50) {
         let id = DepositId::new(&deposit.deposit_id)?;
         let recorded = deposit.provider.as_deref().and_then(ProviderName::parse);
-        for other in [ProviderName::Legacy, ProviderName::Next] {
+        for other in ProviderName::ALL {
             let start = payroll.facade().start_settlement(&id, other).await?;
             guard_holds &= matches!(
                 (start, recorded),

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::Facade;
 use bank::routing::RoutingTable;
 use bank::{AccountNumber, HolderName, Transport, TransportConfig};
 use clap::{Args, Subcommand};
@@ -339,11 +339,7 @@ async fn open(
     transport.extra_ca = connection.bank_ca.load()?;
     let transport = Transport::new(transport)?;
     let routing = RoutingTable::open(store.clone(), clock.clone()).await?;
-    let facade = Facade::new(
-        routing,
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(routing, &transport);
     let bad = |e: bank::BankError| CliError::new("bad_payout_account", e.to_string());
     let payout_account = AccountNumber::new(&connection.payout_account).map_err(bad)?;
     // The fee accounts `serve` runs with (their configuration source is the same).

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::Facade;
 use bank::routing::RoutingTable;
 use bank::{AccountNumber, BankApi, HolderName, HttpBank, Transport, TransportConfig};
 use channel::{Channel, ChannelConfig, InProcessCore};
@@ -271,11 +271,7 @@ async fn open_payroll(
     transport.requests_per_s_max = None;
     transport.extra_ca = bank_ca.cloned();
     let transport = Transport::new(transport)?;
-    let facade = Facade::new(
-        routing.clone(),
-        providers::connect(ProviderName::Legacy, transport.clone()),
-        providers::connect(ProviderName::Next, transport),
-    );
+    let facade = Facade::connect(routing.clone(), &transport);
     Payroll::open(
         payroll_store.clone(),
         ledger.clone(),

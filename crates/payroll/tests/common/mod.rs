@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bank::providers::{self, Facade, ProviderName};
+use bank::providers::Facade;
 use bank::routing::RoutingTable;
 use bank::sim::{OpenAccount, Profile, Salary, SimConfig, Simulator};
 use bank::{AccountNumber, HolderName, Transport, TransportConfig, UserId};
@@ -136,11 +136,7 @@ impl System {
         let routing = RoutingTable::open(db.store.clone(), clock.clone())
             .await
             .unwrap();
-        let facade = Facade::new(
-            routing.clone(),
-            providers::connect(ProviderName::Legacy, transport.clone()),
-            providers::connect(ProviderName::Next, transport),
-        );
+        let facade = Facade::connect(routing.clone(), &transport);
         let mut config = PayrollConfig::new(
             AccountNumber::new(OPERATING).unwrap(),
             HolderName::new(OPERATING_HOLDER).unwrap(),
@@ -203,11 +199,7 @@ impl System {
         let routing = RoutingTable::open(store.clone(), self.clock.clone())
             .await
             .unwrap();
-        let facade = Facade::new(
-            routing,
-            providers::connect(ProviderName::Legacy, transport.clone()),
-            providers::connect(ProviderName::Next, transport),
-        );
+        let facade = Facade::connect(routing, &transport);
         let mut config = self.payroll.config().clone();
         configure(&mut config);
         let payroll = Payroll::open(

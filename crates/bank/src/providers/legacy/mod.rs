@@ -15,6 +15,11 @@ use crate::types::{
     TransferReceipt, TransferRequest, UserId, VirtualDeposit,
 };
 
+/// The legacy connector on `transport` (its registration in [`super::providers!`]).
+pub fn connect(transport: crate::Transport) -> std::sync::Arc<dyn super::BankingProvider> {
+    std::sync::Arc::new(super::Connector::new(Legacy, transport))
+}
+
 /// The "legacy" provider's wire shape.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Legacy;
@@ -59,7 +64,12 @@ impl ProviderWire for Legacy {
         transformers::get_balance(account)
     }
 
-    fn parse_get_balance(&self, status: u16, body: &[u8]) -> Result<Krw, BankError> {
+    fn parse_get_balance(
+        &self,
+        _sent: &WireRequest,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Krw, BankError> {
         transformers::parse_balance(status, body)
     }
 

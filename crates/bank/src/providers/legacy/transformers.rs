@@ -42,9 +42,9 @@ pub fn result_code(error: &BankError) -> &'static str {
         BankError::DepositNotFound => "E007",
         BankError::Maintenance => "E009",
         BankError::RateLimited => "E029",
-        BankError::Busy => "E030",
+        BankError::Busy | BankError::AuthRejected => "E030",
         BankError::BadTranId(_) | BankError::BadAmount(_) | BankError::InvalidRequest(_) => "E400",
-        BankError::Timeout { .. } => "E504",
+        BankError::Timeout { .. } | BankError::Processing => "E504",
         BankError::Connection(_)
         | BankError::NotSent(_)
         | BankError::Server { .. }
@@ -310,6 +310,8 @@ fn request<T: Serialize>(
         operation,
         path,
         body,
+        method: crate::providers::WireMethod::PostJson,
+        authorized: false,
     })
 }
 

@@ -1,14 +1,15 @@
-//! The "next" provider's request builders and response parsers over the
-//! open-banking v2.0 shapes in [`crate::types`]. Pure functions: no I/O, no clock.
+//! The "next" provider's virtual-account calls: issuing, listing and reading
+//! deposits. KFTC open banking has no virtual accounts, so these stay on the
+//! provider's own extension endpoints (the shapes in [`crate::types`]); every
+//! money and inquiry call is KFTC, in [`super::kftc_calls`]. Pure functions.
 
-use money::Krw;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::providers::{WireRequest, unreadable};
 use crate::types::{
-    AccountNumber, AccountRequest, Balance, DepositLookup, DepositsRequest, HolderName,
-    IssueVirtualAccount, TransferInquiry, TransferRequest, UserId, VirtualAccount,
+    AccountNumber, DepositLookup, DepositsRequest, HolderName, IssueVirtualAccount, UserId,
+    VirtualAccount,
 };
 use crate::wire::{self, error_from_response};
 use crate::{BankError, DepositId};
@@ -27,6 +28,8 @@ fn request<T: Serialize>(
         operation,
         path,
         body,
+        method: crate::providers::WireMethod::PostJson,
+        authorized: false,
     })
 }
 
@@ -64,23 +67,4 @@ pub fn get_deposit(deposit: &DepositId) -> Result<WireRequest, BankError> {
         deposit_id: deposit.clone(),
     };
     request("next_get_deposit", wire::PATH_VIRTUAL_DEPOSIT, &body)
-}
-
-pub fn get_balance(account: &AccountNumber) -> Result<WireRequest, BankError> {
-    let body = AccountRequest {
-        account_number: account.clone(),
-    };
-    request("next_get_balance", wire::PATH_BALANCE, &body)
-}
-
-pub fn parse_balance(status: u16, body: &[u8]) -> Result<Krw, BankError> {
-    parse::<Balance>(status, body).map(|balance| balance.balance_krw)
-}
-
-pub fn payout(payout: &TransferRequest) -> Result<WireRequest, BankError> {
-    request("next_payout", wire::PATH_DEPOSIT_TRANSFER, payout)
-}
-
-pub fn payout_result(inquiry: &TransferInquiry) -> Result<WireRequest, BankError> {
-    request("next_payout_result", wire::PATH_TRANSFER_RESULT, inquiry)
 }
