@@ -359,6 +359,19 @@ async fn workers_do_each_thing_once(first_seed: u64, kills: usize) {
                 "seed {seed}: ids the bank answered twice: {:?}",
                 report.repeated
             );
+            assert!(
+                !report.overflowed,
+                "seed {seed}: the bank's count overflowed"
+            );
+            for repeat in &report.repeated {
+                assert!(
+                    repeat.received <= repeat.cut_off + 1,
+                    "seed {seed}: {} arrived {} times but only {} were cut off by a kill",
+                    repeat.bank_tran_id,
+                    repeat.received,
+                    repeat.cut_off
+                );
+            }
         }
         eprintln!(
             "seed {seed}: {processes} workers, {landed} kills mid-run; the bank so far: {} ids, \

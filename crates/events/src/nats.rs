@@ -40,6 +40,10 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// answered at once; a pull lost across a broker restart is never answered).
 const PULL_ANSWER_MS_MAX: u64 = 10_000;
 
+/// The longest pause of a worker whose pulls keep coming back empty; an event
+/// waits at most this long for an idle partition's worker.
+const IDLE_PAUSE_MS_MAX: u64 = 250;
+
 /// `NATS_URL`, or the default local server.
 pub fn nats_url_from_env() -> String {
     std::env::var("NATS_URL")
@@ -67,7 +71,8 @@ pub struct NatsConfig {
     pub publish_batch_max: usize,
     /// Messages pulled per worker step; also the consumer's `max_ack_pending`.
     pub fetch_batch_max: usize,
-    /// How long an idle worker sleeps before pulling again (a pull never waits).
+    /// How long an idle worker sleeps before pulling again (a pull never waits);
+    /// it doubles per empty pull in a row, up to 250 ms.
     pub fetch_wait_ms: u64,
     /// Sleep between relay polls when idle and not poked.
     pub poll_interval_ms: u64,
@@ -844,14 +849,19 @@ impl<C: Consumer> Worker<C> {
     /// unacked messages come back and the watermark refuses repeats.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
+        let mut idle_steps: u32 = 0;
         loop {
             let stepped = tokio::select! {
                 _ = &mut shutdown => break,
                 stepped = self.run_once() => stepped,
             };
+            idle_steps = match stepped {
+                Ok(Step::Idle) => idle_steps.saturating_add(1),
+                _ => 0,
+            };
             let pause_ms = match stepped {
                 Ok(Step::Done) => continue,
-                Ok(Step::Idle) => self.config.fetch_wait_ms,
+                Ok(Step::Idle) => idle_pause_ms(self.config.fetch_wait_ms, idle_steps),
                 Err(error) => {
                     tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, code = error.code(), "worker step failed; retrying");
                     self.recover().await;
@@ -864,6 +874,18 @@ impl<C: Consumer> Worker<C> {
             }
         }
     }
+}
+
+/// How long a worker pauses after its `idle_steps`-th empty pull in a row:
+/// `fetch_wait_ms`, doubling per empty pull up to [`IDLE_PAUSE_MS_MAX`]. Every
+/// consumer of every process polls each partition; at a fixed 20 ms, two
+/// dispatchers of a cluster sent the broker thousands of pulls a second while
+/// idle, and it stopped answering some of them.
+fn idle_pause_ms(fetch_wait_ms: u64, idle_steps: u32) -> u64 {
+    let doublings = idle_steps.saturating_sub(1).min(16);
+    fetch_wait_ms
+        .saturating_mul(1u64 << doublings)
+        .min(IDLE_PAUSE_MS_MAX.max(fetch_wait_ms))
 }
 
 /// Creates (or reopens) the durable pull consumer `<name>-p<partition>` of the
@@ -1051,5 +1073,16 @@ mod tests {
         assert_eq!(durable_name("channel.history", 3), "channel_history-p3");
         assert_eq!(durable_name("bench-probe_1", 7), "bench-probe_1-p7");
         assert_eq!(durable_name("a b*c>", 1), "a_b_c_-p1");
+    }
+
+    #[test]
+    fn an_idle_worker_pauses_longer_up_to_the_cap() {
+        assert_eq!(idle_pause_ms(20, 1), 20);
+        assert_eq!(idle_pause_ms(20, 2), 40);
+        assert_eq!(idle_pause_ms(20, 4), 160);
+        assert_eq!(idle_pause_ms(20, 5), IDLE_PAUSE_MS_MAX);
+        assert_eq!(idle_pause_ms(20, u32::MAX), IDLE_PAUSE_MS_MAX);
+        // A configured pause above the cap is kept as configured.
+        assert_eq!(idle_pause_ms(1_000, 3), 1_000);
     }
 }
