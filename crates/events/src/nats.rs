@@ -44,6 +44,11 @@ const PULL_ANSWER_MS_MAX: u64 = 10_000;
 /// waits at most this long for an idle partition's worker.
 const IDLE_PAUSE_MS_MAX: u64 = 250;
 
+/// The pauses between tries to set up a consumer's workers at a broker that
+/// does not answer: doubling from the first to the last.
+const SETUP_RETRY_MS_MIN: u64 = 500;
+const SETUP_RETRY_MS_MAX: u64 = 10_000;
+
 /// `NATS_URL`, or the default local server.
 pub fn nats_url_from_env() -> String {
     std::env::var("NATS_URL")
@@ -1002,22 +1007,22 @@ pub async fn run_workers<C: Consumer>(
 ) -> Result<(), EventsError> {
     // Connecting and creating the durable consumers wait for as long as the
     // broker is down: a stopping process must not wait for them.
+    // A broker that times out while it restarts or is busy is retried with a
+    // growing pause (the process used to exit 1 and wait for its supervisor);
+    // a configuration the broker refuses is not.
     let setup = async {
         let js = connect(&config).await?;
-        let mut workers = Vec::new();
-        for partition in 0..config.partitions {
-            let worker = Worker::new(
-                store.clone(),
-                &js,
-                consumer.clone(),
-                config.clone(),
-                partition,
-                clock.clone(),
-            )
-            .await?;
-            workers.push(worker);
+        let mut pause_ms = SETUP_RETRY_MS_MIN;
+        loop {
+            match open_workers(&store, &js, &consumer, &config, &clock).await {
+                Err(EventsError::Nats(error)) => {
+                    tracing::warn!(consumer = consumer.name(), error = %error, retry_in_ms = pause_ms, "could not set up the NATS workers; retrying");
+                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                    pause_ms = pause_ms.saturating_mul(2).min(SETUP_RETRY_MS_MAX);
+                }
+                done => return done,
+            }
         }
-        Ok::<_, EventsError>(workers)
     };
     let Some(workers) = unless_stopped(&shutdown, setup).await else {
         return Ok(());
@@ -1029,6 +1034,30 @@ pub async fn run_workers<C: Consumer>(
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// One worker per partition of `config`'s stream for `consumer`.
+async fn open_workers<C: Consumer>(
+    store: &Store,
+    js: &Context,
+    consumer: &Arc<C>,
+    config: &NatsConfig,
+    clock: &Arc<dyn Clock>,
+) -> Result<Vec<Worker<C>>, EventsError> {
+    let mut workers = Vec::new();
+    for partition in 0..config.partitions {
+        let worker = Worker::new(
+            store.clone(),
+            js,
+            consumer.clone(),
+            config.clone(),
+            partition,
+            clock.clone(),
+        )
+        .await?;
+        workers.push(worker);
+    }
+    Ok(workers)
 }
 
 /// `setup`'s result, or `None` when `shutdown` comes first.
