@@ -790,42 +790,45 @@ impl<C: Consumer> Worker<C> {
 
     /// After a failed step: the outbox, not the broker, is the record, so the
     /// repair sweep runs whatever the broker does (a partition whose pulls go
-    /// unanswered is still delivered, `repair_after_ms` late); then the durable
-    /// pull consumer is opened again, in case the broker lost it in a restart.
-    /// Both are bounded by `step_timeout_ms`; failures are logged and retried
-    /// on the next failed step.
-    async fn recover(&mut self) {
+    /// unanswered is still delivered, `repair_after_ms` late); after a broker
+    /// failure the durable pull consumer is opened again too, in case the broker
+    /// lost it in a restart. Both are bounded by `step_timeout_ms`; failures are
+    /// logged and retried on the next failed step.
+    async fn recover(&mut self, failure: &EventsError) {
         let bound = Duration::from_millis(self.config.step_timeout_ms);
-        match tokio::time::timeout(bound, self.repair_if_due()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, "repair after a failed step failed");
-            }
-            Err(_) => {
-                tracing::warn!(
-                    consumer = self.consumer.name(),
-                    partition = self.partition,
-                    "repair after a failed step timed out"
-                );
-            }
+        let repaired = tokio::time::timeout(bound, self.repair_if_due()).await;
+        self.log_recovery("the repair sweep", repaired.map(|r| r.map(|_| ())));
+        if !matches!(failure, EventsError::Nats(_)) {
+            return;
         }
         let reopened = tokio::time::timeout(
             bound,
             open_pull(&self.js, &self.config, self.consumer.name(), self.partition),
         )
         .await;
-        match reopened {
-            Ok(Ok(pull)) => self.pull = pull,
+        let reopened = match reopened {
+            Ok(Ok(pull)) => {
+                self.pull = pull;
+                Ok(Ok(()))
+            }
+            Ok(Err(error)) => Ok(Err(error)),
+            Err(elapsed) => Err(elapsed),
+        };
+        self.log_recovery("reopening the pull consumer", reopened);
+    }
+
+    fn log_recovery(
+        &self,
+        what: &str,
+        outcome: Result<Result<(), EventsError>, tokio::time::error::Elapsed>,
+    ) {
+        let (consumer, partition) = (self.consumer.name(), self.partition);
+        match outcome {
+            Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, "could not reopen the pull consumer");
+                tracing::warn!(consumer, partition, error = %error, "{what} after a failed step failed");
             }
-            Err(_) => {
-                tracing::warn!(
-                    consumer = self.consumer.name(),
-                    partition = self.partition,
-                    "reopening the pull consumer timed out"
-                );
-            }
+            Err(_) => tracing::warn!(consumer, partition, "{what} after a failed step timed out"),
         }
     }
 
@@ -869,7 +872,7 @@ impl<C: Consumer> Worker<C> {
                 Ok(Step::Idle) => idle_pause_ms(self.config.fetch_wait_ms, idle_steps),
                 Err(error) => {
                     tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, code = error.code(), "worker step failed; retrying");
-                    self.recover().await;
+                    self.recover(&error).await;
                     self.config.poll_interval_ms
                 }
             };
