@@ -36,6 +36,10 @@ pub enum EventsError {
     Nats(String),
     #[error("the relay of partition {partition} lost its lock connection: {reason}")]
     RelayLockLost { partition: u32, reason: String },
+    /// A worker's lease on its (consumer, partition) was lost with the lock
+    /// connection: another process may deliver the partition now.
+    #[error("lease {lease:?} was lost with its lock connection")]
+    LeaseLost { lease: String },
 }
 
 impl EventsError {
@@ -52,6 +56,7 @@ impl EventsError {
             EventsError::WrongStream { .. } => "event_wrong_stream",
             EventsError::Nats(_) => "nats_error",
             EventsError::RelayLockLost { .. } => "relay_lock_lost",
+            EventsError::LeaseLost { .. } => "lease_lost",
         }
     }
 

@@ -12,6 +12,7 @@
 //! finished, and the worker then delivers the missing ones from the outbox, so
 //! redelivery order inside JetStream cannot break per-key order.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -239,6 +240,13 @@ fn relay_lease_name(config: &NatsConfig, partition: u32) -> String {
     format!("events/relay/{}/{partition}", config.stream)
 }
 
+/// The lease name of one consumer's worker on one partition of one JetStream
+/// stream: one process at a time pulls it, so a partition's messages reach one
+/// worker in stream order and keys are never split between processes.
+fn worker_lease_name(config: &NatsConfig, consumer: &str, partition: u32) -> String {
+    format!("events/worker/{}/{consumer}/{partition}", config.stream)
+}
+
 /// Who this process is, in `event_relay_leaders`: host and pid.
 fn holder_name() -> String {
     let host = std::env::var("HOSTNAME")
@@ -436,6 +444,9 @@ pub struct Worker<C: Consumer> {
     /// The last fetch drained the partition: the worker keeps up, so a row the
     /// outbox has and the consumer has not finished is not merely in flight.
     keeping_up: bool,
+    /// This process's lease on (consumer, partition), when several processes
+    /// may run the consumer: checked before every step, given back at the end.
+    lease: Option<store::Lease>,
 }
 
 impl<C: Consumer> Worker<C> {
@@ -469,12 +480,27 @@ impl<C: Consumer> Worker<C> {
             released_checked_at: None,
             repaired_at: None,
             keeping_up: false,
+            lease: None,
         })
+    }
+
+    /// Runs only while `lease` is held: a step that finds it lost fails with
+    /// [`EventsError::LeaseLost`] and [`Worker::run`] steps down.
+    pub fn with_lease(mut self, lease: store::Lease) -> Worker<C> {
+        self.lease = Some(lease);
+        self
     }
 
     /// Picks up released keys, then pulls and delivers one batch.
     #[tracing::instrument(skip_all, fields(consumer = self.consumer.name(), partition = self.partition))]
     pub async fn run_once(&mut self) -> Result<Step, EventsError> {
+        if let Some(lease) = &self.lease
+            && !lease.is_held().await
+        {
+            return Err(EventsError::LeaseLost {
+                lease: lease.name().to_owned(),
+            });
+        }
         let due = self
             .released_checked_at
             .is_none_or(|at| at.elapsed() >= Duration::from_millis(self.config.release_check_ms));
@@ -611,7 +637,8 @@ impl<C: Consumer> Worker<C> {
     /// Every `repair_every_ms`, while the worker keeps up: delivers, from the
     /// outbox, every event of this partition older than `repair_after_ms` that
     /// the consumer has not finished — a message lost on the way (a key's last
-    /// event has no successor to reveal the gap). Resumes where it stopped.
+    /// event has no successor to reveal the gap), or one a killed process held
+    /// unacked. Resumes where it stopped.
     async fn repair_if_due(&mut self) -> Result<bool, EventsError> {
         let due = self
             .repaired_at
@@ -626,8 +653,8 @@ impl<C: Consumer> Worker<C> {
             .now()
             .unix_ms()
             .saturating_sub(i64::try_from(self.config.repair_after_ms).unwrap_or(i64::MAX));
-        let mut cursor = outbox::repair_cursor(&self.store, &name, self.partition).await?;
-        let rows = outbox::repair_scan(
+        let cursor = outbox::repair_cursor(&self.store, &name, self.partition).await?;
+        let scanned = outbox::repair_scan(
             &self.store,
             &outbox::RepairScope {
                 stream: &self.config.outbox_stream,
@@ -639,30 +666,75 @@ impl<C: Consumer> Worker<C> {
             self.config.repair_rows_max,
         )
         .await?;
-        let mut repaired = 0usize;
-        for (row, behind) in rows {
+        let parked: HashSet<String> = dead_letter::open(&self.store, &name)
+            .await?
+            .parked_keys
+            .into_iter()
+            .collect();
+        // Rows old enough to be repaired, in outbox order; a behind row of a
+        // parked key waits for the operator and is stepped over.
+        let mut rows = Vec::with_capacity(scanned.len());
+        for (row, behind) in scanned {
             if row.event.created_at.unix_ms() > cutoff_ms {
                 break;
             }
-            if behind && !dead_letter::is_parked(&self.store, &name, &row.event.key).await? {
-                tracing::warn!(consumer = %name, key = %row.event.key, seq = row.event.seq, "repairing an event the consumer never finished");
-                self.deliver_from_outbox(&row.event.key, Some(row.event.seq))
-                    .await?;
-                let done = seq_done(&self.store, &name, &row.event.key).await?;
-                if done < row.event.seq
-                    && !dead_letter::is_parked(&self.store, &name, &row.event.key).await?
-                {
-                    break;
-                }
-                repaired += 1;
-            }
-            cursor = row.cursor;
+            let behind = behind && !parked.contains(&row.event.key);
+            rows.push((row, behind));
         }
+        let (repaired, cursor) = self.repair_rows(rows, cursor).await?;
         outbox::save_repair_cursor(&self.store, &name, self.partition, cursor).await?;
         if repaired > 0 {
+            tracing::warn!(consumer = %name, partition = self.partition, repaired, "repaired events the consumer never finished");
             telemetry::repaired(&name, repaired);
         }
         Ok(repaired > 0)
+    }
+
+    /// Delivers the behind rows in batches of `fetch_batch_max` (one
+    /// transaction each, as pulled messages are); an event the batch did not
+    /// finish goes the careful way, one at a time with its gaps filled. Returns
+    /// how many were repaired and the cursor past the last row that needs
+    /// nothing more: an event still unfinished stops it, to be tried again.
+    async fn repair_rows(
+        &self,
+        rows: Vec<(outbox::Scanned, bool)>,
+        mut cursor: outbox::Cursor,
+    ) -> Result<(usize, outbox::Cursor), EventsError> {
+        let name = self.consumer.name();
+        let mut repaired = 0usize;
+        for chunk in rows.chunks(self.config.fetch_batch_max.max(1)) {
+            let events: Vec<Event> = chunk
+                .iter()
+                .filter(|(_, behind)| *behind)
+                .map(|(row, _)| row.event.clone())
+                .collect();
+            let outcomes = deliver_batch(
+                &self.store,
+                self.consumer.as_ref(),
+                &events,
+                self.clock.as_ref(),
+            )
+            .await;
+            let mut outcomes = outcomes.into_iter();
+            for (row, behind) in chunk {
+                if *behind {
+                    let finished = outcomes.next().is_some_and(|o| o.is_finished());
+                    if !finished {
+                        self.deliver_from_outbox(&row.event.key, Some(row.event.seq))
+                            .await?;
+                        let done = seq_done(&self.store, name, &row.event.key).await?;
+                        if done < row.event.seq
+                            && !dead_letter::is_parked(&self.store, name, &row.event.key).await?
+                        {
+                            return Ok((repaired, cursor));
+                        }
+                    }
+                    repaired += 1;
+                }
+                cursor = row.cursor;
+            }
+        }
+        Ok((repaired, cursor))
     }
 
     /// Delivers one event until it is finished, dead-lettered, or the backbone
@@ -870,6 +942,10 @@ impl<C: Consumer> Worker<C> {
             let pause_ms = match stepped {
                 Ok(Step::Done) => continue,
                 Ok(Step::Idle) => idle_pause_ms(self.config.fetch_wait_ms, idle_steps),
+                Err(error @ EventsError::LeaseLost { .. }) => {
+                    tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, "worker lost its lease; stepping down");
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, code = error.code(), "worker step failed; retrying");
                     self.recover(&error).await;
@@ -880,6 +956,9 @@ impl<C: Consumer> Worker<C> {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(Duration::from_millis(pause_ms)) => {}
             }
+        }
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
         }
     }
 }
@@ -999,68 +1078,147 @@ pub async fn run_relays(
     Ok(())
 }
 
-/// Runs a worker for every partition, delivering to `consumer`, until
-/// `shutdown`. The consumer must read `config`'s outbox stream.
+/// Runs a worker seat for every partition, delivering to `consumer`, until
+/// `shutdown`: each partition is pulled by whichever process holds its lease in
+/// `leases` (see [`worker_seat`]). The consumer must read `config`'s outbox stream.
 pub async fn run_workers<C: Consumer>(
     store: Store,
     config: NatsConfig,
     consumer: Arc<C>,
     clock: Arc<dyn Clock>,
+    leases: store::Leases,
     shutdown: Shutdown,
 ) -> Result<(), EventsError> {
-    // Connecting and creating the durable consumers wait for as long as the
-    // broker is down: a stopping process must not wait for them.
-    // A broker that times out while it restarts or is busy is retried with a
-    // growing pause (the process used to exit 1 and wait for its supervisor);
-    // a configuration the broker refuses is not.
-    let setup = async {
-        let js = connect(&config).await?;
-        let mut pause_ms = SETUP_RETRY_MS_MIN;
-        loop {
-            match open_workers(&store, &js, &consumer, &config, &clock).await {
-                Err(EventsError::Nats(error)) => {
-                    tracing::warn!(consumer = consumer.name(), error = %error, retry_in_ms = pause_ms, "could not set up the NATS workers; retrying");
-                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-                    pause_ms = pause_ms.saturating_mul(2).min(SETUP_RETRY_MS_MAX);
-                }
-                done => return done,
-            }
-        }
-    };
-    let Some(workers) = unless_stopped(&shutdown, setup).await else {
+    config.validate()?;
+    let reads = crate::consumer::stream_of_consumer(consumer.as_ref())?;
+    if reads != config.outbox_stream {
+        return Err(EventsError::InvalidConfig(format!(
+            "consumer {} reads stream {reads:?}, not the transport's {:?}",
+            consumer.name(),
+            config.outbox_stream
+        )));
+    }
+    // Connecting waits for as long as the broker is down: a stopping process
+    // must not wait for it.
+    let Some(js) = unless_stopped(&shutdown, connect(&config)).await else {
         return Ok(());
     };
+    let js = js?;
     let mut tasks = tokio::task::JoinSet::new();
-    for worker in workers? {
-        let signal = shutdown.clone();
-        tasks.spawn(async move { worker.run(signal.wait()).await });
+    for partition in 0..config.partitions {
+        let seat = WorkerSeat {
+            store: store.clone(),
+            js: js.clone(),
+            consumer: consumer.clone(),
+            config: config.clone(),
+            partition,
+            clock: clock.clone(),
+        };
+        tasks.spawn(seat.run(leases.clone(), shutdown.clone()));
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
-/// One worker per partition of `config`'s stream for `consumer`.
-async fn open_workers<C: Consumer>(
-    store: &Store,
-    js: &Context,
-    consumer: &Arc<C>,
-    config: &NatsConfig,
-    clock: &Arc<dyn Clock>,
-) -> Result<Vec<Worker<C>>, EventsError> {
-    let mut workers = Vec::new();
-    for partition in 0..config.partitions {
-        let worker = Worker::new(
-            store.clone(),
-            js,
-            consumer.clone(),
-            config.clone(),
-            partition,
-            clock.clone(),
-        )
-        .await?;
-        workers.push(worker);
+/// The pause after a failed worker set-up that followed a pause of
+/// `previous_ms`: doubling, within 0.5–10 s.
+fn setup_retry_ms(previous_ms: u64) -> u64 {
+    previous_ms
+        .saturating_mul(2)
+        .clamp(SETUP_RETRY_MS_MIN, SETUP_RETRY_MS_MAX)
+}
+
+/// One consumer's seat on one partition: what a process needs to become its
+/// worker.
+struct WorkerSeat<C: Consumer> {
+    store: Store,
+    js: Context,
+    consumer: Arc<C>,
+    config: NatsConfig,
+    partition: u32,
+    clock: Arc<dyn Clock>,
+}
+
+impl<C: Consumer> WorkerSeat<C> {
+    /// Keeps trying to take the seat's lease, and runs the worker while it holds
+    /// it, until `shutdown`: of several processes exactly one pulls the
+    /// partition (two pulling one durable consumer split its keys, and every
+    /// split key costs gap fills one event at a time); when it dies, another
+    /// takes over within `relay_takeover_ms`. A broker that times out while it
+    /// restarts or is busy is retried with a growing pause (0.5–10 s).
+    async fn run(self, leases: store::Leases, shutdown: Shutdown) {
+        let name = worker_lease_name(&self.config, self.consumer.name(), self.partition);
+        let mut stopped = std::pin::pin!(shutdown.clone().wait().fuse());
+        let mut pause_ms = self.config.relay_takeover_ms;
+        loop {
+            let bound = Duration::from_millis(self.config.step_timeout_ms);
+            let opened = tokio::select! {
+                _ = &mut stopped => return,
+                opened = tokio::time::timeout(bound, self.open(&leases, &name)) => opened,
+            };
+            pause_ms = match opened {
+                Ok(Ok(Some(worker))) => {
+                    worker.run(shutdown.clone().wait()).await;
+                    self.config.relay_takeover_ms
+                }
+                Ok(Ok(None)) => self.config.relay_takeover_ms,
+                Ok(Err(error)) => {
+                    let retry_in_ms = setup_retry_ms(pause_ms);
+                    tracing::warn!(consumer = self.consumer.name(), partition = self.partition, error = %error, code = error.code(), retry_in_ms, "could not set up the worker; retrying");
+                    retry_in_ms
+                }
+                Err(_) => {
+                    let retry_in_ms = setup_retry_ms(pause_ms);
+                    tracing::warn!(
+                        consumer = self.consumer.name(),
+                        partition = self.partition,
+                        retry_in_ms,
+                        "setting up the worker timed out; retrying"
+                    );
+                    retry_in_ms
+                }
+            };
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tokio::time::sleep(Duration::from_millis(pause_ms)) => {}
+            }
+        }
     }
-    Ok(workers)
+
+    /// The worker, holding the seat's lease; `None` while another process holds
+    /// it. The lease is given back when the durable consumer cannot be opened.
+    async fn open(
+        &self,
+        leases: &store::Leases,
+        name: &str,
+    ) -> Result<Option<Worker<C>>, EventsError> {
+        let Some(lease) = leases.try_acquire(name).await? else {
+            return Ok(None);
+        };
+        let worker = Worker::new(
+            self.store.clone(),
+            &self.js,
+            self.consumer.clone(),
+            self.config.clone(),
+            self.partition,
+            self.clock.clone(),
+        )
+        .await;
+        match worker {
+            Ok(worker) => {
+                tracing::info!(
+                    consumer = self.consumer.name(),
+                    partition = self.partition,
+                    "this process now delivers the partition"
+                );
+                Ok(Some(worker.with_lease(lease)))
+            }
+            Err(error) => {
+                lease.release().await;
+                Err(error)
+            }
+        }
+    }
 }
 
 /// `setup`'s result, or `None` when `shutdown` comes first.
@@ -1087,10 +1245,10 @@ pub async fn run_all<C: Consumer>(
         store.clone(),
         config.clone(),
         clock.clone(),
-        leases,
+        leases.clone(),
         shutdown.clone(),
     );
-    let workers = run_workers(store, config, consumer, clock, shutdown);
+    let workers = run_workers(store, config, consumer, clock, leases, shutdown);
     let (relayed, worked) = tokio::join!(relays, workers);
     relayed.and(worked)
 }

@@ -156,6 +156,7 @@ async fn two_components_sharing_one_outbox_never_take_each_others_events_over_na
         alpha.clone(),
         alpha_reader.clone(),
         clock.clone(),
+        leases.clone(),
         shutdown.clone(),
     ));
     tasks.spawn(nats::run_workers(
@@ -163,6 +164,7 @@ async fn two_components_sharing_one_outbox_never_take_each_others_events_over_na
         beta.clone(),
         beta_reader.clone(),
         clock.clone(),
+        leases.clone(),
         shutdown.clone(),
     ));
     for round in 0..5 {

@@ -302,12 +302,24 @@ impl RawTransfer {
 
 /// Runs a transfer and answers it; a timeout-after-commit fault holds the answer
 /// past any client's timeout, then answers 504.
+///
+/// The decision runs in a task of its own: a bank that received a whole request
+/// processes it whether or not its client is still there to hear the answer (the
+/// server drops a handler whose client hung up; a decision dropped with it would
+/// roll back, and the client's inquiry would then find nothing and send the id a
+/// second time — something no bank does to its clients).
 pub(crate) async fn run_transfer(
     server: &SimServer,
     kind: TransferKind,
     request: &TransferRequest,
 ) -> Result<crate::types::TransferReceipt, BankError> {
-    match server.sim.transfer(kind, request).await {
+    let (sim, owned) = (server.sim.clone(), request.clone());
+    let decided = tokio::spawn(async move { sim.transfer(kind, &owned).await }).await;
+    let answer = decided.map_err(|error| BankError::Server {
+        status: 500,
+        message: format!("the transfer task failed: {error}"),
+    })?;
+    match answer {
         TransferAnswer::Done(result) => result,
         TransferAnswer::CommittedThenTimeout(receipt) => {
             tracing::info!(bank_tran_id = %receipt.bank_tran_id, "fault: committed, answering with a timeout");

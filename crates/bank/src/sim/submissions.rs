@@ -1,10 +1,11 @@
 //! How many times each `bank_tran_id` reached the simulator: every deposit or
 //! withdraw transfer request it received, whatever became of it — answered with
 //! success, a refusal or a transient error, refused 429 at the door, held past the
-//! caller's timeout, or cut off by its client hanging up before the simulator
-//! decided it (such a request rolled back and had no effect; it is counted as
-//! received and, separately, as cut off). So "no id was submitted twice" can fail
-//! for any second send, not only for a second decided one.
+//! caller's timeout, or dropped before the simulator decided it (it rolled back
+//! and had no effect; it is counted as received and, separately, as cut off). Over
+//! HTTP a request is always decided, client there or not, as at a bank; only an
+//! in-process caller that drops the future cuts one off. So "no id was submitted
+//! twice" can fail for any second send, not only for a second decided one.
 //!
 //! In memory, shared by a simulator's clones, and bounded: past
 //! [`SUBMISSIONS_TRACKED_MAX`] ids it stops tracking new ones and says so, rather

@@ -634,9 +634,10 @@ impl Delivery<'_> {
             }
             Some(url) => {
                 let config = self.nats_config(url, stream);
-                let (store, clock) = (self.store.clone(), self.clock.clone());
+                let (store, clock, leases) =
+                    (self.store.clone(), self.clock.clone(), self.leases.clone());
                 tasks.spawn(async move {
-                    events::nats::run_workers(store, config, consumer, clock, signal)
+                    events::nats::run_workers(store, config, consumer, clock, leases, signal)
                         .await
                         .context("NATS workers")
                 });
