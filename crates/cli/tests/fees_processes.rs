@@ -73,8 +73,9 @@ async fn bank_sim() -> BankSim {
 
 /// The installation's bank and fee accounts (no default names them), as
 /// `SETTLE_<SECTION>__<KEY>` variables.
-const INSTALLATION_ENV: [(&str, &str); 6] = [
+const INSTALLATION_ENV: [(&str, &str); 7] = [
     ("SETTLE_BANK__KIND", "bank-sim"),
+    ("SETTLE_BANK__URL", "http://127.0.0.1:9"),
     ("SETTLE_FEES__INSTITUTION_CODE", "F202600001"),
     ("SETTLE_FEES__SETTLEMENT_ACCOUNT", "1002000000001"),
     ("SETTLE_FEES__SETTLEMENT_HOLDER", "세틀주식회사"),

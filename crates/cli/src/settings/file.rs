@@ -205,6 +205,34 @@ pub struct SecretsFile {
     pub kftc_pass_phrase_file: Option<PathBuf>,
 }
 
+/// The demo's installation: the in-process simulator and the accounts it
+/// provisions (fees settle on 1002000000001 and withdraw to 1002000000009;
+/// salaries are paid out of 1002000000101).
+pub fn demo() -> SettingsFile {
+    let text = |s: &str| Some(s.to_owned());
+    SettingsFile {
+        bank: BankFile {
+            kind: Some(BankKind::Simulator),
+            ..BankFile::default()
+        },
+        fees: Some(FeesFile {
+            institution_code: text("F202600001"),
+            settlement_account: text("1002000000001"),
+            settlement_holder: text("세틀주식회사"),
+            corporate_account: text("1002000000009"),
+            corporate_holder: text("세틀주식회사 법인"),
+            payout_chunk_krw_max: default_payout_chunk_krw_max(),
+            withdraw_chunk_krw_max: default_withdraw_chunk_krw_max(),
+            lock_lease_ms: None,
+        }),
+        payroll: Some(PayrollFile {
+            payout_account: text("1002000000101"),
+            payout_holder: text("세틀주식회사"),
+        }),
+        ..SettingsFile::default()
+    }
+}
+
 /// Every key path of the file (`section.key`, `bank.kftc.key`), in order: what
 /// `examples/settle.toml` and docs/operations.md must document.
 #[cfg(test)]
@@ -259,33 +287,5 @@ fn collect_paths(value: &serde_json::Value, prefix: &str, paths: &mut Vec<String
         } else {
             paths.push(path);
         }
-    }
-}
-
-/// The demo's installation: the in-process simulator and the accounts it
-/// provisions (fees settle on 1002000000001 and withdraw to 1002000000009;
-/// salaries are paid out of 1002000000101).
-pub fn demo() -> SettingsFile {
-    let text = |s: &str| Some(s.to_owned());
-    SettingsFile {
-        bank: BankFile {
-            kind: Some(BankKind::Simulator),
-            ..BankFile::default()
-        },
-        fees: Some(FeesFile {
-            institution_code: text("F202600001"),
-            settlement_account: text("1002000000001"),
-            settlement_holder: text("세틀주식회사"),
-            corporate_account: text("1002000000009"),
-            corporate_holder: text("세틀주식회사 법인"),
-            payout_chunk_krw_max: default_payout_chunk_krw_max(),
-            withdraw_chunk_krw_max: default_withdraw_chunk_krw_max(),
-            lock_lease_ms: None,
-        }),
-        payroll: Some(PayrollFile {
-            payout_account: text("1002000000101"),
-            payout_holder: text("세틀주식회사"),
-        }),
-        ..SettingsFile::default()
     }
 }

@@ -25,8 +25,6 @@ use figment::providers::{Format, Serialized, Toml};
 use money::{DerivedIds, Krw};
 use serde::{Deserialize, Serialize};
 
-#[cfg(test)]
-pub use file::key_paths;
 pub use secret::Secret;
 
 use crate::commands::CliError;

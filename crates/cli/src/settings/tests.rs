@@ -1,8 +1,10 @@
 //! The configuration's own rules: the example is valid and documents every
 //! key, every problem is named at once by its key path, flags win.
 
+#[cfg(test)]
 use std::path::{Path, PathBuf};
 
+use super::file::key_paths;
 use super::*;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/settle.toml");
