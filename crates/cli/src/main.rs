@@ -7,6 +7,7 @@ mod progress;
 #[cfg(test)]
 mod readme;
 mod scratch;
+mod settings;
 mod telemetry;
 
 use clap::Parser;

@@ -36,12 +36,25 @@ fn start_sim(dir: &std::path::Path, ca: &std::path::Path) -> (Sim, String) {
     (Sim(child), format!("https://{address}"))
 }
 
+/// The installation's bank and fee accounts (no default names them), as
+/// `SETTLE_<SECTION>__<KEY>` variables.
+const INSTALLATION_ENV: [(&str, &str); 7] = [
+    ("SETTLE_BANK__KIND", "bank-sim"),
+    ("SETTLE_BANK__URL", "http://127.0.0.1:9"),
+    ("SETTLE_FEES__INSTITUTION_CODE", "F202600001"),
+    ("SETTLE_FEES__SETTLEMENT_ACCOUNT", "1002000000001"),
+    ("SETTLE_FEES__SETTLEMENT_HOLDER", "세틀주식회사"),
+    ("SETTLE_FEES__CORPORATE_ACCOUNT", "1002000000009"),
+    ("SETTLE_FEES__CORPORATE_HOLDER", "세틀주식회사 법인"),
+];
+
 fn settle(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_settle"))
         .env(
             "SETTLE_ID_SECRET",
             "bank-tls-test-id-secret-0123456789abcdef",
         )
+        .envs(INSTALLATION_ENV)
         .args(args)
         .output()
         .expect("settle runs")

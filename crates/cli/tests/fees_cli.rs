@@ -8,9 +8,16 @@ use std::process::{Command, Output};
 /// The installation's id secret every `settle fees` process of a test shares.
 const ID_SECRET: &str = "fees-cli-test-secret-0123456789abcdef";
 
+/// The try-out installation: the in-process simulator and its accounts.
+const SIMULATOR_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/settle-simulator.toml"
+);
+
 fn settle(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_settle"))
         .env("SETTLE_ID_SECRET", ID_SECRET)
+        .env("SETTLE_CONFIG", SIMULATOR_CONFIG)
         .args(args)
         .output()
         .expect("settle runs")
@@ -145,6 +152,7 @@ fn a_payout_process_killed_with_sigkill_twenty_times_still_pays_each_item_once()
     for _ in 0..20 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
             .env("SETTLE_ID_SECRET", ID_SECRET)
+            .env("SETTLE_CONFIG", SIMULATOR_CONFIG)
             .args(with(&["fees", "pay", "--day", day, "--concurrency", "2"]))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -219,5 +227,34 @@ fn a_payout_process_killed_with_sigkill_twenty_times_still_pays_each_item_once()
         "the ledger balances: {}",
         String::from_utf8_lossy(&check.stdout)
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fees_pay_with_no_bank_configured_refuses_and_touches_nothing() {
+    let dir = std::env::temp_dir().join(format!(
+        "settle-cli-fees-no-bank-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("settle.db");
+    // The installation names its accounts but no bank.
+    let config = dir.join("settle.toml");
+    let simulator = std::fs::read_to_string(SIMULATOR_CONFIG).unwrap();
+    let without_bank = simulator.replace("[bank]\nkind = \"simulator\"\n", "");
+    assert_ne!(without_bank, simulator);
+    std::fs::write(&config, without_bank).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_settle"))
+        .env("SETTLE_ID_SECRET", ID_SECRET)
+        .env_remove("SETTLE_CONFIG")
+        .args(["--config", config.to_str().unwrap()])
+        .args(["fees", "pay", "--day", "2026-11-20", "--database-url"])
+        .arg(format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert_eq!(stderr["code"], "bank_not_configured", "{stderr}");
+    assert!(!db.exists(), "nothing is opened, nothing is paid");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -71,6 +71,18 @@ async fn bank_sim() -> BankSim {
     }
 }
 
+/// The installation's bank and fee accounts (no default names them), as
+/// `SETTLE_<SECTION>__<KEY>` variables.
+const INSTALLATION_ENV: [(&str, &str); 7] = [
+    ("SETTLE_BANK__KIND", "bank-sim"),
+    ("SETTLE_BANK__URL", "http://127.0.0.1:9"),
+    ("SETTLE_FEES__INSTITUTION_CODE", "F202600001"),
+    ("SETTLE_FEES__SETTLEMENT_ACCOUNT", "1002000000001"),
+    ("SETTLE_FEES__SETTLEMENT_HOLDER", "세틀주식회사"),
+    ("SETTLE_FEES__CORPORATE_ACCOUNT", "1002000000009"),
+    ("SETTLE_FEES__CORPORATE_HOLDER", "세틀주식회사 법인"),
+];
+
 /// `settle fees <command> --day DAY` on the seed's database and bank. A killed
 /// run's unknown chunks are proven failed one second after they became unknown:
 /// the simulator decides a request within a few milliseconds, or never.
@@ -80,6 +92,7 @@ fn fees(db_url: &str, bank: &BankSim, command: &str) -> Command {
         .args(["fees", command, "--day", DAY, "--database-url", db_url])
         .args(["--bank-url", &bank.url, "--not-found-grace-ms", "1000"])
         .env("SETTLE_ID_SECRET", ID_SECRET)
+        .envs(INSTALLATION_ENV)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -158,6 +171,7 @@ fn status(db_url: &str) -> Command {
     settle
         .args(["fees", "status", "--day", DAY, "--database-url", db_url])
         .env("SETTLE_ID_SECRET", ID_SECRET)
+        .envs(INSTALLATION_ENV)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     settle

@@ -191,6 +191,8 @@ fn worker(world: &World, bank: &BankSim) -> Child {
         .args(["--claim-lease-ms", LEASE_MS])
         .env("RUST_LOG", "error")
         .env("SETTLE_ID_SECRET", ID_SECRET)
+        // The bank is `settle bank-sim` (no bank has a default).
+        .env("SETTLE_BANK__KIND", "bank-sim")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -40,10 +40,18 @@ async fn scratch(label: &str) -> Option<Scratch> {
 fn settle() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_settle"));
     command.kill_on_drop(true);
-    // serve names no house account by default: the payout account is given.
+    // No house account and no bank has a default: the installation names them,
+    // here through SETTLE_<SECTION>__<KEY> variables (the flags override them).
     command
         .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
         .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사")
+        .env("SETTLE_BANK__KIND", "bank-sim")
+        .env("SETTLE_BANK__URL", "http://127.0.0.1:9")
+        .env("SETTLE_FEES__INSTITUTION_CODE", "F202600001")
+        .env("SETTLE_FEES__SETTLEMENT_ACCOUNT", "1002000000001")
+        .env("SETTLE_FEES__SETTLEMENT_HOLDER", "세틀주식회사")
+        .env("SETTLE_FEES__CORPORATE_ACCOUNT", "1002000000009")
+        .env("SETTLE_FEES__CORPORATE_HOLDER", "세틀주식회사 법인")
         .env(
             "SETTLE_ID_SECRET",
             "production-shape-test-id-secret-0123456789",

@@ -2,9 +2,11 @@
 //! order, in each spelling that needs no placeholder (its alternatives one by
 //! one, its optional `[…]` parts left out), on one fresh
 //! SQLite database (given through `SETTLE_DATABASE_URL`, as a reader would set
-//! it) with the in-process bank. Long-running commands (`serve`, `demo`,
-//! `bank-sim`, `bench`, `torture`) have their own tests and are left out; a
-//! generated day is made small. Each must exit 0, in order (the ledger lines
+//! it) with the in-process bank, from the repository's root (the README's
+//! paths, such as `examples/settle-simulator.toml`, are relative to it).
+//! Long-running commands (`serve`, `demo`, `bank-sim`, `bench`, `torture`) and
+//! `config` (its lines name an installation's own files) have their own tests
+//! and are left out; a generated day is made small. Each must exit 0, in order (the ledger lines
 //! build on each other, the fee lines settle the generated day). Every line in
 //! every spelling is parsed by `commands::readme_lines`.
 
@@ -15,7 +17,7 @@ mod readme;
 use std::process::Command;
 
 const README: &str = include_str!("../../../README.md");
-const LONG_RUNNING: [&str; 5] = ["serve", "demo", "bank-sim", "bench", "torture"];
+const LONG_RUNNING: [&str; 6] = ["serve", "demo", "bank-sim", "bench", "torture", "config"];
 
 #[test]
 fn every_readme_command_line_that_runs_as_written_runs() {
@@ -35,6 +37,7 @@ fn every_readme_command_line_that_runs_as_written_runs() {
                 .map(|w| if w == "2000" { "20".to_owned() } else { w })
                 .collect();
             let output = Command::new(env!("CARGO_BIN_EXE_settle"))
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
                 .args(&words[1..])
                 .envs(line.env.iter().map(|(k, v)| (k, v)))
                 .env("SETTLE_DATABASE_URL", &database_url)

@@ -42,6 +42,28 @@ async fn bank_sim(database_url: &str) -> (Child, String) {
 /// The installation's id secret the test's processes share.
 const ID_SECRET: &str = "serve-test-id-secret-0123456789abcdef";
 
+/// The installation's settle.toml: the bank is `settle bank-sim` (its URL comes
+/// with `--bank-url`, which overrides the file's), the fee accounts are named.
+const INSTALLATION: &str = r#"
+[bank]
+kind = "bank-sim"
+url = "http://127.0.0.1:9"
+
+[fees]
+institution_code = "F202600001"
+settlement_account = "1002000000001"
+settlement_holder = "세틀주식회사"
+corporate_account = "1002000000009"
+corporate_holder = "세틀주식회사 법인"
+"#;
+
+/// Writes [`INSTALLATION`] once per test process; its path.
+fn installation() -> String {
+    let path = std::env::temp_dir().join(format!("settle-serve-{}.toml", std::process::id()));
+    std::fs::write(&path, INSTALLATION).unwrap();
+    path.display().to_string()
+}
+
 async fn serve(database_url: &str, bank_url: &str, roles: &str) -> (Child, String) {
     serve_with(database_url, bank_url, roles, &[]).await
 }
@@ -57,6 +79,7 @@ async fn serve_with(
         .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
         .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사")
         .env("SETTLE_ID_SECRET", ID_SECRET)
+        .args(["--config", &installation()])
         .args([
             "serve",
             "--database-url",
@@ -206,6 +229,7 @@ async fn serve_answers_with_a_cli_key_audits_ops_actions_and_stops_on_ctrl_c() {
         .env("SETTLE_PAYOUT_ACCOUNT", "1002000000002")
         .env("SETTLE_PAYOUT_HOLDER", "세틀주식회사")
         .env("SETTLE_ID_SECRET", ID_SECRET)
+        .args(["--config", &installation()])
         .args([
             "serve",
             "--database-url",

@@ -36,8 +36,7 @@ const CHILD_OPS_MAX: u64 = 200_000;
 /// no request of a dead child can still reach the simulator after 1.5 s (its
 /// latency is a few ms, and a timed-out answer is held only after commit).
 pub(crate) fn config() -> Result<FeesConfig, TortureError> {
-    let mut config = fees::bench::bench_config()?;
-    config.ids = crate::installation::ids()?;
+    let mut config = crate::installation::fees_config()?;
     config.bank_calls_in_flight_max = 16;
     config.lock_lease_ms = 1_500;
     config.not_found_grace_ms = Some(1_500);

@@ -91,7 +91,7 @@ pub async fn run(plan: &SimPlan, dir: &std::path::Path) -> Result<SimReport, Tor
     let store =
         store::Store::connect(&format!("sqlite://{}", dir.join("settle.db").display())).await?;
     let ledger = Ledger::open(store.clone(), shared.clone(), LedgerConfig::default()).await?;
-    let mut config = fees::bench::bench_config()?;
+    let mut config = crate::installation::fees_config()?;
     // One call at a time: the order of the bank's answers is then the order of
     // the calls, and the trace cannot depend on the scheduler of the runtime.
     config.bank_calls_in_flight_max = 1;

@@ -43,7 +43,7 @@ pub async fn run(
         ledger.clone(),
         bank.api.clone(),
         clock.clone(),
-        fees::bench::bench_config()?,
+        crate::settings::Settings::demo()?.fees_config(money::DerivedIds::for_tests())?,
     )
     .await?;
     let day = BusinessDay::from_kst(clock.now()).previous();

@@ -3,9 +3,13 @@
 //! see per-day, per-stage status, and reconcile a day with the bank statement —
 //! plus `settle bench payout`. Output is JSON on stdout; every rule is in `fees`.
 //!
-//! The bank is an in-process simulator on its own SQLite file next to the
-//! database, or, with `--bank-url`, an `HttpBank` against `settle bank-sim`.
+//! The accounts, the institution code and the bank come from the configuration
+//! ([`crate::settings`]); the flags override it. With no bank configured every
+//! command that needs one refuses (`bank_not_configured`); `bank.kind =
+//! "simulator"` is an in-process simulator on its own SQLite file next to the
+//! database, `"bank-sim"` or `"http"` an `HttpBank` at `bank.url`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,6 +24,7 @@ use money::{Clock, SystemClock};
 
 use super::{BankCaArgs, CliError, DatabaseArgs};
 use crate::progress;
+use crate::settings::{BankKind, Overrides, Settings};
 
 #[derive(Subcommand, Debug)]
 pub enum FeesCommand {
@@ -41,26 +46,27 @@ pub enum FeesCommand {
     Report(DayArgs),
 }
 
+/// Each flag overrides its key of the configuration.
 #[derive(Args, Debug)]
 pub struct BankArgs {
-    /// A bank speaking the open-banking API (e.g. `settle bank-sim`); default: an
-    /// in-process simulator on its own SQLite file next to the database.
+    /// The bank's URL (`bank.kind` says which bank it is). Key `bank.url`.
     #[arg(long)]
     bank_url: Option<String>,
-    /// Bank calls in flight at once.
-    #[arg(long, default_value_t = 50)]
-    concurrency: usize,
+    /// Bank calls in flight at once. Key `bank.calls_in_flight_max` (default 50).
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// Bank calls started per second (default: no limit beyond the concurrency).
+    /// Key `bank.calls_per_s_max`.
     #[arg(long)]
     requests_per_s_max: Option<u32>,
     /// A module's lock lease on SQLite (default 10 minutes): how long a crashed
-    /// run's lock blocks the next one.
+    /// run's lock blocks the next one. Key `fees.lock_lease_ms`.
     #[arg(long)]
     lock_lease_ms: Option<i64>,
     /// How long after an outcome became unknown a "not found" from the result
     /// inquiry proves failure (default: the connector's own — 15 s over HTTP, the
     /// latency bound of the in-process simulator). Zero only when no request of a
-    /// stopped run can still reach the bank.
+    /// stopped run can still reach the bank. Key `bank.not_found_grace_ms`.
     #[arg(long)]
     not_found_grace_ms: Option<i64>,
     #[command(flatten)]
@@ -150,40 +156,57 @@ fn simulator_url(database_url: &str) -> anyhow::Result<String> {
     Ok(store::default_database_url()?.replace("settle.db", "fees-banksim.db"))
 }
 
-async fn setup(db: &DatabaseArgs, bank_args: &BankArgs) -> anyhow::Result<Setup> {
-    let url = db.url()?;
-    let store = store::Store::connect(&url)
+/// The configuration with this command's flags over it.
+fn settings(
+    db: &DatabaseArgs,
+    bank: Option<&BankArgs>,
+    file: Option<&Path>,
+) -> anyhow::Result<Settings> {
+    let mut overrides = Overrides::default();
+    overrides.set("database.url", db.database_url.clone());
+    if let Some(bank) = bank {
+        overrides
+            .set("bank.url", bank.bank_url.clone())
+            .set("bank.ca_file", bank.bank_ca.bank_ca.clone())
+            .set("bank.calls_in_flight_max", bank.concurrency)
+            .set("bank.calls_per_s_max", bank.requests_per_s_max)
+            .set("bank.not_found_grace_ms", bank.not_found_grace_ms)
+            .set("fees.lock_lease_ms", bank.lock_lease_ms);
+    }
+    Ok(Settings::load(file, &overrides)?)
+}
+
+async fn setup(
+    db: &DatabaseArgs,
+    bank_args: &BankArgs,
+    file: Option<&Path>,
+) -> anyhow::Result<Setup> {
+    let settings = settings(db, Some(bank_args), file)?;
+    let kind = settings.bank_kind()?;
+    let config = settings.fees_config(settings.ids()?)?;
+    let url = &settings.database.url;
+    let store = store::Store::connect(url)
         .await
-        .with_context(|| format!("opening {}", store::redact(&url)))?;
+        .with_context(|| format!("opening {}", store::redact(url)))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ledger = Ledger::open(store, clock.clone(), LedgerConfig::default()).await?;
-    let mut config = fees::bench::bench_config()?;
-    config.ids = super::id_secret::installation_ids()?;
-    config.bank_calls_in_flight_max = bank_args.concurrency.max(1);
-    config.bank_calls_per_s_max = bank_args.requests_per_s_max;
-    if let Some(lease_ms) = bank_args.lock_lease_ms {
-        config.lock_lease_ms = lease_ms.max(1);
-    }
-    if let Some(grace_ms) = bank_args.not_found_grace_ms {
-        config.not_found_grace_ms = Some(grace_ms.max(0));
-    }
     let (bank, statement, admin): (Arc<dyn BankApi>, Box<dyn Statement>, Box<dyn BankAdmin>) =
-        match &bank_args.bank_url {
-            Some(bank_url) => {
-                let ca = bank_args.bank_ca.load()?;
-                let mut transport = TransportConfig::new(bank_url);
+        match kind {
+            BankKind::BankSim | BankKind::Http => {
+                let mut transport = settings.transport_config()?;
                 transport.concurrent_max = Some(config.bank_calls_in_flight_max);
-                transport.requests_per_s_max = bank_args.requests_per_s_max;
+                transport.requests_per_s_max = config.bank_calls_per_s_max;
                 transport.idle_connections_per_host_max = config.bank_calls_in_flight_max;
-                transport.extra_ca = ca.clone();
+                let bank_url = transport.base_url.clone();
+                let ca = settings.bank.ca.as_ref();
                 (
                     Arc::new(HttpBank::new(transport)?),
-                    Box::new(HttpStatement::with_ca(bank_url, ca.as_ref())?),
-                    Box::new(AdminClient::with_ca(bank_url, ca.as_ref())?),
+                    Box::new(HttpStatement::with_ca(&bank_url, ca)?),
+                    Box::new(AdminClient::with_ca(&bank_url, ca)?),
                 )
             }
-            None => {
-                let sim_url = simulator_url(&url)?;
+            BankKind::Simulator => {
+                let sim_url = simulator_url(url)?;
                 let sim_store = store::Store::connect(&sim_url)
                     .await
                     .with_context(|| format!("opening the simulator at {sim_url}"))?;
@@ -209,22 +232,22 @@ fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(command: FeesCommand) -> anyhow::Result<()> {
+pub async fn run(command: FeesCommand, file: Option<&Path>) -> anyhow::Result<()> {
     match command {
-        FeesCommand::Generate(args) => generate(args).await,
-        FeesCommand::Record(args) => one(args, fees::Module::Record).await,
-        FeesCommand::Pay(args) => one(args, fees::Module::Pay).await,
-        FeesCommand::Verify(args) => one(args, fees::Module::Verify).await,
-        FeesCommand::Withdraw(args) => one(args, fees::Module::Withdraw).await,
-        FeesCommand::Run(args) => all(args).await,
-        FeesCommand::Status(args) => status(args).await,
-        FeesCommand::Report(args) => report(args).await,
+        FeesCommand::Generate(args) => generate(args, file).await,
+        FeesCommand::Record(args) => one(args, fees::Module::Record, file).await,
+        FeesCommand::Pay(args) => one(args, fees::Module::Pay, file).await,
+        FeesCommand::Verify(args) => one(args, fees::Module::Verify, file).await,
+        FeesCommand::Withdraw(args) => one(args, fees::Module::Withdraw, file).await,
+        FeesCommand::Run(args) => all(args, file).await,
+        FeesCommand::Status(args) => status(args, file).await,
+        FeesCommand::Report(args) => report(args, file).await,
     }
 }
 
-async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+async fn generate(args: GenerateArgs, file: Option<&Path>) -> anyhow::Result<()> {
     let day = parse_day(&args.day)?;
-    let setup = setup(&args.db, &args.bank).await?;
+    let setup = setup(&args.db, &args.bank, file).await?;
     let workload = fees::workload::generate(day, args.loans, args.seed)?;
     setup.fees.register_loans(&workload.loans).await?;
     let summary = setup.fees.accrue(&workload.accruals).await?;
@@ -262,15 +285,15 @@ async fn run_module(
     })
 }
 
-async fn one(args: DayArgs, module: fees::Module) -> anyhow::Result<()> {
+async fn one(args: DayArgs, module: fees::Module, file: Option<&Path>) -> anyhow::Result<()> {
     let day = parse_day(&args.day)?;
-    let setup = setup(&args.db, &args.bank).await?;
+    let setup = setup(&args.db, &args.bank, file).await?;
     print(&run_module(&setup, day, module).await?)
 }
 
-async fn all(args: DayArgs) -> anyhow::Result<()> {
+async fn all(args: DayArgs, file: Option<&Path>) -> anyhow::Result<()> {
     let day = parse_day(&args.day)?;
-    let setup = setup(&args.db, &args.bank).await?;
+    let setup = setup(&args.db, &args.bank, file).await?;
     let mut reports = Vec::new();
     for module in fees::Module::ALL {
         reports.push(run_module(&setup, day, module).await?);
@@ -278,14 +301,14 @@ async fn all(args: DayArgs) -> anyhow::Result<()> {
     print(&reports)
 }
 
-async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let url = args.db.url()?;
-    let store = store::Store::connect(&url).await?;
+async fn status(args: StatusArgs, file: Option<&Path>) -> anyhow::Result<()> {
+    let settings = settings(&args.db, None, file)?;
+    let config = settings.fees_config(settings.ids()?)?;
+    let url = &settings.database.url;
+    let store = store::Store::connect(url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ledger = Ledger::open(store, clock.clone(), LedgerConfig::default()).await?;
     // Status reads fees' own tables only; a bank that is never called is enough.
-    let mut config = fees::bench::bench_config()?;
-    config.ids = super::id_secret::installation_ids()?;
     let bank = Arc::new(HttpBank::new(TransportConfig::new("http://127.0.0.1:9"))?);
     let fees = Fees::open(ledger, bank, clock, config).await?;
     match args.day {
@@ -306,9 +329,9 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn report(args: DayArgs) -> anyhow::Result<()> {
+async fn report(args: DayArgs, file: Option<&Path>) -> anyhow::Result<()> {
     let day = parse_day(&args.day)?;
-    let setup = setup(&args.db, &args.bank).await?;
+    let setup = setup(&args.db, &args.bank, file).await?;
     let report = setup.fees.report(day, setup.statement.as_ref()).await?;
     print(&report)?;
     if !report.books_agree {

@@ -1,41 +1,24 @@
 //! settle's own (house) bank accounts each serve one purpose: the payout
 //! operating account payroll pays users from, the fee settlement account fee
-//! Pay moves fees into, the corporate account fee Withdraw moves them to. Where
-//! the configuration of two of them meets (`serve`, `payroll …`), this refuses
-//! one account named for two purposes, naming both keys. It never supplies a
-//! default: each account must be named.
+//! Pay moves fees into, the corporate account fee Withdraw moves them to. The
+//! configuration ([`crate::settings`]) refuses one account named for two
+//! purposes, naming both keys. Nothing here supplies a default: each account
+//! must be named.
 
 use bank::AccountNumber;
 
-use super::CliError;
-
-/// Refuses the first pair of `named` (configuration key, account) that share an
-/// account.
-pub fn distinct(named: &[(&str, &AccountNumber)]) -> Result<(), CliError> {
+/// Every pair of `named` (configuration key, account) that share an account:
+/// (first key, second key, the account).
+pub fn clashes<'a>(
+    named: &[(&'a str, &'a AccountNumber)],
+) -> Vec<(&'a str, &'a str, &'a AccountNumber)> {
+    let mut found = Vec::new();
     for (index, (key, account)) in named.iter().enumerate() {
-        if let Some((other, _)) = named[index + 1..].iter().find(|(_, a)| a == account) {
-            return Err(CliError::new(
-                "accounts_not_distinct",
-                format!(
-                    "{key} and {other} both name account {account}; each purpose needs its own account"
-                ),
-            ));
+        for (other, _) in named[index + 1..].iter().filter(|(_, a)| a == account) {
+            found.push((*key, *other, *account));
         }
     }
-    Ok(())
-}
-
-/// The payout account against the fee accounts of `fees`.
-pub fn payout_apart_from_fees(
-    payout_key: &str,
-    payout: &AccountNumber,
-    fees: &fees::FeesConfig,
-) -> Result<(), CliError> {
-    distinct(&[
-        (payout_key, payout),
-        ("fees.settlement_account", &fees.settlement_account),
-        ("fees.corporate_account", &fees.corporate_account),
-    ])
+    found
 }
 
 #[cfg(test)]
@@ -43,14 +26,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_account_for_two_purposes_is_refused_naming_both_keys() {
+    fn one_account_for_two_purposes_is_found_naming_both_keys() {
         let a = AccountNumber::new("1002000000001").unwrap();
         let b = AccountNumber::new("1002000000002").unwrap();
-        assert!(distinct(&[("x", &a), ("y", &b)]).is_ok());
-        let refused =
-            distinct(&[("--payout-account", &a), ("fees.settlement_account", &a)]).unwrap_err();
-        assert_eq!(refused.code, "accounts_not_distinct");
-        assert!(refused.message.contains("--payout-account"));
-        assert!(refused.message.contains("fees.settlement_account"));
+        assert!(clashes(&[("x", &a), ("y", &b)]).is_empty());
+        let found = clashes(&[("p", &a), ("s", &a), ("c", &a)]);
+        let keys: Vec<(&str, &str)> = found.iter().map(|(k, o, _)| (*k, *o)).collect();
+        assert_eq!(keys, [("p", "s"), ("p", "c"), ("s", "c")]);
     }
 }

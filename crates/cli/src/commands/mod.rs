@@ -9,6 +9,7 @@ mod audit;
 mod bank_sim;
 mod bench;
 mod channel;
+mod config;
 mod demo;
 mod demo_bank;
 mod demo_channel;
@@ -19,8 +20,7 @@ mod demo_report;
 mod demo_serve;
 mod events;
 mod fees;
-mod house_accounts;
-mod id_secret;
+pub mod house_accounts;
 mod keys;
 mod ledger;
 mod payroll;
@@ -46,6 +46,10 @@ pub struct Cli {
         env = "SETTLE_LOG_FORMAT"
     )]
     pub log_format: crate::telemetry::LogFormat,
+    /// The installation's settle.toml (flags override it; `SETTLE_<SECTION>__<KEY>`
+    /// variables override the file).
+    #[arg(long, global = true, env = crate::settings::ENV_CONFIG)]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -87,6 +91,9 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Reliability suite: kill and restart a workload, fault matrix, deterministic simulation.
     Torture(torture::TortureArgs),
+    /// The installation's configuration: check it.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// Where a command keeps its data: `--database-url`, else `DATABASE_URL`, else the
@@ -129,6 +136,7 @@ impl BankCaArgs {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = cli.config.as_deref();
     match cli.command {
         Command::Ledger(command) => ledger::run(command).await,
         Command::Events(command) => events::run(command).await,
@@ -136,13 +144,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(command) => bench::run(command).await,
         Command::BankSim(args) => bank_sim::run(args).await,
         Command::Channel(command) => channel::run(command).await,
-        Command::Fees(command) => fees::run(command).await,
-        Command::Payroll(command) => payroll::run(command).await,
-        Command::Serve(args) => serve::run(args).await,
+        Command::Fees(command) => fees::run(command, file).await,
+        Command::Payroll(command) => payroll::run(command, file).await,
+        Command::Serve(args) => serve::run(args, file).await,
         Command::Keys(command) => keys::run(command).await,
         Command::Approvals(command) => approvals::run(command).await,
         Command::Audit(command) => audit::run(command).await,
         Command::Torture(args) => torture::run(args).await,
+        Command::Config(command) => config::run(command, file).await,
     }
 }
 

@@ -5,20 +5,23 @@
 //! holds it, what was done to it), and the operator's ways out of any state:
 //! retry, rollback, resolve (with a reason), each recorded with who did it.
 //! Enrolling a single user. Output is one JSON document on stdout. The work is in the `payroll` crate; this module only parses arguments
-//! and wires stores, the bank connection and the ledger.
+//! and wires stores, the bank connection and the ledger, from the configuration
+//! ([`crate::settings`]) with the flags over it.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use bank::providers::Facade;
 use bank::routing::RoutingTable;
-use bank::{AccountNumber, HolderName, Transport, TransportConfig};
+use bank::{AccountNumber, HolderName, Transport};
 use clap::{Args, Subcommand};
 use money::{Clock, SystemClock};
 use payroll::{Payroll, PayrollConfig, Workers, WorkersConfig};
 
 use super::{CliError, DatabaseArgs};
 use crate::progress;
+use crate::settings::{Overrides, Settings};
 
 #[derive(Subcommand, Debug)]
 pub enum PayrollCommand {
@@ -54,20 +57,34 @@ pub struct Connection {
     /// transactions, and a SQLite file has one writer).
     #[arg(long, env = "SETTLE_PAYROLL_DATABASE_URL")]
     payroll_database_url: Option<String>,
-    /// The bank (or `settle bank-sim`).
-    #[arg(long, env = "SETTLE_BANK_URL", default_value = "http://127.0.0.1:8080")]
-    bank_url: String,
+    /// The bank's URL (`bank.kind` says which bank it is). Key `bank.url`.
+    #[arg(long, env = "SETTLE_BANK_URL")]
+    bank_url: Option<String>,
     #[command(flatten)]
     bank_ca: super::BankCaArgs,
     /// settle's operating account that pays users out, and its holder. No
-    /// default: it must be named, and must not be the fee settlement account.
+    /// default: it must be named, and must not be a fee account. Keys
+    /// `payroll.payout_account`, `payroll.payout_holder`. (The alert webhook is
+    /// a secret: `SETTLE_PAYROLL_WEBHOOK_URL`, never a flag.)
     #[arg(long, env = "SETTLE_PAYOUT_ACCOUNT")]
-    payout_account: String,
+    payout_account: Option<String>,
     #[arg(long, env = "SETTLE_PAYOUT_HOLDER")]
-    payout_holder: String,
-    /// Slack-compatible webhook for alerts.
-    #[arg(long, env = "SETTLE_PAYROLL_WEBHOOK_URL")]
-    webhook_url: Option<String>,
+    payout_holder: Option<String>,
+}
+
+impl Connection {
+    /// The configuration with these flags over it.
+    fn settings(&self, file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut overrides = Overrides::default();
+        overrides
+            .set("database.url", self.db.database_url.clone())
+            .set("database.payroll_url", self.payroll_database_url.clone())
+            .set("bank.url", self.bank_url.clone())
+            .set("bank.ca_file", self.bank_ca.bank_ca.clone())
+            .set("payroll.payout_account", self.payout_account.clone())
+            .set("payroll.payout_holder", self.payout_holder.clone());
+        Ok(Settings::load(file, &overrides)?)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -160,43 +177,43 @@ pub struct DepositArgs {
     deposit: String,
 }
 
-pub async fn run(command: PayrollCommand) -> anyhow::Result<()> {
+pub async fn run(command: PayrollCommand, file: Option<&Path>) -> anyhow::Result<()> {
     match command {
-        PayrollCommand::Poll(args) => poll(args).await,
-        PayrollCommand::Work(args) => work(args).await,
+        PayrollCommand::Poll(args) => poll(args, file).await,
+        PayrollCommand::Work(args) => work(args, file).await,
         PayrollCommand::Status(args) => {
-            let payroll = open(&args.connection, |_| {}).await?;
+            let payroll = open(&args.connection, file, |_| {}).await?;
             let status = payroll.status(args.stuck_after_ms).await?;
             println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(())
         }
         PayrollCommand::Show(args) => {
-            let payroll = open(&args.connection, |_| {}).await?;
+            let payroll = open(&args.connection, file, |_| {}).await?;
             let detail = payroll.detail(&args.deposit).await.map_err(refused)?;
             println!("{}", serde_json::to_string_pretty(&detail)?);
             Ok(())
         }
         PayrollCommand::Retry(args) => {
-            let payroll = open(&args.connection, |_| {}).await?;
+            let payroll = open(&args.connection, file, |_| {}).await?;
             let view = payroll.retry_as(&args.deposit, &args.by).await;
             println!("{}", serde_json::to_string_pretty(&view.map_err(refused)?)?);
             Ok(())
         }
         PayrollCommand::Rollback(args) => {
-            let payroll = open(&args.connection, |_| {}).await?;
+            let payroll = open(&args.connection, file, |_| {}).await?;
             let reason = args.reason.as_deref();
             let view = payroll.rollback_as(&args.deposit, &args.by, reason).await;
             println!("{}", serde_json::to_string_pretty(&view.map_err(refused)?)?);
             Ok(())
         }
         PayrollCommand::Resolve(args) => {
-            let payroll = open(&args.connection, |_| {}).await?;
+            let payroll = open(&args.connection, file, |_| {}).await?;
             let reason = args.reason.as_deref().unwrap_or("");
             let view = payroll.resolve(&args.deposit, &args.by, reason).await;
             println!("{}", serde_json::to_string_pretty(&view.map_err(refused)?)?);
             Ok(())
         }
-        PayrollCommand::Enrol(args) => enrol(args).await,
+        PayrollCommand::Enrol(args) => enrol(args, file).await,
     }
 }
 
@@ -216,8 +233,8 @@ fn refused(error: payroll::PayrollError) -> anyhow::Error {
     }
 }
 
-async fn enrol(args: EnrolArgs) -> anyhow::Result<()> {
-    let payroll = open(&args.connection, |_| {}).await?;
+async fn enrol(args: EnrolArgs, file: Option<&Path>) -> anyhow::Result<()> {
+    let payroll = open(&args.connection, file, |_| {}).await?;
     let bad = |what: &'static str| {
         move |e: bank::BankError| CliError::new("invalid_input", format!("{what}: {e}"))
     };
@@ -247,9 +264,9 @@ async fn enrol(args: EnrolArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn poll(args: PollArgs) -> anyhow::Result<()> {
+async fn poll(args: PollArgs, file: Option<&Path>) -> anyhow::Result<()> {
     let (rps, concurrent) = (args.rps, args.concurrent);
-    let payroll = open(&args.connection, |config| {
+    let payroll = open(&args.connection, file, |config| {
         config.poll_requests_per_s_max = rps;
         config.poll_concurrent_max = concurrent;
     })
@@ -265,9 +282,9 @@ async fn poll(args: PollArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn work(args: WorkArgs) -> anyhow::Result<()> {
+async fn work(args: WorkArgs, file: Option<&Path>) -> anyhow::Result<()> {
     let (rps, concurrent, lease_ms) = (args.rps, args.concurrent, args.claim_lease_ms);
-    let payroll = open(&args.connection, |config| {
+    let payroll = open(&args.connection, file, |config| {
         config.poll_requests_per_s_max = rps;
         config.poll_concurrent_max = concurrent;
         config.claim_lease_ms = lease_ms;
@@ -313,48 +330,42 @@ async fn stop_signal() {
 
 async fn open(
     connection: &Connection,
+    file: Option<&Path>,
     configure: impl FnOnce(&mut PayrollConfig),
 ) -> anyhow::Result<Payroll> {
-    let ledger_url = connection.db.url()?;
-    let url = connection
-        .payroll_database_url
+    let settings = connection.settings(file)?;
+    let accounts = settings.payroll()?;
+    let ledger_url = &settings.database.url;
+    let url = settings
+        .database
+        .payroll_url
         .clone()
-        .unwrap_or_else(|| super::serve::beside(&ledger_url, "payroll"));
+        .unwrap_or_else(|| super::serve::beside(ledger_url, "payroll"));
     let store = store::Store::connect(&url)
         .await
         .with_context(|| format!("opening payroll's database {}", store::redact(&url)))?;
-    let ledger_store = store::Store::connect(&ledger_url).await.with_context(|| {
+    let ledger_store = store::Store::connect(ledger_url).await.with_context(|| {
         format!(
             "opening the ledger's database {}",
-            store::redact(&ledger_url)
+            store::redact(ledger_url)
         )
     })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ledger = ledger::Ledger::open(ledger_store, clock.clone(), ledger::LedgerConfig::default())
         .await
         .context("opening the ledger")?;
-    let mut transport = TransportConfig::new(&connection.bank_url);
+    let mut transport = settings.transport_config()?;
     // The poller throttles itself; the transport must not throttle below it.
     transport.requests_per_s_max = None;
-    transport.extra_ca = connection.bank_ca.load()?;
     let transport = Transport::new(transport)?;
     let routing = RoutingTable::open(store.clone(), clock.clone()).await?;
     let facade = Facade::connect(routing, &transport);
-    let bad = |e: bank::BankError| CliError::new("bad_payout_account", e.to_string());
-    let payout_account = AccountNumber::new(&connection.payout_account).map_err(bad)?;
-    // The fee accounts `serve` runs with (their configuration source is the same).
-    let fees_config = fees::bench::bench_config()?;
-    super::house_accounts::payout_apart_from_fees(
-        "--payout-account",
-        &payout_account,
-        &fees_config,
-    )?;
     let mut config = PayrollConfig::new(
-        payout_account,
-        HolderName::new(&connection.payout_holder).map_err(bad)?,
-        super::id_secret::installation_ids()?,
+        accounts.payout_account.clone(),
+        accounts.payout_holder.clone(),
+        settings.ids()?,
     );
-    config.webhook_url = connection.webhook_url.clone();
+    config.webhook_url = settings.webhook_url()?.map(|url| url.expose().to_owned());
     configure(&mut config);
     Payroll::open(store, ledger, facade, clock, config)
         .await

@@ -11,15 +11,16 @@
 //! The work is in the crates; this module opens stores by URL, builds the handles
 //! and wires the tasks. It holds no state of its own.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use bank::providers::Facade;
 use bank::routing::RoutingTable;
-use bank::{AccountNumber, BankApi, HolderName, HttpBank, Transport, TransportConfig};
+use bank::{BankApi, HttpBank, Transport};
 use channel::{Channel, ChannelConfig, InProcessCore};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use events::nats::NatsConfig;
 use events::{Consumer, Dispatcher, DispatcherConfig, Shutdown, Wake};
 use ledger::{ExpiryWorker, Ledger, LedgerConfig};
@@ -29,102 +30,116 @@ use store::{Databases, Leases, Store, StoreOptions};
 use tokio::task::JoinSet;
 
 use super::DatabaseArgs;
+use crate::settings::{Overrides, Problems, Role, Settings};
 
-/// A part of the platform a `serve` process can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Role {
-    /// The HTTP API, its docs and the web console.
-    Api,
-    /// Event delivery: embedded dispatchers, or NATS relays and workers.
-    Dispatcher,
-    /// The channel reconciler for unknown and stale transfers.
-    Reconciler,
-    /// The ledger's hold expiry worker.
-    Expiry,
-    /// The fee settlement scheduler.
-    Fees,
-    /// The payroll balance poller (its stages run with `dispatcher`).
-    Payroll,
-}
-
+/// Every flag overrides its key of the configuration (`--config`); secrets are
+/// never flags.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
     db: DatabaseArgs,
     /// Payroll's database (default: the main one on PostgreSQL; `<name>-payroll.db`
     /// beside a SQLite file, since payroll needs a writer of its own).
+    /// Key `database.payroll_url`.
     #[arg(long, env = "SETTLE_PAYROLL_DATABASE_URL")]
     payroll_database_url: Option<String>,
     /// The API's tables: keys, ownership, idempotency, audit (default: the main
     /// database on PostgreSQL; `<name>-api.db` beside a SQLite file, so API
-    /// bookkeeping never waits on the ledger's write lock).
+    /// bookkeeping never waits on the ledger's write lock). Key `database.api_url`.
     #[arg(long, env = "SETTLE_API_DATABASE_URL")]
     api_database_url: Option<String>,
-    /// The channel's database (transfers, history read model); derived the same way.
+    /// The channel's database (transfers, history read model); derived the same
+    /// way. Key `database.channel_url`.
     #[arg(long, env = "SETTLE_CHANNEL_DATABASE_URL")]
     channel_database_url: Option<String>,
     /// Relay the outbox through NATS JetStream instead of in-process dispatchers.
+    /// Key `events.nats_url`.
     #[arg(long, env = "SETTLE_NATS_URL")]
     nats_url: Option<String>,
     /// Prefix of this deployment's JetStream streams (`<NS>_LEDGER`,
     /// `<NS>_PAYROLL`) and subjects: deployments sharing a NATS server must each
-    /// have their own.
-    #[arg(long, env = "SETTLE_NATS_NAMESPACE", default_value = "SETTLE")]
-    nats_namespace: String,
-    /// The bank (or `settle bank-sim`).
-    #[arg(long, env = "SETTLE_BANK_URL", default_value = "http://127.0.0.1:8080")]
-    bank_url: String,
+    /// have their own. Key `events.nats_namespace` (default SETTLE).
+    #[arg(long, env = "SETTLE_NATS_NAMESPACE")]
+    nats_namespace: Option<String>,
+    /// The bank's URL (`bank.kind` says which bank it is). Key `bank.url`.
+    #[arg(long, env = "SETTLE_BANK_URL")]
+    bank_url: Option<String>,
     #[command(flatten)]
     bank_ca: super::BankCaArgs,
-    /// Where the API listens.
-    #[arg(long, env = "SETTLE_LISTEN", default_value = "127.0.0.1:8000")]
-    listen: String,
-    /// The roles this process runs, comma-separated.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "api,dispatcher,reconciler,expiry,fees,payroll"
-    )]
-    roles: Vec<Role>,
-    /// Seconds between fee scheduler ticks.
-    #[arg(long, default_value_t = 300)]
-    fees_every_s: u64,
-    /// Seconds between payroll poll rounds.
-    #[arg(long, default_value_t = 60)]
-    poll_every_s: u64,
+    /// Where the API listens. Key `api.listen` (default 127.0.0.1:8000).
+    #[arg(long, env = "SETTLE_LISTEN")]
+    listen: Option<String>,
+    /// The roles this process runs, comma-separated. Key `serve.roles` (default all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    roles: Option<Vec<Role>>,
+    /// Seconds between fee scheduler ticks. Key `serve.fees_every_s` (default 300).
+    #[arg(long)]
+    fees_every_s: Option<u64>,
+    /// Seconds between payroll poll rounds. Key `serve.poll_every_s` (default 60).
+    #[arg(long)]
+    poll_every_s: Option<u64>,
     /// Connections in each database's pool (one pool per distinct database URL,
     /// plus one connection for this process's leases). With every role on one
     /// PostgreSQL database a process holds at most this + 1 + the fee modules'
-    /// try-locks in use.
-    #[arg(long, env = "SETTLE_DATABASE_CONNECTIONS_MAX", default_value_t = 12)]
-    database_connections_max: u32,
+    /// try-locks in use. Key `database.connections_max` (default 12).
+    #[arg(long, env = "SETTLE_DATABASE_CONNECTIONS_MAX")]
+    database_connections_max: Option<u32>,
     /// After Ctrl-C or SIGTERM, how long the roles get to finish their current
     /// step (bank calls in flight are answered first) before they are cut; all
-    /// work is resumable, so a cut loses nothing.
-    #[arg(long, env = "SETTLE_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
-    shutdown_grace_ms: u64,
+    /// work is resumable, so a cut loses nothing. Key `serve.shutdown_grace_ms`.
+    #[arg(long, env = "SETTLE_SHUTDOWN_GRACE_MS")]
+    shutdown_grace_ms: Option<u64>,
     /// The operating account payroll pays out of, and its holder. No default:
-    /// it must be named, and must not be a fee account.
+    /// it must be named, and must not be a fee account. Keys
+    /// `payroll.payout_account`, `payroll.payout_holder`.
     #[arg(long, env = "SETTLE_PAYOUT_ACCOUNT")]
-    payout_account: String,
+    payout_account: Option<String>,
     #[arg(long, env = "SETTLE_PAYOUT_HOLDER")]
-    payout_holder: String,
+    payout_holder: Option<String>,
     /// Actions a second ops key must approve (maker-checker), comma-separated:
     /// fees_withdraw, payroll_retry, payroll_rollback, providers_cohort,
     /// providers_override, ops_key_create, accounts_owner, or all. With fees_withdraw the fee
-    /// scheduler leaves Withdraw to approved operator requests.
-    #[arg(long, env = "SETTLE_REQUIRE_APPROVAL", default_value = "", value_parser = parse_guarded)]
-    require_approval: std::collections::BTreeSet<api::approvals::Guarded>,
-    /// How long a pending approval waits for its second key.
-    #[arg(long, env = "SETTLE_APPROVAL_TTL_S", default_value_t = 86_400)]
-    approval_ttl_s: u32,
+    /// scheduler leaves Withdraw to approved operator requests. Key `api.require_approval`.
+    #[arg(long, env = "SETTLE_REQUIRE_APPROVAL")]
+    require_approval: Option<String>,
+    /// How long a pending approval waits for its second key. Key `api.approval_ttl_s`.
+    #[arg(long, env = "SETTLE_APPROVAL_TTL_S")]
+    approval_ttl_s: Option<u32>,
 }
 
-fn parse_guarded(
-    text: &str,
-) -> Result<std::collections::BTreeSet<api::approvals::Guarded>, String> {
-    api::approvals::Guarded::parse_list(text)
+impl ServeArgs {
+    /// The flags that were given, by the key each overrides.
+    fn overrides(&self) -> Overrides {
+        let mut set = Overrides::default();
+        set.set("database.url", self.db.database_url.clone())
+            .set("database.payroll_url", self.payroll_database_url.clone())
+            .set("database.api_url", self.api_database_url.clone())
+            .set("database.channel_url", self.channel_database_url.clone())
+            .set("database.connections_max", self.database_connections_max)
+            .set("events.nats_url", self.nats_url.clone())
+            .set("events.nats_namespace", self.nats_namespace.clone())
+            .set("bank.url", self.bank_url.clone())
+            .set("bank.ca_file", self.bank_ca.bank_ca.clone())
+            .set("api.listen", self.listen.clone())
+            .set("api.approval_ttl_s", self.approval_ttl_s)
+            .set(
+                "api.require_approval",
+                self.require_approval.as_ref().map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                }),
+            )
+            .set("serve.roles", self.roles.clone())
+            .set("serve.fees_every_s", self.fees_every_s)
+            .set("serve.poll_every_s", self.poll_every_s)
+            .set("serve.shutdown_grace_ms", self.shutdown_grace_ms)
+            .set("payroll.payout_account", self.payout_account.clone())
+            .set("payroll.payout_holder", self.payout_holder.clone());
+        set
+    }
 }
 
 /// A component's database derived from the main URL: the same database on
@@ -163,20 +178,19 @@ struct Platform {
     ledger: Ledger,
     channel: Channel,
     bank: Arc<dyn BankApi>,
-    /// The extra CA the bank's HTTPS certificate is checked against (`--bank-ca`).
-    bank_ca: Option<bank::BankCa>,
     fees: fees::Fees,
     routing: RoutingTable,
     payroll: Payroll,
 }
 
 /// Opens the databases (one pool per distinct URL) and every component.
-async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
-    let ids = super::id_secret::installation_ids()?;
-    let url = args.db.url()?;
+async fn open_platform(settings: &Settings) -> anyhow::Result<Platform> {
+    let ids = settings.ids()?;
+    let database = &settings.database;
+    let url = database.url.clone();
     let mut databases = Databases::new(StoreOptions {
-        connections_max: args.database_connections_max.max(2),
-        acquire_timeout_ms: 10_000,
+        connections_max: database.connections_max,
+        acquire_timeout_ms: database.acquire_timeout_ms,
         search_path: None,
     });
     let component_url = |given: &Option<String>, component: &str| {
@@ -189,11 +203,11 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
             .with_context(|| format!("opening {what} at {}", store::redact(&url)))
     };
     let (store, leases) = open(url.clone(), "the core database").await?;
-    let payroll_url = component_url(&args.payroll_database_url, "payroll");
+    let payroll_url = component_url(&database.payroll_url, "payroll");
     let (payroll_store, payroll_leases) = open(payroll_url, "payroll's database").await?;
-    let api_url = component_url(&args.api_database_url, "api");
+    let api_url = component_url(&database.api_url, "api");
     let (api_store, _) = open(api_url, "the API's database").await?;
-    let channel_url = component_url(&args.channel_database_url, "channel");
+    let channel_url = component_url(&database.channel_url, "channel");
     let channel_shares_core = channel_url == url;
     let (channel_store, _) = open(channel_url, "the channel's database").await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -208,37 +222,17 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
     )
     .await
     .context("opening the channel")?;
-    let bank_ca = args.bank_ca.load()?;
-    let fees_config = fees::FeesConfig {
-        ids: ids.clone(),
-        ..fees::bench::bench_config()?
-    };
-    let mut bank_transport = TransportConfig::new(&args.bank_url);
-    bank_transport.extra_ca = bank_ca.clone();
+    let fees_config = settings.fees_config(ids.clone())?;
+    let mut bank_transport = settings.transport_config()?;
     // Payouts and result inquiries share one limit: the fee pipeline's.
     bank_transport.concurrent_max = Some(fees_config.bank_calls_in_flight_max);
     bank_transport.idle_connections_per_host_max = fees_config.bank_calls_in_flight_max;
     let bank: Arc<dyn BankApi> = Arc::new(HttpBank::new(bank_transport)?);
-    let payout_account = AccountNumber::new(&args.payout_account)?;
-    super::house_accounts::payout_apart_from_fees(
-        "--payout-account",
-        &payout_account,
-        &fees_config,
-    )?;
     let fees = fees::Fees::open(ledger.clone(), bank.clone(), clock.clone(), fees_config)
         .await
         .context("opening fee settlement")?;
     let routing = RoutingTable::open(payroll_store.clone(), clock.clone()).await?;
-    let payroll = open_payroll(
-        args,
-        &payroll_store,
-        &ledger,
-        &routing,
-        &clock,
-        bank_ca.as_ref(),
-        ids,
-    )
-    .await?;
+    let payroll = open_payroll(settings, &payroll_store, &ledger, &routing, &clock, ids).await?;
     Ok(Platform {
         databases,
         store,
@@ -251,7 +245,6 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
         ledger,
         channel,
         bank,
-        bank_ca,
         fees,
         routing,
         payroll,
@@ -259,46 +252,60 @@ async fn open_platform(args: &ServeArgs) -> anyhow::Result<Platform> {
 }
 
 async fn open_payroll(
-    args: &ServeArgs,
+    settings: &Settings,
     payroll_store: &Store,
     ledger: &Ledger,
     routing: &RoutingTable,
     clock: &Arc<dyn Clock>,
-    bank_ca: Option<&bank::BankCa>,
     ids: money::DerivedIds,
 ) -> anyhow::Result<Payroll> {
-    let mut transport = TransportConfig::new(&args.bank_url);
+    let mut transport = settings.transport_config()?;
+    // The poller throttles itself; the transport must not throttle below it.
     transport.requests_per_s_max = None;
-    transport.extra_ca = bank_ca.cloned();
     let transport = Transport::new(transport)?;
     let facade = Facade::connect(routing.clone(), &transport);
+    let accounts = settings.payroll()?;
+    let mut config = PayrollConfig::new(
+        accounts.payout_account.clone(),
+        accounts.payout_holder.clone(),
+        ids,
+    );
+    config.webhook_url = settings.webhook_url()?.map(|url| url.expose().to_owned());
     Payroll::open(
         payroll_store.clone(),
         ledger.clone(),
         facade,
         clock.clone(),
-        PayrollConfig::new(
-            AccountNumber::new(&args.payout_account)?,
-            HolderName::new(&args.payout_holder)?,
-            ids,
-        ),
+        config,
     )
     .await
     .context("opening payroll")
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let platform = open_platform(&args).await?;
+/// The configuration `serve` runs with: the file, the environment, the flags;
+/// every problem at once, before anything is opened.
+fn settings(args: &ServeArgs, file: Option<&Path>) -> anyhow::Result<Settings> {
+    let settings = Settings::load(file, &args.overrides())?;
+    let problems = settings.serve_problems();
+    if !problems.is_empty() {
+        return Err(Problems(problems).into());
+    }
+    Ok(settings)
+}
+
+pub async fn run(args: ServeArgs, file: Option<&Path>) -> anyhow::Result<()> {
+    let settings = settings(&args, file)?;
+    let platform = open_platform(&settings).await?;
     let shutdown = Shutdown::default();
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    let roles = &args.roles;
+    let roles = &settings.serve.roles;
     if roles.contains(&Role::Api) {
-        spawn_api(&mut tasks, &args, &platform, &shutdown).await?;
+        spawn_api(&mut tasks, &settings, &platform, &shutdown).await?;
     }
     if roles.contains(&Role::Dispatcher) {
-        spawn_delivery(&mut tasks, &args, &platform, &shutdown).await?;
+        spawn_delivery(&mut tasks, &settings, &platform, &shutdown).await?;
     }
-    spawn_workers(&mut tasks, &args, &platform, &shutdown).await?;
+    spawn_workers(&mut tasks, &settings, &platform, &shutdown).await?;
     let roles_text: Vec<String> = roles
         .iter()
         .map(|r| format!("{r:?}").to_lowercase())
@@ -317,7 +324,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     shutdown.cancel();
-    drain(&mut tasks, Duration::from_millis(args.shutdown_grace_ms)).await;
+    drain(
+        &mut tasks,
+        Duration::from_millis(settings.serve.shutdown_grace_ms),
+    )
+    .await;
     platform.databases.close().await;
     outcome
 }
@@ -359,10 +370,11 @@ async fn drain(tasks: &mut JoinSet<anyhow::Result<()>>, grace: Duration) {
 
 async fn spawn_api(
     tasks: &mut JoinSet<anyhow::Result<()>>,
-    args: &ServeArgs,
+    settings: &Settings,
     platform: &Platform,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
+    let bank_url = settings.bank.url.as_deref().unwrap_or_default();
     let handles = api::Handles {
         ledger: Some(platform.ledger.clone()),
         channel: Some(platform.channel.clone()),
@@ -372,21 +384,22 @@ async fn spawn_api(
         routing: Some(platform.routing.clone()),
         bank: Some(platform.bank.clone()),
         statement: Some(Arc::new(fees::report::HttpStatement::with_ca(
-            &args.bank_url,
-            platform.bank_ca.as_ref(),
+            bank_url,
+            settings.bank.ca.as_ref(),
         )?)),
         clock: Some(platform.clock.clone()),
-        probes: probes(args),
+        probes: probes(settings, bank_url),
     };
     let config = api::ApiConfig {
-        approvals_required: args.require_approval.clone(),
-        approval_ttl_ms: i64::from(args.approval_ttl_s).saturating_mul(1_000),
+        approvals_required: settings.api.require_approval.clone(),
+        approval_ttl_ms: i64::from(settings.api.approval_ttl_s).saturating_mul(1_000),
         ..api::ApiConfig::default()
     };
     let state = api::AppState::new(platform.api_store.clone(), handles, config).await?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listen = &settings.api.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+        .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "API and console listening");
     eprintln!("settle serve: API on http://{address}/v1, console on http://{address}/console/");
@@ -402,11 +415,11 @@ async fn spawn_api(
 /// The background roles other than the API and event delivery.
 async fn spawn_workers(
     tasks: &mut JoinSet<anyhow::Result<()>>,
-    args: &ServeArgs,
+    settings: &Settings,
     platform: &Platform,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    let roles = &args.roles;
+    let roles = &settings.serve.roles;
     if roles.contains(&Role::Reconciler) {
         platform.channel.reconciler().check_core().await?;
         let (reconciler, signal) = (platform.channel.clone(), shutdown.clone());
@@ -426,9 +439,10 @@ async fn spawn_workers(
     if roles.contains(&Role::Fees) {
         let mut scheduler = fees::scheduler::Scheduler::new(
             platform.fees.clone(),
-            Duration::from_secs(args.fees_every_s),
+            Duration::from_secs(settings.serve.fees_every_s),
         );
-        if args
+        if settings
+            .api
             .require_approval
             .contains(&api::approvals::Guarded::FeesWithdraw)
         {
@@ -445,7 +459,7 @@ async fn spawn_workers(
         // A round in progress stops at shutdown (it resumes at the next start); a
         // dead-lettered stage raises an alert within seconds.
         let poller = payroll::poller::Poller::new(platform.payroll.clone())?;
-        let every_ms = args.poll_every_s.max(1).saturating_mul(1_000);
+        let every_ms = settings.serve.poll_every_s.max(1).saturating_mul(1_000);
         let signal = shutdown.clone();
         tasks.spawn(async move {
             poller.run(every_ms, signal.wait()).await;
@@ -461,11 +475,10 @@ async fn spawn_workers(
 }
 
 /// Readiness checks of what this process talks to beyond its databases.
-fn probes(args: &ServeArgs) -> Vec<(String, api::Probe)> {
+fn probes(settings: &Settings, bank_url: &str) -> Vec<(String, api::Probe)> {
     let mut probes: Vec<(String, api::Probe)> = Vec::new();
-    let bank_url = args.bank_url.clone();
-    probes.push(("bank".to_owned(), tcp_probe(&bank_url)));
-    if let Some(nats_url) = &args.nats_url {
+    probes.push(("bank".to_owned(), tcp_probe(bank_url)));
+    if let Some(nats_url) = &settings.events.nats_url {
         probes.push(("nats".to_owned(), tcp_probe(nats_url)));
     }
     probes
@@ -499,15 +512,15 @@ fn tcp_probe(url: &str) -> api::Probe {
 /// partition relayed by the process holding its lease) and workers per consumer.
 async fn spawn_delivery(
     tasks: &mut JoinSet<anyhow::Result<()>>,
-    args: &ServeArgs,
+    settings: &Settings,
     platform: &Platform,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let core = Delivery {
         store: &platform.store,
         leases: &platform.leases,
-        nats: args.nats_url.as_deref(),
-        namespace: &args.nats_namespace,
+        nats: settings.events.nats_url.as_deref(),
+        namespace: &settings.events.nats_namespace,
         clock: &platform.clock,
         shutdown,
     };
