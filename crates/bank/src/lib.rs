@@ -23,5 +23,8 @@ pub use api::{BankApi, DEFAULT_NOT_FOUND_GRACE_MS};
 pub use client::HttpBank;
 pub use error::{BankError, ErrorClass};
 pub use tls::BankCa;
-pub use transport::{Body, KftcSettings, SIMULATOR_CLIENT_SECRET, Transport, TransportConfig};
+pub use transport::{
+    Body, KftcSettings, LegacySettings, SIMULATOR_CLIENT_SECRET, SIMULATOR_LEGACY_ACCESS_TOKEN,
+    Transport, TransportConfig,
+};
 pub use types::{AccountNumber, BankTranId, DepositId, HolderName, TranDate, TransferKind, UserId};

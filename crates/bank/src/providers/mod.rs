@@ -172,9 +172,11 @@ pub trait ProviderWire: Send + Sync + 'static {
     ) -> Result<TransferReceipt, BankError>;
 
     fn payout_result(&self, inquiry: &TransferInquiry) -> Result<WireRequest, BankError>;
+    /// `sent` is the request [`ProviderWire::payout_result`] built, for echo checks.
     fn parse_payout_result(
         &self,
         inquiry: &TransferInquiry,
+        sent: &WireRequest,
         status: u16,
         body: &[u8],
     ) -> Result<TransferOutcome, BankError>;
@@ -335,8 +337,10 @@ impl<W: ProviderWire> BankingProvider for Connector<W> {
     }
 
     async fn payout_result(&self, inquiry: &TransferInquiry) -> Result<TransferOutcome, BankError> {
-        let (status, body) = self.send(self.wire.payout_result(inquiry)).await?;
-        self.wire.parse_payout_result(inquiry, status, &body)
+        let request = self.wire.payout_result(inquiry)?;
+        let (status, body) = self.send(Ok(request.clone())).await?;
+        self.wire
+            .parse_payout_result(inquiry, &request, status, &body)
     }
 }
 

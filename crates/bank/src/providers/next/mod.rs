@@ -157,6 +157,7 @@ impl ProviderWire for Next {
     fn parse_payout_result(
         &self,
         inquiry: &TransferInquiry,
+        _sent: &WireRequest,
         status: u16,
         body: &[u8],
     ) -> Result<TransferOutcome, BankError> {
