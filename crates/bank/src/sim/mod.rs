@@ -15,6 +15,7 @@ mod kftc_wire;
 mod legacy_wire;
 mod nh_wire;
 mod server;
+mod statement;
 mod submissions;
 
 use std::sync::Arc;

@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::nh::{self, *};
-use crate::providers::next::kftc_calls::StatementLine;
 use crate::providers::{WireMethod, WireRequest, unreadable};
+use crate::statement::StatementLine;
 use crate::transport::LegacySettings;
 use crate::types::{
     AccountNumber, BankTranId, HolderName, TranDate, TransferInquiry, TransferKind,
@@ -118,8 +118,9 @@ pub fn deposit(
         bncd: settings.bank_code.clone(),
         acno: payout.to_account.to_string(),
         tram: amount_text(payout.amount_krw),
-        dract_otlt: print_content("settle payout"),
-        mract_otlt: print_content("settle"),
+        // Both passbooks print the id, so a statement names the transfer.
+        dract_otlt: print_content(payout.bank_tran_id.as_str()),
+        mract_otlt: print_content(payout.bank_tran_id.as_str()),
         dract_acno: payout.from_account.to_string(),
     };
     request(call, &body)
@@ -178,8 +179,8 @@ pub fn withdraw(
         ),
         fin_acno: pull.from_account.to_string(),
         tram: amount_text(pull.amount_krw),
-        dract_otlt: print_content("settle"),
-        mract_otlt: print_content("settle"),
+        dract_otlt: print_content(pull.bank_tran_id.as_str()),
+        mract_otlt: print_content(pull.bank_tran_id.as_str()),
         mract_acno: pull.to_account.to_string(),
     };
     request(WITHDRAW, &body)
