@@ -229,6 +229,11 @@ impl<W: ProviderWire> Connector<W> {
         &self.wire
     }
 
+    /// The transport this connector sends through (its limits and settings).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// The token cache, when this connector has one (tests count its fetches).
     pub fn token_cache(&self) -> Option<&Arc<TokenCache>> {
         self.token.as_ref()

@@ -4,7 +4,8 @@
 //! plus `settle bench payout`. Output is JSON on stdout; every rule is in `fees`.
 //!
 //! The bank is an in-process simulator on its own SQLite file next to the
-//! database, or, with `--bank-url`, an `HttpBank` against `settle bank-sim`.
+//! database, or, with `--bank-url`, the KFTC connector against `settle bank-sim`
+//! (or a bank that speaks KFTC open banking).
 
 use std::sync::Arc;
 
@@ -177,7 +178,7 @@ async fn setup(db: &DatabaseArgs, bank_args: &BankArgs) -> anyhow::Result<Setup>
                 transport.idle_connections_per_host_max = config.bank_calls_in_flight_max;
                 transport.extra_ca = ca.clone();
                 (
-                    Arc::new(HttpBank::new(transport)?),
+                    bank::providers::next::bank_api::kftc_bank(bank::Transport::new(transport)?),
                     Box::new(HttpStatement::with_ca(bank_url, ca.as_ref())?),
                     Box::new(AdminClient::with_ca(bank_url, ca.as_ref())?),
                 )
