@@ -280,7 +280,11 @@ impl Fees {
                     } else {
                         bank.deposit_transfer(&request).await
                     };
-                    let transient = answer.as_ref().is_err_and(BankError::is_transient);
+                    // Refused credentials are not processed either: the chunk waits
+                    // unblocked and the breaker pauses the bank (the connector logged it).
+                    let transient = answer
+                        .as_ref()
+                        .is_err_and(|e| e.is_transient() || e.is_configuration());
                     fees.breaker.record(transient, fees.now().unix_ms());
                     let verdict = match answer {
                         Ok(receipt) if receipt_matches(&receipt, &request) => Verdict::Succeeded,
@@ -293,7 +297,9 @@ impl Fees {
                         }
                         Err(error) => match error.class() {
                             ErrorClass::Unknown => Verdict::Unknown(error.code().to_owned()),
-                            ErrorClass::Transient => Verdict::Transient(error.code().to_owned()),
+                            ErrorClass::Transient | ErrorClass::Configuration => {
+                                Verdict::Transient(error.code().to_owned())
+                            }
                             ErrorClass::Refused => Verdict::Failed(error.code().to_owned()),
                         },
                     };

@@ -425,6 +425,24 @@ impl Facade {
     }
 }
 
+/// The one place a refusal of settle's bank credentials is reported: an error log
+/// and the `bank_credentials_refused` gauge (1 until a call is accepted again),
+/// which an operator alerts on. Returns the error to hand back.
+pub(crate) fn credentials_refused(connector: &'static str, detail: &str) -> BankError {
+    tracing::error!(
+        connector,
+        detail,
+        "the bank refused settle's credentials: fix the bank credentials in the configuration; nothing is sent until then"
+    );
+    metrics::gauge!("bank_credentials_refused", "connector" => connector).set(1.0);
+    BankError::CredentialsRefused(detail.to_owned())
+}
+
+/// Clears the `bank_credentials_refused` gauge after the bank accepted us.
+pub(crate) fn credentials_accepted(connector: &'static str) {
+    metrics::gauge!("bank_credentials_refused", "connector" => connector).set(0.0);
+}
+
 /// Maps a provider's status + body to a definite error when the body names one,
 /// else to the shared open-banking mapping (5xx, 429, unknown → unknown).
 pub(crate) fn unreadable(status: u16, error: impl fmt::Display) -> BankError {

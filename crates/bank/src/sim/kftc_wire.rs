@@ -155,7 +155,7 @@ async fn token(State(server): State<SimServer>, body: Result<Bytes, BytesRejecti
         return refuse(
             &server,
             StatusCode::UNAUTHORIZED,
-            BankError::InvalidRequest("client credentials refused".into()),
+            BankError::CredentialsRefused("client credentials refused".into()),
         );
     }
     let ttl_s = server.sim.config.token_ttl_s;

@@ -85,7 +85,7 @@ fn parse<T: DeserializeOwned>(
 /// The bank's checks of a header: its call, service, token and fields.
 fn check_header(call: Call, header: &RequestHeader) -> Result<(), BankError> {
     if header.access_token != SIMULATOR_LEGACY_ACCESS_TOKEN {
-        return Err(BankError::AuthRejected);
+        return Err(BankError::CredentialsRefused("AccessToken".into()));
     }
     let digits =
         |text: &str, len: usize| text.len() == len && text.bytes().all(|b| b.is_ascii_digit());

@@ -372,7 +372,13 @@ pub fn check_answer(sent: &RequestHeader, got: &AnswerHeader) -> Result<(), Bank
         )));
     }
     tracing::debug!(api = %got.api_nm, is_tuno = %got.is_tuno, rpcd = %got.rpcd, "nh answer");
-    codes::table().classify(&got.rpcd)
+    match codes::table().classify(&got.rpcd) {
+        Err(BankError::CredentialsRefused(_)) => Err(crate::providers::credentials_refused(
+            "legacy",
+            &format!("AccessToken refused ({})", got.rpcd),
+        )),
+        other => other,
+    }
 }
 
 /// The holder name as the wire carries it, validated.
