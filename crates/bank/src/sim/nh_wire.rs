@@ -62,23 +62,24 @@ fn parse<T: DeserializeOwned>(
     call: Call,
     body: Result<Bytes, BytesRejection>,
     header_of: fn(&T) -> &RequestHeader,
-) -> Result<T, Response> {
+) -> Result<T, Box<Response>> {
     let malformed = |detail: String| BankError::InvalidRequest(detail);
+    let refused = |header: &RequestHeader, error: BankError| Box::new(refuse(header, error));
     let bytes =
-        body.map_err(|r| refuse(&RequestHeader::default_for(call), malformed(r.body_text())))?;
+        body.map_err(|r| refused(&RequestHeader::default_for(call), malformed(r.body_text())))?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| refuse(&RequestHeader::default_for(call), malformed(e.to_string())))?;
+        .map_err(|e| refused(&RequestHeader::default_for(call), malformed(e.to_string())))?;
     let header: RequestHeader = value
         .get("Header")
         .and_then(|h| serde_json::from_value(h.clone()).ok())
         .ok_or_else(|| {
-            reply(HeaderAnswer {
+            Box::new(reply(HeaderAnswer {
                 header: AnswerHeader::default(),
-            })
+            }))
         })?;
     let request: T =
-        serde_json::from_value(value).map_err(|e| refuse(&header, malformed(e.to_string())))?;
-    check_header(call, header_of(&request)).map_err(|error| refuse(&header, error))?;
+        serde_json::from_value(value).map_err(|e| refused(&header, malformed(e.to_string())))?;
+    check_header(call, header_of(&request)).map_err(|error| refused(&header, error))?;
     Ok(request)
 }
 
@@ -145,7 +146,7 @@ async fn deposit_other(
 async fn deposit(server: SimServer, call: Call, body: Result<Bytes, BytesRejection>) -> Response {
     let req: DepositRequest = match parse(call, body, |r: &DepositRequest| &r.header) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let is_nh = NH_BANK_CODES.contains(&req.bncd.as_str());
     if is_nh != (call == DEPOSIT_NH) {
@@ -183,7 +184,7 @@ async fn withdraw(
 ) -> Response {
     let req: WithdrawRequest = match parse(WITHDRAW, body, |r: &WithdrawRequest| &r.header) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let parsed = async {
         let (bank_tran_id, tran_date, amount_krw) = transfer_fields(&req.header, &req.tram)?;
@@ -215,7 +216,7 @@ async fn withdraw(
 async fn result(State(server): State<SimServer>, body: Result<Bytes, BytesRejection>) -> Response {
     let req: ResultRequest = match parse(RESULT, body, |r: &ResultRequest| &r.header) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let kind = if req.org_api_nm == WITHDRAW.api {
         TransferKind::Withdraw
@@ -259,7 +260,7 @@ async fn result(State(server): State<SimServer>, body: Result<Bytes, BytesReject
 async fn balance(State(server): State<SimServer>, body: Result<Bytes, BytesRejection>) -> Response {
     let req: BalanceRequest = match parse(BALANCE, body, |r: &BalanceRequest| &r.header) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let answer = match nh::account(&req.fin_acno) {
         Ok(account) => {
@@ -300,7 +301,7 @@ async fn holder_other(
 async fn holder(server: SimServer, call: Call, body: Result<Bytes, BytesRejection>) -> Response {
     let req: HolderRequest = match parse(call, body, |r: &HolderRequest| &r.header) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let answer = match nh::account(&req.acno) {
         Ok(account) => {
@@ -327,7 +328,7 @@ async fn holder(server: SimServer, call: Call, body: Result<Bytes, BytesRejectio
 async fn history(State(server): State<SimServer>, body: Result<Bytes, BytesRejection>) -> Response {
     let req: HistoryRequest = match parse(HISTORY, body, |r: &HistoryRequest| &r.header) {
         Ok(req) => req,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     match history_page(&server, &req).await {
         Ok((rec, more)) => reply(HistoryAnswer {
