@@ -36,6 +36,12 @@ pub enum BankError {
     /// processed. The connector drops its cached token, so the next call fetches one.
     #[error("the bank refused the access token; the call was not processed")]
     AuthRejected,
+    /// The bank refused our credentials themselves (the OAuth client secret at the
+    /// token endpoint, the NH `AccessToken`): a configuration error. Nothing was
+    /// processed and nothing will be until an operator fixes the credentials; it
+    /// never blocks an item, and it is logged as an error where it is seen.
+    #[error("the bank refused settle's credentials (configuration): {0}")]
+    CredentialsRefused(String),
     /// The connection was never made (refused, unreachable, TLS handshake failed),
     /// so no byte of the request reached the bank.
     #[error("nothing was sent: {0}")]
@@ -74,6 +80,10 @@ pub enum ErrorClass {
     Transient,
     /// May have moved money: ask the result inquiry; never re-send blind.
     Unknown,
+    /// Not processed because settle is misconfigured (credentials refused): send
+    /// the same id again once an operator fixed it; never blocks an item, and is
+    /// loud (an error log, the `bank_credentials_refused` gauge) rather than quiet.
+    Configuration,
 }
 
 impl ErrorClass {
@@ -82,6 +92,7 @@ impl ErrorClass {
             ErrorClass::Refused => "refused",
             ErrorClass::Transient => "transient",
             ErrorClass::Unknown => "unknown",
+            ErrorClass::Configuration => "configuration",
         }
     }
 }
@@ -95,6 +106,7 @@ impl BankError {
             | BankError::Busy
             | BankError::AuthRejected
             | BankError::NotSent(_) => ErrorClass::Transient,
+            BankError::CredentialsRefused(_) => ErrorClass::Configuration,
             BankError::Timeout { .. }
             | BankError::Processing
             | BankError::Connection(_)
@@ -124,6 +136,11 @@ impl BankError {
         self.class() == ErrorClass::Transient
     }
 
+    /// True when settle's own configuration (its bank credentials) is wrong.
+    pub fn is_configuration(&self) -> bool {
+        self.class() == ErrorClass::Configuration
+    }
+
     /// A stable, machine-readable code; also the `code` field on the wire.
     pub fn code(&self) -> &'static str {
         match self {
@@ -136,6 +153,7 @@ impl BankError {
             BankError::RateLimited => "rate_limited",
             BankError::Busy => "bank_busy",
             BankError::AuthRejected => "bank_auth_rejected",
+            BankError::CredentialsRefused(_) => "bank_credentials_refused",
             BankError::Processing => "bank_processing",
             BankError::NotSent(_) => "bank_not_sent",
             BankError::TransferNotFound => "transfer_not_found",
@@ -169,6 +187,7 @@ impl BankError {
             "rate_limited" => BankError::RateLimited,
             "bank_busy" => BankError::Busy,
             "bank_auth_rejected" => BankError::AuthRejected,
+            "bank_credentials_refused" => BankError::CredentialsRefused(message.to_owned()),
             "transfer_not_found" => BankError::TransferNotFound,
             "deposit_not_found" => BankError::DepositNotFound,
             "bad_bank_tran_id" => BankError::BadTranId(message.to_owned()),
@@ -203,6 +222,7 @@ mod tests {
             BankError::RateLimited,
             BankError::Busy,
             BankError::AuthRejected,
+            BankError::CredentialsRefused("x".into()),
             BankError::TransferNotFound,
             BankError::DepositNotFound,
             BankError::BadTranId("x".into()),
@@ -265,5 +285,9 @@ mod tests {
         for error in unknown {
             assert_eq!(error.class(), ErrorClass::Unknown, "{error:?}");
         }
+        let misconfigured = BankError::CredentialsRefused("invalid_client".into());
+        assert_eq!(misconfigured.class(), ErrorClass::Configuration);
+        assert!(!misconfigured.is_transient() && !misconfigured.is_outcome_unknown());
+        assert!(misconfigured.is_configuration());
     }
 }

@@ -14,6 +14,7 @@ pub mod providers;
 pub mod routing;
 pub mod sim;
 mod sql;
+pub mod statement;
 pub mod tls;
 mod transport;
 pub mod types;
@@ -22,6 +23,10 @@ pub mod wire;
 pub use api::{BankApi, DEFAULT_NOT_FOUND_GRACE_MS};
 pub use client::HttpBank;
 pub use error::{BankError, ErrorClass};
+pub use statement::{Statement, StatementCursor, StatementLine, StatementPage};
 pub use tls::BankCa;
-pub use transport::{Body, KftcSettings, SIMULATOR_CLIENT_SECRET, Transport, TransportConfig};
+pub use transport::{
+    Body, KftcSettings, LegacySettings, SIMULATOR_CLIENT_SECRET, SIMULATOR_LEGACY_ACCESS_TOKEN,
+    Transport, TransportConfig,
+};
 pub use types::{AccountNumber, BankTranId, DepositId, HolderName, TranDate, TransferKind, UserId};

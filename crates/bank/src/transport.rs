@@ -43,7 +43,44 @@ pub struct TransportConfig {
     pub not_found_grace_ms: u64,
     /// The KFTC open-banking settings of the `next` connector.
     pub kftc: KftcSettings,
+    /// The NH-style settings of the `legacy` connector.
+    pub legacy: LegacySettings,
 }
+
+/// What the NH-style (`legacy`) connector needs besides an address: the fixed
+/// fields of its message `Header` and the access token the bank issued.
+#[derive(Clone, Debug)]
+pub struct LegacySettings {
+    /// `Iscd`: the institution code the bank assigned (6 digits).
+    pub iscd: String,
+    /// `FintechApsno`: the fintech app's serial number under the institution.
+    pub fintech_apsno: String,
+    /// `AccessToken`: issued by the bank's developer centre; never logged.
+    pub access_token: Secret,
+    /// `Bncd` of the accounts settle pays (`011` = NH bank, `012` = NH co-ops;
+    /// anything else goes over the other-bank calls).
+    pub bank_code: String,
+    /// The 10-character institution code that starts the connector's own `IsTuno`s
+    /// (balance, holder, result and history inquiries).
+    pub institution_code: String,
+}
+
+impl LegacySettings {
+    /// The settings `settle bank-sim` accepts; a real bank issues its own.
+    pub fn simulator() -> LegacySettings {
+        LegacySettings {
+            iscd: "000013".to_owned(),
+            fintech_apsno: "001".to_owned(),
+            access_token: Secret::new(SIMULATOR_LEGACY_ACCESS_TOKEN),
+            bank_code: "011".to_owned(),
+            institution_code: "M202500001".to_owned(),
+        }
+    }
+}
+
+/// The access token the simulator's NH-style wire accepts (a test credential,
+/// public by design).
+pub const SIMULATOR_LEGACY_ACCESS_TOKEN: &str = "settle-bank-sim-legacy";
 
 /// What the KFTC connector needs besides an address: its credentials and the
 /// fixed fields of its requests.
@@ -110,6 +147,7 @@ impl TransportConfig {
             // request within a few seconds of that.
             not_found_grace_ms: 10_000 + 5_000,
             kftc: KftcSettings::simulator(),
+            legacy: LegacySettings::simulator(),
         }
     }
 }

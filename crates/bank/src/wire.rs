@@ -55,7 +55,7 @@ pub fn status_for(error: &BankError) -> u16 {
         | BankError::InsufficientFunds => 422,
         BankError::RateLimited => 429,
         BankError::Maintenance | BankError::Busy | BankError::Processing => 503,
-        BankError::AuthRejected => 401,
+        BankError::AuthRejected | BankError::CredentialsRefused(_) => 401,
         BankError::NotSent(_) => 502,
         BankError::Timeout { .. } => 504,
         BankError::Connection(_) => 502,

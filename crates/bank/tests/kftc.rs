@@ -1,7 +1,8 @@
 //! The KFTC connector against the simulator over real HTTP: the OAuth token is
 //! fetched once for many concurrent calls, refreshed before it lapses, dropped
 //! when the bank no longer accepts it; and the holder check refuses a payout to a
-//! renamed account before any transfer reaches the bank.
+//! renamed account before any transfer reaches the bank; and credentials the bank
+//! refuses are a configuration error, never "transient" forever.
 
 use std::sync::Arc;
 
@@ -124,6 +125,25 @@ async fn a_token_the_bank_refuses_is_transient_and_the_next_call_fetches_a_new_o
         connector.balance(&operating()).await.unwrap(),
         Krw::new(1_000_000)
     );
+    assert_eq!(connector.token_cache().unwrap().fetched(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_the_bank_refuses_are_a_configuration_error_not_a_transient_one() {
+    let bank = bank(3_600).await;
+    let mut config = TransportConfig::new(&bank.base_url);
+    config.requests_per_s_max = None;
+    config.kftc.client_secret = bank::providers::next::token::Secret::new("a-wrong-secret");
+    let clock = Arc::new(TestClock::at(Timestamp::from_unix_ms(NOW_MS)));
+    let connector = next::connector(Transport::new(config).unwrap(), clock);
+    for _ in 0..2 {
+        let refused = connector.balance(&operating()).await.unwrap_err();
+        assert_eq!(refused.code(), "bank_credentials_refused", "{refused:?}");
+        assert_eq!(refused.class(), bank::ErrorClass::Configuration);
+        assert!(!refused.is_transient() && !refused.is_outcome_unknown());
+    }
+    // Nothing reached the accounts: the refused calls never got past the token.
+    assert_eq!(bank.stats().await.tokens_issued_total, 0);
     assert_eq!(connector.token_cache().unwrap().fetched(), 2);
 }
 

@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use bank::sim::Movement;
-use bank::{AccountNumber, BankError};
+use bank::statement::{StatementCursor, StatementPage};
+use bank::{AccountNumber, BankError, TranDate};
 use money::{Krw, TransferId};
 use serde::Serialize;
 
@@ -16,76 +18,42 @@ use crate::config::accounts;
 use crate::db;
 use crate::{BusinessDay, FeeKind, Fees, FeesError};
 
-/// A bank statement, one page at a time (the simulator's admin statement).
-#[async_trait]
-pub trait Statement: Send + Sync {
-    /// Movements touching `account` after `since_seq`, oldest first; empty at the end.
-    async fn page(
-        &self,
-        account: &AccountNumber,
-        since_seq: i64,
-    ) -> Result<Vec<Movement>, BankError>;
-}
+/// The bank statement the report reads: [`bank::Statement`], the bank's own
+/// 거래내역조회 through a connector (or the in-process simulator's), never the
+/// simulator's admin API.
+pub use bank::Statement;
 
-#[async_trait]
-impl Statement for bank::sim::Simulator {
-    async fn page(
-        &self,
-        account: &AccountNumber,
-        since_seq: i64,
-    ) -> Result<Vec<Movement>, BankError> {
-        self.statement(Some(account), since_seq).await
-    }
-}
-
-/// The statement of a simulator over HTTP (`GET /admin/statement`).
+/// The statement of a bank over HTTP(S), read through the KFTC connector's
+/// 거래내역조회 (`settle fees report --bank-url …`).
 pub struct HttpStatement {
-    http: reqwest::Client,
-    base_url: String,
+    connector: bank::providers::Connector<bank::providers::next::Next>,
 }
 
 impl HttpStatement {
-    pub fn new(base_url: &str) -> HttpStatement {
-        HttpStatement {
-            http: reqwest::Client::new(),
-            base_url: base_url.trim_end_matches('/').to_owned(),
-        }
+    pub fn new(base_url: &str) -> Result<HttpStatement, BankError> {
+        HttpStatement::with_ca(base_url, None)
     }
 
     /// A statement client that also trusts `ca` (a bank with a private CA).
     pub fn with_ca(base_url: &str, ca: Option<&bank::BankCa>) -> Result<HttpStatement, BankError> {
-        let http = bank::tls::http_client(ca)
-            .build()
-            .map_err(|error| BankError::InvalidRequest(format!("HTTP client: {error}")))?;
+        let mut config = bank::TransportConfig::new(base_url);
+        config.extra_ca = ca.cloned();
+        let transport = bank::Transport::new(config)?;
         Ok(HttpStatement {
-            http,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            connector: bank::providers::next::connector(transport, Arc::new(money::SystemClock)),
         })
     }
 }
 
 #[async_trait]
 impl Statement for HttpStatement {
-    async fn page(
+    async fn statement_page(
         &self,
         account: &AccountNumber,
-        since_seq: i64,
-    ) -> Result<Vec<Movement>, BankError> {
-        let response = self
-            .http
-            .get(format!("{}/admin/statement", self.base_url))
-            .query(&[
-                ("account", account.as_str()),
-                ("since_seq", &since_seq.to_string()),
-            ])
-            .send()
-            .await
-            .map_err(|e| BankError::Connection(e.to_string()))?;
-        let body: bank::sim::StatementBody = response
-            .json()
-            .await
-            .map_err(|e| BankError::Connection(e.to_string()))?;
-        Ok(body.movements)
+        dates: (TranDate, TranDate),
+        cursor: Option<&StatementCursor>,
+    ) -> Result<StatementPage, BankError> {
+        self.connector.statement_page(account, dates, cursor).await
     }
 }
 
@@ -235,21 +203,21 @@ impl Fees {
             }
         }
 
-        // The bank's side: every movement of the settlement account with our ids.
+        // The bank's side: every line of the settlement account's statement from
+        // day D to today that prints one of our ids (the connectors print the
+        // `bank_tran_id` on both passbooks of each transfer).
         let mut bank_by_code: BTreeMap<u16, Krw> = BTreeMap::new();
         let mut seen: HashMap<String, u32> = HashMap::new();
         let mut unaccounted = Vec::new();
-        let mut since_seq = 0;
+        let from = TranDate::from_kst(day.starts_at());
+        let dates = (from, TranDate::from_kst(self.now()).max(from));
+        let mut cursor = None;
         for _ in 0..self.config.statement_pages_max {
             let page = statement
-                .page(&self.config.settlement_account, since_seq)
+                .statement_page(&self.config.settlement_account, dates, cursor.as_ref())
                 .await?;
-            let Some(last) = page.last() else { break };
-            since_seq = last.seq;
-            for movement in &page {
-                let Some(id) = movement.bank_tran_id.as_deref() else {
-                    continue;
-                };
+            for line in &page.lines {
+                let id = line.print_content.as_str();
                 let Some(chunk) = by_id.get(id) else { continue };
                 *seen.entry(id.to_owned()).or_default() += 1;
                 let code = if chunk.purpose == "withdraw" {
@@ -258,10 +226,14 @@ impl Fees {
                     chunk.kind
                 };
                 let total = bank_by_code.entry(code).or_insert(Krw::ZERO);
-                *total = total.checked_add(movement.amount_krw)?;
+                *total = total.checked_add(line.amount_krw)?;
                 if chunk.state != "succeeded" {
                     unaccounted.push(id.to_owned());
                 }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
             }
         }
         let duplicates: Vec<String> = seen

@@ -280,7 +280,11 @@ impl Fees {
                     } else {
                         bank.deposit_transfer(&request).await
                     };
-                    let transient = answer.as_ref().is_err_and(BankError::is_transient);
+                    // Refused credentials are not processed either: the chunk waits
+                    // unblocked and the breaker pauses the bank (the connector logged it).
+                    let transient = answer
+                        .as_ref()
+                        .is_err_and(|e| e.is_transient() || e.is_configuration());
                     fees.breaker.record(transient, fees.now().unix_ms());
                     let verdict = match answer {
                         Ok(receipt) if receipt_matches(&receipt, &request) => Verdict::Succeeded,
@@ -293,7 +297,9 @@ impl Fees {
                         }
                         Err(error) => match error.class() {
                             ErrorClass::Unknown => Verdict::Unknown(error.code().to_owned()),
-                            ErrorClass::Transient => Verdict::Transient(error.code().to_owned()),
+                            ErrorClass::Transient | ErrorClass::Configuration => {
+                                Verdict::Transient(error.code().to_owned())
+                            }
                             ErrorClass::Refused => Verdict::Failed(error.code().to_owned()),
                         },
                     };
@@ -306,6 +312,25 @@ impl Fees {
         .await
     }
 
+    /// The loans the payout chunks among `chunks` draw from.
+    async fn loans_of_chunks(
+        &self,
+        chunks: &[ChunkRow],
+    ) -> Result<HashMap<u64, LoanRow>, FeesError> {
+        let mut ids: Vec<u64> = chunks
+            .iter()
+            .filter(|c| c.purpose != "withdraw")
+            .map(|c| c.loan_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(db::loans(&self.store, &ids)
+            .await?
+            .into_iter()
+            .map(|loan| (loan.loan_id, loan))
+            .collect())
+    }
+
     /// Asks the result inquiry about chunks whose outcome is unknown, and settles
     /// what it proves.
     pub(crate) async fn inquire_chunks(
@@ -316,13 +341,26 @@ impl Fees {
         let bank = self.bank.clone();
         let grace_ms = self.not_found_grace_ms();
         let now_ms = self.now().unix_ms();
+        // An inquiry names its original transfer (its leg and amount): the KFTC
+        // result inquiry needs them, and every wire checks the answer against them.
+        let loans = self.loans_of_chunks(&chunks).await?;
+        let mut asked = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let request = self.bank_request(&chunk, &loans)?;
+            let kind = if chunk.purpose == "withdraw" {
+                bank::TransferKind::Withdraw
+            } else {
+                bank::TransferKind::Deposit
+            };
+            asked.push((chunk, TransferInquiry::of(kind, &request)));
+        }
         self.pipeline(
-            chunks,
+            asked,
             None,
-            move |chunk: ChunkRow| {
+            move |(chunk, inquiry): (ChunkRow, TransferInquiry)| {
                 let bank = bank.clone();
                 async move {
-                    let verdict = inquire(bank.as_ref(), &chunk, now_ms, grace_ms).await;
+                    let verdict = inquire(bank.as_ref(), &chunk, &inquiry, now_ms, grace_ms).await;
                     (chunk, verdict)
                 }
             },
@@ -574,22 +612,11 @@ fn receipt_matches(receipt: &bank::types::TransferReceipt, request: &BankRequest
 async fn inquire(
     bank: &dyn bank::BankApi,
     chunk: &ChunkRow,
+    inquiry: &TransferInquiry,
     now_ms: i64,
     grace_ms: i64,
 ) -> Verdict {
-    let (id, date) = match (
-        BankTranId::new(&chunk.bank_tran_id),
-        TranDate::parse(&chunk.tran_date),
-    ) {
-        (Ok(id), Ok(date)) => (id, date),
-        _ => return Verdict::Unknown("stored_id_unreadable".into()),
-    };
-    let inquiry = TransferInquiry {
-        bank_tran_id: id,
-        tran_date: date,
-        original: None,
-    };
-    match bank.transfer_result(&inquiry).await {
+    match bank.transfer_result(inquiry).await {
         Ok(TransferOutcome::Succeeded { receipt }) => {
             if receipt.amount_krw.get() == chunk.amount_krw {
                 Verdict::Succeeded

@@ -255,7 +255,7 @@ async fn over_http_timeouts_and_5xx_end_withdrawn_and_nothing_is_paid_twice() {
     let report = fees
         .report(
             day,
-            &fees::report::HttpStatement::new(&format!("http://{address}")),
+            &fees::report::HttpStatement::new(&format!("http://{address}")).unwrap(),
         )
         .await
         .unwrap();

@@ -1,13 +1,16 @@
-//! Fee settlement over HTTPS: the simulator served with TLS (a certificate from a
-//! CA made at start), and fees talking to it through the rustls client that
-//! trusts that CA and nothing else besides the web PKI.
+//! Fee settlement over HTTPS and the KFTC wire: the simulator served with TLS (a
+//! certificate from a CA made at start), and fees paying, inquiring and
+//! reconciling through the KFTC connector (OAuth token, 입금이체 / 출금이체,
+//! 이체결과조회, 거래내역조회) on the rustls client that trusts that CA and nothing
+//! else besides the web PKI.
 
 mod common;
 
 use std::sync::Arc;
 
+use bank::providers::next::bank_api::kftc_bank;
 use bank::tls::{SimCertificate, TlsListener};
-use bank::{BankApi, HttpBank, TransportConfig};
+use bank::{BankApi, Transport, TransportConfig};
 use common::{Options, owed_by_account, system};
 use fees::report::HttpStatement;
 use fees::{DayState, Fees, Outcome, Trigger};
@@ -35,7 +38,7 @@ async fn a_fee_day_is_paid_verified_and_withdrawn_over_https(db: TestDb) {
 
     // Without the CA the certificate is not trusted and nothing is sent: a
     // transient error, the same id may be sent again at once.
-    let untrusted = HttpBank::new(TransportConfig::new(&base_url)).unwrap();
+    let untrusted = kftc_bank(Transport::new(TransportConfig::new(&base_url)).unwrap());
     let refused = untrusted
         .balance(&bank::types::AccountRequest {
             account_number: s.config().settlement_account.clone(),
@@ -48,7 +51,7 @@ async fn a_fee_day_is_paid_verified_and_withdrawn_over_https(db: TestDb) {
     let ca = certificate.bank_ca().unwrap();
     let mut transport = TransportConfig::new(&base_url);
     transport.extra_ca = Some(ca.clone());
-    let bank: Arc<dyn BankApi> = Arc::new(HttpBank::new(transport).unwrap());
+    let bank: Arc<dyn BankApi> = kftc_bank(Transport::new(transport).unwrap());
     let clock: Arc<dyn Clock> = Arc::new(s.clock.clone());
     let ledger = Ledger::open(s.db.store.clone(), clock.clone(), LedgerConfig::default())
         .await
@@ -70,6 +73,18 @@ async fn a_fee_day_is_paid_verified_and_withdrawn_over_https(db: TestDb) {
 
     assert_eq!(s.paid_by_account().await, owed_by_account(&workload));
     s.assert_no_duplicate_ids().await;
+    // Every chunk went over the KFTC wire: the bank issued it a token.
+    let stats: bank::sim::StatsBody = bank::tls::http_client(Some(&ca))
+        .build()
+        .unwrap()
+        .get(format!("{base_url}/admin/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(stats.tokens_issued_total >= 1, "{stats:?}");
     let statement = HttpStatement::with_ca(&base_url, Some(&ca)).unwrap();
     let report = fees.report(s.day, &statement).await.unwrap();
     assert!(report.agrees, "{report:?}");

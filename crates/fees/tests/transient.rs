@@ -180,3 +180,85 @@ on_both_backends!(
     a_bank_answering_429_for_ten_minutes_delays_the_day_but_blocks_nothing,
     a_maintenance_window_pauses_sending_without_a_storm_and_the_day_completes_after
 );
+
+/// The bank refuses settle's credentials (a wrong KFTC client secret): a
+/// configuration error, loud in the connector, that blocks no item — every
+/// item waits, the report names them, and once a correctly configured bank
+/// client takes over the day completes with every item paid once.
+async fn refused_bank_credentials_block_nothing_and_the_day_completes_once_fixed(db: TestDb) {
+    let s = system(db, Options::default()).await;
+    let workload = fees::workload::generate(s.day, 6, 5).unwrap();
+    s.load(&workload).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut transport =
+        bank::TransportConfig::new(&format!("http://{}", listener.local_addr().unwrap()));
+    tokio::spawn(bank::sim::serve_simulator(
+        s.sim.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    transport.kftc.client_secret = bank::providers::next::token::Secret::new("a-wrong-secret");
+    let wrong =
+        bank::providers::next::bank_api::kftc_bank(bank::Transport::new(transport).unwrap());
+    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(s.clock.clone());
+    let ledger = ledger::Ledger::open(s.db.store.clone(), clock.clone(), Default::default())
+        .await
+        .unwrap();
+    let misconfigured = fees::Fees::open(ledger, wrong, clock, s.config().clone())
+        .await
+        .unwrap();
+    let op = Trigger::Scheduler;
+    assert_eq!(
+        misconfigured.record(s.day, op).await.unwrap().outcome,
+        Outcome::Done
+    );
+    let first = misconfigured.pay(s.day, op).await.unwrap();
+    assert_eq!(first.counts["failed"], 0, "{:?}", first.counts);
+    assert!(first.counts["transient"] > 0, "{:?}", first.counts);
+    let status = misconfigured.status(s.day).await.unwrap().unwrap();
+    assert!(status.blocked.is_empty(), "{:?}", status.blocked);
+    let report = misconfigured
+        .report(s.day, &s.sim as &dyn Statement)
+        .await
+        .unwrap();
+    assert!(!report.agrees);
+    assert!(
+        report
+            .unpaid
+            .iter()
+            .all(|item| item.reason.starts_with("waiting_for_bank")),
+        "{:?}",
+        report.unpaid
+    );
+    assert!(
+        report
+            .unpaid
+            .iter()
+            .any(|item| item.reason.contains("bank_credentials_refused")),
+        "{:?}",
+        report.unpaid
+    );
+    assert_eq!(
+        s.sim.submissions().submissions_total,
+        0,
+        "nothing reached the bank"
+    );
+
+    // Fixed: the scheduler's next runs (with a working bank client) finish the day.
+    let mut ticks = 0;
+    while s.fees.status(s.day).await.unwrap().unwrap().state == DayState::Recorded {
+        assert!(ticks < 100, "the day was not verified in {ticks} ticks");
+        s.clock.advance_ms(10 * 60_000);
+        s.fees.pay(s.day, op).await.unwrap();
+        s.fees.verify(s.day, op).await.unwrap();
+        ticks += 1;
+    }
+    assert_eq!(
+        s.fees.withdraw(s.day, op).await.unwrap().outcome,
+        Outcome::Done
+    );
+    assert_eq!(s.paid_by_account().await, owed_by_account(&workload));
+    s.assert_no_duplicate_ids().await;
+}
+
+on_both_backends!(refused_bank_credentials_block_nothing_and_the_day_completes_once_fixed);

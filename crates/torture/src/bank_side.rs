@@ -36,14 +36,14 @@ pub(crate) struct RemoteBank {
 }
 
 impl RemoteBank {
-    pub fn new(base_url: &str) -> RemoteBank {
+    pub fn new(base_url: &str) -> Result<RemoteBank, TortureError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
-        RemoteBank {
+        Ok(RemoteBank {
             admin: AdminClient::new(&base_url),
-            statement: std::sync::Arc::new(HttpStatement::new(&base_url)),
+            statement: std::sync::Arc::new(HttpStatement::new(&base_url)?),
             http: reqwest::Client::new(),
             base_url,
-        }
+        })
     }
 
     async fn page(
@@ -161,11 +161,14 @@ impl BankSide {
 
 #[async_trait]
 impl Statement for BankSide {
-    async fn page(
+    async fn statement_page(
         &self,
         account: &AccountNumber,
-        since_seq: i64,
-    ) -> Result<Vec<Movement>, BankError> {
-        self.statement().page(account, since_seq).await
+        dates: (bank::TranDate, bank::TranDate),
+        cursor: Option<&bank::StatementCursor>,
+    ) -> Result<bank::StatementPage, BankError> {
+        self.statement()
+            .statement_page(account, dates, cursor)
+            .await
     }
 }

@@ -208,7 +208,7 @@ async fn open_parents(
         ChannelConfig::default(),
     )
     .await?;
-    let bank = BankSide::Remote(RemoteBank::new(bank_url));
+    let bank = BankSide::Remote(RemoteBank::new(bank_url)?);
     // Payroll first: it opens the operating account with its balance, which
     // is also the fees' settlement account.
     let payroll = PayrollParent::open(&scratch.parent_url, bank_url, bank.clone(), seed).await?;

@@ -172,9 +172,11 @@ pub trait ProviderWire: Send + Sync + 'static {
     ) -> Result<TransferReceipt, BankError>;
 
     fn payout_result(&self, inquiry: &TransferInquiry) -> Result<WireRequest, BankError>;
+    /// `sent` is the request [`ProviderWire::payout_result`] built, for echo checks.
     fn parse_payout_result(
         &self,
         inquiry: &TransferInquiry,
+        sent: &WireRequest,
         status: u16,
         body: &[u8],
     ) -> Result<TransferOutcome, BankError>;
@@ -225,6 +227,11 @@ impl<W: ProviderWire> Connector<W> {
 
     pub fn wire(&self) -> &W {
         &self.wire
+    }
+
+    /// The transport this connector sends through (its limits and settings).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 
     /// The token cache, when this connector has one (tests count its fetches).
@@ -335,8 +342,10 @@ impl<W: ProviderWire> BankingProvider for Connector<W> {
     }
 
     async fn payout_result(&self, inquiry: &TransferInquiry) -> Result<TransferOutcome, BankError> {
-        let (status, body) = self.send(self.wire.payout_result(inquiry)).await?;
-        self.wire.parse_payout_result(inquiry, status, &body)
+        let request = self.wire.payout_result(inquiry)?;
+        let (status, body) = self.send(Ok(request.clone())).await?;
+        self.wire
+            .parse_payout_result(inquiry, &request, status, &body)
     }
 }
 
@@ -414,6 +423,24 @@ impl Facade {
     ) -> Result<SettlementStart, RoutingError> {
         self.routing.start_settlement(deposit, provider).await
     }
+}
+
+/// The one place a refusal of settle's bank credentials is reported: an error log
+/// and the `bank_credentials_refused` gauge (1 until a call is accepted again),
+/// which an operator alerts on. Returns the error to hand back.
+pub(crate) fn credentials_refused(connector: &'static str, detail: &str) -> BankError {
+    tracing::error!(
+        connector,
+        detail,
+        "the bank refused settle's credentials: fix the bank credentials in the configuration; nothing is sent until then"
+    );
+    metrics::gauge!("bank_credentials_refused", "connector" => connector).set(1.0);
+    BankError::CredentialsRefused(detail.to_owned())
+}
+
+/// Clears the `bank_credentials_refused` gauge after the bank accepted us.
+pub(crate) fn credentials_accepted(connector: &'static str) {
+    metrics::gauge!("bank_credentials_refused", "connector" => connector).set(0.0);
 }
 
 /// Maps a provider's status + body to a definite error when the body names one,

@@ -22,6 +22,7 @@ use money::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::history::{Window, account_lines};
 use super::server::{SimServer, run_transfer};
 use crate::providers::next::kftc::{self, *};
 use crate::transport::SIMULATOR_CLIENT_SECRET;
@@ -34,8 +35,6 @@ use crate::{BankApi, BankError};
 pub const TOKENS_MAX: usize = 1_024;
 /// Lines per page of the transaction list.
 const TRANSACTIONS_PAGE: usize = 100;
-/// Pages of movements read to compute running balances, at most.
-const BALANCE_PAGES_MAX: usize = 10_000;
 
 /// Issued tokens and when each expires (simulator clock, ms).
 #[derive(Debug, Default)]
@@ -156,7 +155,7 @@ async fn token(State(server): State<SimServer>, body: Result<Bytes, BytesRejecti
         return refuse(
             &server,
             StatusCode::UNAUTHORIZED,
-            BankError::InvalidRequest("client credentials refused".into()),
+            BankError::CredentialsRefused("client credentials refused".into()),
         );
     }
     let ttl_s = server.sim.config.token_ttl_s;
@@ -575,42 +574,30 @@ async fn transaction_page(
             .map_err(|_| BankError::InvalidRequest("trace".into()))?,
     };
     server.sim.enter_plain_call().await?;
-    // Running balances need every earlier movement, so the walk starts at the
-    // first one; `last_seq` is where this page stops, the next page's trace.
-    let mut balance = money::Krw::ZERO;
-    let mut since = 0;
-    let mut lines = Vec::new();
-    let mut last_seq = after_seq;
-    for _ in 0..BALANCE_PAGES_MAX {
-        let movements = server.sim.statement(Some(&account), since).await?;
-        let Some(last) = movements.last() else { break };
-        since = last.seq;
-        for m in &movements {
-            let incoming = m.to_account == account.as_str();
-            balance = if incoming {
-                balance.checked_add(m.amount_krw)
-            } else {
-                balance.checked_sub(m.amount_krw)
+    let window = Window {
+        from,
+        to,
+        after_seq,
+        skip: 0,
+        take: TRANSACTIONS_PAGE,
+    };
+    let (lines, more) = account_lines(&server.sim, &account, window).await?;
+    let next = more
+        .then(|| lines.last().map(|l| l.seq.to_string()))
+        .flatten();
+    let lines = lines
+        .iter()
+        .map(|line| {
+            let at = Timestamp::from_unix_ms(line.at_ms);
+            TransactionLine {
+                tran_date: TranDate::from_kst(at).to_string(),
+                tran_time: kftc::tran_dtime(at)[8..].to_owned(),
+                inout_type: if line.incoming { "입금" } else { "출금" }.into(),
+                print_content: print_content(&line.print),
+                tran_amt: amount_text(line.amount_krw),
+                after_balance_amt: amount_text(line.balance_after_krw),
             }
-            .map_err(|_| BankError::InvalidRequest("balance overflow".into()))?;
-            let day = TranDate::from_kst(Timestamp::from_unix_ms(m.at_ms));
-            if m.seq <= after_seq || day < from || day > to {
-                continue;
-            }
-            if lines.len() == TRANSACTIONS_PAGE {
-                return Ok((lines, Some(last_seq.to_string())));
-            }
-            let dtime = kftc::tran_dtime(Timestamp::from_unix_ms(m.at_ms));
-            lines.push(TransactionLine {
-                tran_date: day.to_string(),
-                tran_time: dtime[8..].to_owned(),
-                inout_type: if incoming { "입금" } else { "출금" }.into(),
-                print_content: print_content(m.bank_tran_id.as_deref().unwrap_or(&m.kind)),
-                tran_amt: amount_text(m.amount_krw),
-                after_balance_amt: amount_text(balance),
-            });
-            last_seq = m.seq;
-        }
-    }
-    Ok((lines, None))
+        })
+        .collect();
+    Ok((lines, next))
 }

@@ -10,9 +10,12 @@
 
 mod db;
 pub mod faults;
+mod history;
 mod kftc_wire;
 mod legacy_wire;
+mod nh_wire;
 mod server;
+mod statement;
 mod submissions;
 
 use std::sync::Arc;
@@ -634,6 +637,18 @@ impl Simulator {
         } else {
             tx.rollback().await.map_err(db_error)?;
             Err(BankError::AccountNotFound)
+        }
+    }
+
+    /// The holder's name of `account`, `None` when there is no such account. No
+    /// latency, no faults: the wires use it to fill what their requests omit.
+    pub(crate) async fn holder_of(
+        &self,
+        account: &AccountNumber,
+    ) -> Result<Option<HolderName>, BankError> {
+        match db::read_account(&self.store, account.as_str()).await? {
+            Some(row) => Ok(Some(HolderName::new(&row.holder_name)?)),
+            None => Ok(None),
         }
     }
 

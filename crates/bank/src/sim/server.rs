@@ -215,11 +215,15 @@ async fn limit_requests(
 /// A transfer request refused at the door still reached the bank: counts it under
 /// its id (read from the body, bounded by the body limit) in the submissions.
 async fn count_refused_transfer(server: &SimServer, request: Request) {
+    use crate::providers::legacy::nh;
     let path = request.uri().path();
     let field = if path == wire::PATH_DEPOSIT_TRANSFER || path == wire::PATH_WITHDRAW_TRANSFER {
-        "bank_tran_id"
-    } else if path == crate::providers::legacy::transformers::PATH_PAYOUT {
-        "tranNo"
+        "/bank_tran_id"
+    } else if [nh::DEPOSIT_NH, nh::DEPOSIT_OTHER, nh::WITHDRAW]
+        .iter()
+        .any(|call| call.path == path)
+    {
+        "/Header/IsTuno"
     } else {
         return;
     };
@@ -230,7 +234,7 @@ async fn count_refused_transfer(server: &SimServer, request: Request) {
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return;
     };
-    if let Some(id) = body.get(field).and_then(serde_json::Value::as_str) {
+    if let Some(id) = body.pointer(field).and_then(serde_json::Value::as_str) {
         server.sim.count_refused(id);
     }
 }

@@ -224,12 +224,22 @@ impl DemoBank {
         Ok(())
     }
 
-    /// Every movement touching `account`, oldest first.
+    /// Every movement touching `account`, oldest first, as the simulator recorded
+    /// it (with both accounts of each): the demo's own invariant checks. The fee
+    /// report reconciles through [`DemoBank::statement`], the bank's 거래내역조회.
     pub async fn movements(&self, account: &AccountNumber) -> anyhow::Result<Vec<Movement>> {
         let mut all = Vec::new();
         let mut since = 0;
         for _ in 0..STATEMENT_PAGES_MAX {
-            let page = self.statement.page(account, since).await?;
+            let page = match &self.local {
+                Some(local) => local.sim.statement(Some(account), since).await?,
+                None => {
+                    self.admin
+                        .statement_page(Some(account), since)
+                        .await?
+                        .movements
+                }
+            };
             let Some(last) = page.last() else {
                 return Ok(all);
             };

@@ -7,7 +7,8 @@
 //! ([`crate::settings`]); the flags override it. With no bank configured every
 //! command that needs one refuses (`bank_not_configured`); `bank.kind =
 //! "simulator"` is an in-process simulator on its own SQLite file next to the
-//! database, `"bank-sim"` or `"http"` an `HttpBank` at `bank.url`.
+//! database, `"bank-sim"` or `"http"` the KFTC open-banking connector at
+//! `bank.url` (`settle bank-sim` speaks it too).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -200,7 +201,7 @@ async fn setup(
                 let bank_url = transport.base_url.clone();
                 let ca = settings.bank.ca.as_ref();
                 (
-                    Arc::new(HttpBank::new(transport)?),
+                    bank::providers::next::bank_api::kftc_bank(bank::Transport::new(transport)?),
                     Box::new(HttpStatement::with_ca(&bank_url, ca)?),
                     Box::new(AdminClient::with_ca(&bank_url, ca)?),
                 )

@@ -204,12 +204,16 @@ fn parse_row(raw: &str) -> Result<Row, String> {
     })
 }
 
-/// The error a reason names. The KFTC wire carries no per-call limit, so an
-/// over-limit refusal reports 0 (the bank did not say).
-fn error_for(reason: &str) -> Option<BankError> {
+/// The error a reason names (also for the `legacy` table). Neither wire carries the
+/// per-call limit, so an over-limit refusal reports 0 (the bank did not say).
+pub(crate) fn error_for(reason: &str) -> Option<BankError> {
     match reason {
         "bank_processing" => Some(BankError::Processing),
         "bank_timeout" => Some(BankError::Timeout { timeout_ms: 0 }),
+        "bank_server_error" => Some(BankError::Server {
+            status: 200,
+            message: "answered by the bank".into(),
+        }),
         "bank_auth_rejected" => Some(BankError::AuthRejected),
         other => BankError::definite_from_code(other, "answered by the bank", Some(0)),
     }

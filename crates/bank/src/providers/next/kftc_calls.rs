@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use super::codes::{self, Class, Layer};
 use super::kftc::{self, *};
 use crate::providers::{WireMethod, WireRequest, unreadable};
+pub use crate::statement::StatementLine;
 use crate::transport::KftcSettings;
 use crate::types::{
     AccountNumber, BankTranId, TranDate, TransferInquiry, TransferKind, TransferOutcome,
@@ -71,7 +72,8 @@ pub fn deposit(
         cntr_account_type: CONTRACT_ACCOUNT.to_owned(),
         cntr_account_num: payout.from_account.to_string(),
         wd_pass_phrase: settings.pass_phrase.expose().to_owned(),
-        wd_print_content: print_content("settle payout"),
+        // Both passbooks print the id, so a statement names the transfer.
+        wd_print_content: print_content(payout.bank_tran_id.as_str()),
         name_check_option: "on".to_owned(),
         tran_dtime: transfer_dtime(payout.tran_date, now),
         req_cnt: "1".to_owned(),
@@ -81,7 +83,7 @@ pub fn deposit(
             bank_code_std: settings.bank_code_std.clone(),
             account_num: payout.to_account.to_string(),
             account_holder_name: payout.holder_name.to_string(),
-            print_content: print_content("settle"),
+            print_content: print_content(payout.bank_tran_id.as_str()),
             tran_amt: amount_text(payout.amount_krw),
             // The requesting customer of a payout is settle itself.
             req_client_name: settings.client_name.clone(),
@@ -142,11 +144,11 @@ pub fn withdraw(
         bank_tran_id: pull.bank_tran_id.to_string(),
         cntr_account_type: CONTRACT_ACCOUNT.to_owned(),
         cntr_account_num: pull.to_account.to_string(),
-        dps_print_content: print_content("settle"),
+        dps_print_content: print_content(pull.bank_tran_id.as_str()),
         wd_bank_code_std: settings.bank_code_std.clone(),
         wd_account_num: pull.from_account.to_string(),
         wd_account_holder_name: pull.holder_name.to_string(),
-        wd_print_content: print_content("settle"),
+        wd_print_content: print_content(pull.bank_tran_id.as_str()),
         tran_amt: amount_text(pull.amount_krw),
         tran_dtime: transfer_dtime(pull.tran_date, now),
         req_client_name: pull.holder_name.to_string(),
@@ -317,18 +319,6 @@ pub struct TransactionPage {
     pub lines: Vec<StatementLine>,
     /// Pass back to read the next page; `None` on the last page.
     pub next_trace: Option<String>,
-}
-
-/// One line of an account's transaction list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatementLine {
-    pub tran_date: TranDate,
-    /// `hhmmss` KST.
-    pub tran_time: String,
-    pub incoming: bool,
-    pub amount_krw: Krw,
-    pub balance_after_krw: Krw,
-    pub print_content: String,
 }
 
 pub fn transactions(

@@ -10,6 +10,7 @@
 //! It never sends anything itself; [`super::Connector`] does. Before each payout
 //! it asks the holder check, so a renamed account is refused before money moves.
 
+pub mod bank_api;
 pub mod codes;
 pub mod kftc;
 pub mod kftc_calls;
@@ -79,6 +80,11 @@ impl Next {
 /// The `next` connector on the system clock (its registration in the providers list).
 pub fn connect(transport: Transport) -> Arc<dyn super::BankingProvider> {
     Arc::new(connector(transport, Arc::new(money::SystemClock)))
+}
+
+/// The `next` connector on `transport` on the system clock.
+pub fn connect_kftc(transport: Transport) -> Connector<Next> {
+    connector(transport, Arc::new(money::SystemClock))
 }
 
 /// The `next` connector on `transport`, with its token cache.
@@ -157,6 +163,7 @@ impl ProviderWire for Next {
     fn parse_payout_result(
         &self,
         inquiry: &TransferInquiry,
+        _sent: &WireRequest,
         status: u16,
         body: &[u8],
     ) -> Result<TransferOutcome, BankError> {

@@ -138,14 +138,22 @@ impl TokenCache {
         self.fetched.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("bank_token_fetches_total", "status" => status.to_string()).increment(1);
         if !(200..300).contains(&status) {
-            // The token call moves no money: any refusal is "not processed".
-            tracing::warn!(status, "the token endpoint refused us");
+            // The token call moves no money: any refusal is "not processed". A
+            // refusal of the credentials themselves is settle's configuration,
+            // which no retry fixes: loud, and its own class.
             return Err(match status {
-                400 | 401 | 403 => BankError::AuthRejected,
+                400 | 401 | 403 => crate::providers::credentials_refused(
+                    "next",
+                    &format!("token endpoint answered HTTP {status}"),
+                ),
                 429 => BankError::RateLimited,
-                _ => BankError::Busy,
+                _ => {
+                    tracing::warn!(status, "the token endpoint is not answering tokens");
+                    BankError::Busy
+                }
             });
         }
+        crate::providers::credentials_accepted("next");
         let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| BankError::Busy)?;
         if answer.access_token.is_empty()
             || answer.access_token.len() > TOKEN_BYTES_MAX
