@@ -24,4 +24,7 @@ pub use client::HttpBank;
 pub use error::{BankError, ErrorClass};
 pub use tls::BankCa;
 pub use transport::{Body, KftcSettings, SIMULATOR_CLIENT_SECRET, Transport, TransportConfig};
-pub use types::{AccountNumber, BankTranId, DepositId, HolderName, TranDate, TransferKind, UserId};
+pub use types::{
+    AccountNumber, BankTranId, DepositId, HOLDER_NAME_CHARS_MAX, HolderName, TranDate,
+    TransferKind, UserId,
+};
