@@ -18,7 +18,7 @@ use fees::{BusinessDay, Fees, Trigger};
 use ledger::{Ledger, LedgerConfig};
 use money::{Clock, SystemClock};
 
-use super::{BankCaArgs, CliError, DatabaseArgs};
+use super::{ApprovalArgs, BankCaArgs, CliError, DatabaseArgs};
 use crate::progress;
 
 #[derive(Subcommand, Debug)]
@@ -76,6 +76,8 @@ pub struct DayArgs {
     db: DatabaseArgs,
     #[command(flatten)]
     bank: BankArgs,
+    #[command(flatten)]
+    approval: ApprovalArgs,
 }
 
 #[derive(Args, Debug)]
@@ -262,13 +264,26 @@ async fn run_module(
     })
 }
 
+/// Withdraw moves a day's total out: under maker-checker it runs only through an
+/// approved API request.
+fn check_withdraw(args: &DayArgs) -> Result<(), CliError> {
+    args.approval.refuse_if_required(
+        api::approvals::Guarded::FeesWithdraw,
+        &format!("POST /v1/fees/days/{}/withdraw", args.day),
+    )
+}
+
 async fn one(args: DayArgs, module: fees::Module) -> anyhow::Result<()> {
+    if module == fees::Module::Withdraw {
+        check_withdraw(&args)?;
+    }
     let day = parse_day(&args.day)?;
     let setup = setup(&args.db, &args.bank).await?;
     print(&run_module(&setup, day, module).await?)
 }
 
 async fn all(args: DayArgs) -> anyhow::Result<()> {
+    check_withdraw(&args)?;
     let day = parse_day(&args.day)?;
     let setup = setup(&args.db, &args.bank).await?;
     let mut reports = Vec::new();

@@ -121,7 +121,7 @@ pub struct ServeArgs {
     approval_ttl_s: u32,
 }
 
-fn parse_guarded(
+pub(crate) fn parse_guarded(
     text: &str,
 ) -> Result<std::collections::BTreeSet<api::approvals::Guarded>, String> {
     api::approvals::Guarded::parse_list(text)
