@@ -27,7 +27,19 @@ use crate::routes::{accounts, keys, operations, settlement};
 use crate::state::AppState;
 
 /// The actions a deployment may require a second ops key for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Guarded {
     /// Fee settlement's Withdraw (the day's total leaves for the corporate account).
@@ -209,7 +221,7 @@ pub(crate) async fn run_or_request(
 ) -> Result<(u16, Value), ApiError> {
     if required(state, action.kind()) {
         let approval = request(state, caller, &action).await?;
-        return Ok((202, view(&approval, state.now_ms())));
+        return Ok((202, json!(view(&approval, state.now_ms()))));
     }
     Ok((200, action.run(state, caller, None).await?))
 }
@@ -274,10 +286,20 @@ async fn found(state: &AppState, approval_id: &str) -> Result<ApprovalRow, ApiEr
 }
 
 /// An approval as the API shows it: the row plus whether it lapsed.
-pub(crate) fn view(row: &ApprovalRow, now_ms: i64) -> Value {
-    let mut value = serde_json::to_value(row).unwrap_or_default();
-    value["expired"] = json!(row.state == ApprovalState::Pending && now_ms >= row.expires_at_ms);
-    value
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Approval")]
+pub struct ApprovalView {
+    #[serde(flatten)]
+    row: ApprovalRow,
+    /// Pending past its `expires_at_ms`: it can no longer be approved.
+    expired: bool,
+}
+
+pub(crate) fn view(row: &ApprovalRow, now_ms: i64) -> ApprovalView {
+    ApprovalView {
+        row: row.clone(),
+        expired: row.state == ApprovalState::Pending && now_ms >= row.expires_at_ms,
+    }
 }
 
 fn not_pending(row: &ApprovalRow, now_ms: i64) -> Option<ApiError> {
@@ -307,7 +329,7 @@ pub(crate) async fn approve(
     caller: &Caller,
     approval_id: &str,
     body_hash: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<ApprovalView, ApiError> {
     let row = found(state, approval_id).await?;
     if row.requested_by == caller.key_id {
         return Err(ApiError::reason(
@@ -350,7 +372,7 @@ pub(crate) async fn approve(
         let row = state
             .audited(&caller, "approvals.approve", &id, details, work)
             .await?;
-        Ok::<Value, ApiError>(view(&row, state.now_ms()))
+        Ok::<ApprovalView, ApiError>(view(&row, state.now_ms()))
     });
     task.await
         .map_err(|e| ApiError::internal("internal_error", &e))?
@@ -408,7 +430,7 @@ pub(crate) async fn reject(
     caller: &Caller,
     approval_id: &str,
     reason: &str,
-) -> Result<Value, ApiError> {
+) -> Result<ApprovalView, ApiError> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > REASON_CHARS_MAX {
         return Err(ApiError::invalid(

@@ -30,7 +30,7 @@ use crate::db::{self, KeyRow};
 use crate::error::ApiError;
 
 /// What a key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Ops,
@@ -58,7 +58,7 @@ impl Role {
 }
 
 /// What a key may do beyond its role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Grant {
     /// A service key may move money on house accounts (settlement, corporate,
@@ -125,13 +125,19 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// A key as shown once to its creator.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CreatedKey {
     pub key_id: String,
+    /// The secret: shown only here.
     pub key: String,
     pub role: Role,
+    #[schemars(with = "Option<money::AccountId>")]
     pub customer_id: Option<String>,
     pub expires_at_ms: Option<i64>,
+    /// Present (with status 202) when a new ops key waits for a second ops key's
+    /// approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::approvals::ApprovalView>,
 }
 
 /// How far ahead a key's expiry may be set (ten years).
@@ -280,6 +286,7 @@ pub async fn store_key(
         role: spec.role,
         customer_id: spec.customer_id.clone(),
         expires_at_ms: spec.expires_at_ms,
+        approval: None,
     })
 }
 
@@ -312,6 +319,7 @@ pub async fn rotate_key(
         role,
         customer_id: row.customer_id,
         expires_at_ms: expires_at_ms.or(row.expires_at_ms),
+        approval: None,
     }))
 }
 

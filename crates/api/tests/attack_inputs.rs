@@ -3,7 +3,8 @@
 //! route's request schema in the OpenAPI document — every property present, nested
 //! objects filled in — and then spoiled with one unknown field at each object in it
 //! (the top level, `flags`, …). Each spoiled body is refused as `invalid_json`
-//! naming the unknown field, and nothing is written. A typo such as
+//! naming the unknown field — a refusal the document lists for the route — and
+//! nothing is written. A typo such as
 //! `debit_must_not_exceed_credits` can no longer create an account without
 //! overdraft protection.
 
@@ -22,6 +23,17 @@ fn fill(schema: &Value, components: &Map<String, Value>) -> Value {
     }
     if let Some(first) = schema.get("enum").and_then(|e| e.get(0)) {
         return first.clone();
+    }
+    if let Some(constant) = schema.get("const") {
+        return constant.clone();
+    }
+    // An `Option` is `anyOf [schema, null]`; an enum with documented variants is
+    // `oneOf` consts: the first alternative that is not null.
+    for choice in ["anyOf", "oneOf"] {
+        if let Some(options) = schema.get(choice).and_then(Value::as_array) {
+            let first = options.iter().find(|o| o["type"] != "null");
+            return first.map_or(Value::Null, |o| fill(o, components));
+        }
     }
     if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
         let mut merged = Map::new();
@@ -104,9 +116,18 @@ async fn every_post_route_refuses_unknown_fields_at_every_depth(backend: Backend
             _ => app.ops.clone(),
         };
         let schema = match route.request {
-            Some(name) => components[name].clone(),
+            Some(body) => components[&body.name()].clone(),
             None => json!({ "type": "object", "properties": {} }),
         };
+        // The refusal below is one the document lists for this route.
+        let refusals = &document["paths"][route.path]["post"]["responses"]["400"];
+        assert!(
+            refusals["x-error-codes"]
+                .as_array()
+                .is_some_and(|codes| codes.iter().any(|c| c == "invalid_json")),
+            "{} does not document 400 invalid_json",
+            route.path
+        );
         let valid = fill(&schema, &components);
         let mut paths = Vec::new();
         object_paths(&valid, "", &mut paths);

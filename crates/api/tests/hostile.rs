@@ -51,7 +51,8 @@ async fn targets(app: &TestApp, customer_key: &str, account: &str) -> Vec<Target
             .replace("{day}", "2026-11-20")
             .replace("{module}", "record")
             .replace("{user_id}", "0190a000-0000-7000-8000-000000000001");
-        let template = match route.request.unwrap_or("Empty") {
+        let request = route.request.map(|body| body.name());
+        let template = match request.as_deref().unwrap_or("Empty") {
             "NewKey" => json!({ "role": "service" }),
             "NewAccount" => json!({ "id": id() }),
             "TransferInput" => {

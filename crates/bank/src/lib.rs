@@ -29,4 +29,7 @@ pub use transport::{
     Body, KftcSettings, LegacySettings, SIMULATOR_CLIENT_SECRET, SIMULATOR_LEGACY_ACCESS_TOKEN,
     Transport, TransportConfig,
 };
-pub use types::{AccountNumber, BankTranId, DepositId, HolderName, TranDate, TransferKind, UserId};
+pub use types::{
+    AccountNumber, BankTranId, DepositId, HOLDER_NAME_CHARS_MAX, HolderName, TranDate,
+    TransferKind, UserId,
+};

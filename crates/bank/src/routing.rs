@@ -110,7 +110,7 @@ pub enum SettlementStart {
 type AuditRow = (i64, String, i64, String, Option<String>, Option<String>);
 
 /// One change to the routing table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub seq: i64,
     pub actor: String,

@@ -15,7 +15,7 @@ use crate::outbox::{Event, EventsError};
 use crate::telemetry;
 
 /// Where a dead letter stands. `Parked` holds its key's later events back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeadLetterState {
     Parked,

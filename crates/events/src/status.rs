@@ -15,7 +15,7 @@ use store::Store;
 use crate::outbox::EventsError;
 
 /// One outbox stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StreamStatus {
     pub stream: String,
     /// Rows ever written.
@@ -28,7 +28,7 @@ pub struct StreamStatus {
 }
 
 /// One consumer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConsumerStatus {
     pub consumer: String,
     pub stream: String,
@@ -39,7 +39,7 @@ pub struct ConsumerStatus {
 }
 
 /// Who relays one partition of one stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RelayLeader {
     pub stream: String,
     pub partition: i64,
@@ -47,7 +47,7 @@ pub struct RelayLeader {
     pub since_ms: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BackboneStatus {
     pub streams: Vec<StreamStatus>,
     pub consumers: Vec<ConsumerStatus>,

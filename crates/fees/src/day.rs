@@ -23,8 +23,11 @@ const LAST_DAY: i64 = 2_932_896;
 pub struct BadDay(pub String);
 
 /// A calendar day in Korea, the unit fees are settled by.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schemars(extend("pattern" = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "description" = "a calendar day in Korea, YYYY-MM-DD"))]
 pub struct BusinessDay {
     /// Days since 1970-01-01.
     days: i64,

@@ -27,7 +27,7 @@ const VERIFY_WAITS_FOR_PAY_MS: u64 = 2_000;
 const VERIFY_PAY_LOCK_POLL_MS: u64 = 25;
 
 /// One of the four modules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Module {
     Record,
@@ -59,7 +59,7 @@ impl Module {
 }
 
 /// Who asked for a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     Scheduler,
@@ -76,7 +76,7 @@ impl Trigger {
 }
 
 /// How a module call ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
 pub enum Outcome {
     /// It did its work (possibly leaving some for a later run, see the counts).
@@ -101,7 +101,7 @@ impl Outcome {
 }
 
 /// What a module call reports, and what its run record holds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RunReport {
     pub module: Module,
     pub day: BusinessDay,
@@ -114,7 +114,7 @@ pub struct RunReport {
 }
 
 /// Where a day stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DayState {
     /// Accruals are collected into items; payouts may be under way.
@@ -172,7 +172,7 @@ pub enum ChunkState {
 }
 
 /// An item the bank refuses for now: an operator must look.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BlockedItem {
     pub loan_id: u64,
     pub kind: FeeKind,
@@ -182,7 +182,7 @@ pub struct BlockedItem {
 }
 
 /// A day as an operator sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DayStatus {
     pub day: BusinessDay,
     pub state: DayState,

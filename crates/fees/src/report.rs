@@ -58,7 +58,7 @@ impl Statement for HttpStatement {
 }
 
 /// One fee kind's line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct KindLine {
     pub kind: FeeKind,
     pub recorded_krw: Krw,
@@ -68,7 +68,7 @@ pub struct KindLine {
 }
 
 /// The whole day.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DayReport {
     pub day: BusinessDay,
     pub kinds: Vec<KindLine>,
@@ -90,7 +90,7 @@ pub struct DayReport {
 }
 
 /// An item of the day that is not fully paid.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct UnpaidItem {
     pub loan_id: u64,
     pub kind: FeeKind,

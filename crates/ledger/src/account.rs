@@ -5,7 +5,9 @@ use money::{AccountId, Krw, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Balance limits an account enforces on every transfer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct AccountFlags {
     /// An asset-like account that may never be overdrawn: pending and posted debits

@@ -268,7 +268,7 @@ fn check_movement(debit: AccountId, credit: AccountId, amount: Krw) -> Result<()
 }
 
 /// The four kinds, as stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KindTag {
     Single,
@@ -323,7 +323,7 @@ pub(crate) struct Fingerprint {
 }
 
 /// Where a hold stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PendingState {
     Pending,
@@ -355,7 +355,7 @@ impl PendingState {
 
 /// A transfer the ledger applied. Post and void transfers name the accounts of the
 /// hold they settle; `amount` is what they posted or released.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Transfer {
     pub id: TransferId,
     pub kind: KindTag,
@@ -411,7 +411,7 @@ pub(crate) struct TransferFailure {
 
 /// Everything that can happen to one transfer request. Callers branch on it; tests
 /// assert it. [`TransferResult::code`] is the stable wire name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferResult {
     Ok,
@@ -506,7 +506,7 @@ const ALL_RESULTS: [TransferResult; 17] = [
 ];
 
 /// What the ledger knows about a transfer id: the question a reconciler asks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum TransferOutcome {
     Applied { transfer: Transfer },
@@ -516,22 +516,30 @@ pub enum TransferOutcome {
 
 /// A transfer request as it arrives over JSON or the command line, before parsing.
 /// Amounts are JSON integers; unknown fields are refused.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferInput {
+    #[schemars(schema_with = "money::id_schema")]
     pub id: String,
     /// single (default), pending, post or void.
     #[serde(default)]
+    #[schemars(extend("enum" = ["single", "pending", "post", "void"]))]
     pub kind: Option<String>,
     #[serde(default)]
+    #[schemars(schema_with = "money::id_schema")]
     pub debit_account_id: Option<String>,
     #[serde(default)]
+    #[schemars(schema_with = "money::id_schema")]
     pub credit_account_id: Option<String>,
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub amount: Option<i64>,
     #[serde(default)]
+    #[schemars(schema_with = "money::id_schema")]
     pub pending_id: Option<String>,
+    /// Only for pending transfers; 0 means no timeout.
     #[serde(default)]
+    #[schemars(range(min = 0, max = PENDING_TIMEOUT_MS_MAX))]
     pub timeout_ms: Option<i64>,
     #[serde(default)]
     pub code: Option<u16>,

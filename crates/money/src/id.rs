@@ -27,6 +27,33 @@ impl IdError {
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+/// The text forms [`parse_id`] reads, as a JSON-schema `pattern`: a UUID
+/// (hyphenated or 32 hex digits) or a 26-character ULID (Crockford base 32, the
+/// first character 0–7). The all-zero and all-one values match it but are refused.
+pub const ID_PATTERN: &str = "^([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|[0-9A-Fa-f]{32}|[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25})$";
+
+/// The JSON schema of an id: a string of [`ID_PATTERN`].
+pub fn id_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "pattern": ID_PATTERN,
+        "description": "a UUID (hyphenated or 32 hex digits) or a ULID; not all zeros or all ones",
+    })
+}
+
+/// A UUID alone (hyphenated or 32 hex digits), as a JSON-schema `pattern`: for
+/// ids that are UUIDs only (a bank's user id).
+pub const UUID_PATTERN: &str = "^([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|[0-9A-Fa-f]{32})$";
+
+/// The JSON schema of a UUID: a string of [`UUID_PATTERN`].
+pub fn uuid_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "pattern": UUID_PATTERN,
+        "description": "a UUID (hyphenated or 32 hex digits)",
+    })
+}
+
 /// Parses a UUID (hyphenated or 32 hex digits) or a 26-character ULID into 128 bits.
 /// The all-zero and all-one values are reserved: a zero id is almost always a
 /// forgotten field, not a real choice.
@@ -115,6 +142,20 @@ macro_rules! define_id {
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.collect_str(&self.0.hyphenated())
+            }
+        }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                id_schema(generator)
             }
         }
 

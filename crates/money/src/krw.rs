@@ -35,7 +35,18 @@ impl MoneyError {
 /// use [`Krw::positive`] or [`Krw::parse_positive`] where only a positive amount
 /// makes sense. In JSON it is a plain integer: `1.5` or `"1"` do not deserialize.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Krw(i64);

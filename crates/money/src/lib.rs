@@ -12,5 +12,8 @@ mod krw;
 
 pub use clock::{Clock, SystemClock, TestClock, Timestamp};
 pub use derived::{DerivedIds, ID_SECRET_BYTES_MAX, ID_SECRET_BYTES_MIN, IdSecretError};
-pub use id::{AccountId, EventId, IdError, TransferId, parse_id};
+pub use id::{
+    AccountId, EventId, ID_PATTERN, IdError, TransferId, UUID_PATTERN, id_schema, parse_id,
+    uuid_schema,
+};
 pub use krw::{Krw, MoneyError};

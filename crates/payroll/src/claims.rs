@@ -42,7 +42,7 @@ pub(crate) struct Claim {
 }
 
 /// A claim row as operators see it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClaimView {
     pub stage: String,
     pub owner: String,

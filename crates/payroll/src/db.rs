@@ -662,7 +662,7 @@ pub(crate) async fn stage_log(
 }
 
 /// An alert as stored.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct AlertRow {
     pub deposit_id: String,
     pub reason: String,

@@ -95,7 +95,7 @@ pub struct NewUser {
 }
 
 /// One deposit as operators see it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct DepositView {
     pub deposit_id: String,
     pub user_id: String,
@@ -138,7 +138,7 @@ impl From<db::DepositRow> for DepositView {
 }
 
 /// The pipeline at a glance.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Status {
     pub users: i64,
     pub per_state: Vec<(String, i64)>,

@@ -52,7 +52,7 @@ CREATE TABLE payroll_actions (
 CREATE INDEX payroll_actions_deposit ON payroll_actions (deposit_id, id);";
 
 /// One operator action as recorded.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ActionRow {
     pub action: String,
     pub actor: String,
@@ -63,7 +63,7 @@ pub struct ActionRow {
 }
 
 /// Everything an operator needs to decide about one deposit.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct DepositDetail {
     pub deposit: DepositView,
     /// Why it stands where it stands, in a sentence.

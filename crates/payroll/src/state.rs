@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The work stages of a deposit, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Compute,
@@ -79,7 +79,7 @@ pub const KIND_ROLLING_BACK: &str = "payroll.rolling_back";
 pub const KIND_ALERT: &str = "payroll.alert";
 
 /// Where a deposit stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DepositState {
     Detected,

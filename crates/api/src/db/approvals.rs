@@ -9,7 +9,7 @@ use serde::Serialize;
 use store::{Store, on_pool};
 
 /// Where an approval stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalState {
     Pending,
@@ -62,12 +62,16 @@ pub struct NewApproval {
 }
 
 /// One approval.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ApprovalRow {
     pub approval_id: String,
+    #[schemars(with = "crate::approvals::Guarded")]
     pub action: String,
     pub target: String,
+    /// The action with its input, as stored.
     pub body: serde_json::Value,
+    /// SHA-256 of the stored body, hex.
+    #[schemars(regex(pattern = "^[0-9a-f]{64}$"))]
     pub body_hash: String,
     pub requested_by: String,
     pub requested_at_ms: i64,

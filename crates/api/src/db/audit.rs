@@ -54,7 +54,7 @@ pub async fn append_audit(
 }
 
 /// Where the chain is broken: the first row whose link or hash does not hold.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct AuditBreak {
     pub id: i64,
     pub why: &'static str,

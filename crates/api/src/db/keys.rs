@@ -115,11 +115,15 @@ pub async fn key_row(store: &Store, key_id: &str) -> Result<Option<KeyRow>, sqlx
 }
 
 /// A key as listed (never its hash).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Key")]
 pub struct KeyListing {
     pub key_id: String,
+    #[schemars(with = "crate::auth::Role")]
     pub role: String,
+    #[schemars(with = "Option<money::AccountId>")]
     pub customer_id: Option<String>,
+    /// Comma-separated grants (`house_accounts`), or empty.
     pub grants: String,
     pub created_at_ms: i64,
     pub created_by: String,
@@ -191,6 +195,21 @@ fn listing_from(row: ListingTuple) -> KeyListing {
 /// Whether `key_id` names a key that is not revoked.
 pub async fn key_is_live(store: &Store, key_id: &str) -> Result<bool, sqlx::Error> {
     Ok(key_row(store, key_id).await?.is_some())
+}
+
+/// Whether a working ops key exists: not revoked, not expired at `now_ms`, not
+/// waiting for an approval.
+pub async fn live_ops_key_exists(store: &Store, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let (count,): (i64,) = on_pool!(
+        store,
+        sqlx::query_as(
+            "SELECT COUNT(*) FROM api_keys WHERE role = 'ops' AND revoked_at_ms IS NULL
+             AND awaiting_approval IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > $1)"
+        )
+        .bind(now_ms),
+        fetch_one
+    )?;
+    Ok(count > 0)
 }
 
 /// Revokes a key (once); false if there is no such key or it was revoked before.

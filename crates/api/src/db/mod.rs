@@ -24,7 +24,7 @@ pub use approvals::{
 pub use audit::{AuditBreak, append_audit, verify_audit};
 pub use keys::{
     KeyListing, KeyRow, activate_key, insert_key, key_by_hash, key_is_live, key_row, list_keys,
-    revoke_key, rotate_key, touch_key,
+    live_ops_key_exists, revoke_key, rotate_key, touch_key,
 };
 
 pub const COMPONENT: &str = "api";
@@ -219,7 +219,8 @@ CREATE INDEX api_approvals_by_state ON api_approvals (state, requested_at_ms);
 ];
 
 /// One audit record.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AuditRecord")]
 pub struct AuditRow {
     pub id: i64,
     pub at_ms: i64,

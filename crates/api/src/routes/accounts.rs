@@ -5,37 +5,46 @@
 use axum::response::Response;
 use ledger::{Account, AccountFlags, CreateAccountResult, NewAccount};
 use money::AccountId;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
+use super::{Empty, Items, Json, Path, Query, Shared, answer, page_limit};
 use crate::approvals::{self, Action};
 use crate::auth::{Caller, Role, parse_customer};
 use crate::db::{self, AccountClass};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "NewAccount")]
 pub struct NewAccountBody {
+    #[schemars(schema_with = "money::id_schema")]
     id: String,
+    /// 1 unless given.
     #[serde(default)]
     code: Option<u16>,
+    /// At most one of the two flags.
     #[serde(default)]
     flags: Option<AccountFlags>,
     #[serde(default)]
     user_data: Option<u64>,
+    /// The owning customer; none makes a house account.
     #[serde(default)]
+    #[schemars(schema_with = "money::id_schema")]
     customer_id: Option<String>,
 }
 
 /// An account as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Account")]
 pub struct AccountView {
     id: AccountId,
     code: u16,
     flags: AccountFlags,
     user_data: u64,
+    #[schemars(with = "Option<AccountId>")]
     customer_id: Option<String>,
     debits_posted_krw: i64,
     credits_posted_krw: i64,
@@ -157,13 +166,30 @@ pub async fn create(
         work.await?
     };
     let account = lookup(&state, id).await?;
-    let mut view = serde_json::to_value(AccountView::new(
-        &account,
-        wanted.customer().map(str::to_owned),
-    ))
-    .map_err(|error| ApiError::internal("internal_error", &error))?;
-    view["result"] = json!(result.code());
-    Ok(answer(status, view))
+    let created = AccountCreated {
+        account: AccountView::new(&account, wanted.customer().map(str::to_owned)),
+        result: match result {
+            CreateAccountResult::Exists => Created::Exists,
+            _ => Created::Ok,
+        },
+    };
+    Ok(answer(status, created))
+}
+
+/// A create's answer: the account, and whether this call made it.
+#[derive(Serialize, JsonSchema)]
+pub struct AccountCreated {
+    #[serde(flatten)]
+    account: AccountView,
+    result: Created,
+}
+
+/// `ok` (201): made now; `exists` (200): made earlier with the same fields.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Created {
+    Ok,
+    Exists,
 }
 
 /// 409: the id names an account with other fields (code, flags, user data, class
@@ -179,10 +205,14 @@ fn other_fields() -> ApiError {
 /// Characters an owner change's reason may have.
 const REASON_CHARS_MAX: usize = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "OwnerChange")]
 pub struct OwnerChangeBody {
+    #[schemars(schema_with = "money::id_schema")]
     customer_id: String,
+    /// 1..=500 characters once trimmed.
+    #[schemars(length(min = 1, max = REASON_CHARS_MAX))]
     reason: String,
 }
 
@@ -297,17 +327,33 @@ pub async fn balance(
     let account = lookup(&state, id).await?;
     Ok(answer(
         200,
-        json!({
-            "account_id": account.id,
-            "debits_posted_krw": account.debits_posted.get(),
-            "credits_posted_krw": account.credits_posted.get(),
-            "debits_pending_krw": account.debits_pending.get(),
-            "credits_pending_krw": account.credits_pending.get(),
-            "balance_krw": account.credit_balance().map(|k| k.get()),
-            "available_krw": account.available_credit_balance().map(|k| k.get()),
-            "seq": account.seq,
-        }),
+        BalanceView {
+            account_id: account.id,
+            debits_posted_krw: account.debits_posted.get(),
+            credits_posted_krw: account.credits_posted.get(),
+            debits_pending_krw: account.debits_pending.get(),
+            credits_pending_krw: account.credits_pending.get(),
+            balance_krw: account.credit_balance().map(|k| k.get()),
+            available_krw: account.available_credit_balance().map(|k| k.get()),
+            seq: account.seq,
+        },
     ))
+}
+
+/// An account's balances.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Balance")]
+pub struct BalanceView {
+    account_id: AccountId,
+    debits_posted_krw: i64,
+    credits_posted_krw: i64,
+    debits_pending_krw: i64,
+    credits_pending_krw: i64,
+    /// Posted credits minus posted debits.
+    balance_krw: Option<i64>,
+    /// What can still be spent: the balance minus pending debits.
+    available_krw: Option<i64>,
+    seq: i64,
 }
 
 pub async fn of_customer(
@@ -335,7 +381,7 @@ pub async fn of_customer(
         .iter()
         .map(|a| AccountView::new(a, Some(customer.clone())))
         .collect();
-    Ok(answer(200, json!({ "items": items })))
+    Ok(answer(200, Items { items }))
 }
 
 #[derive(Deserialize)]
@@ -348,19 +394,60 @@ pub struct HistoryQuery {
 }
 
 /// One history line: the account's balances after the entry and what changed.
-#[derive(Serialize)]
-struct HistoryItem {
+#[derive(Serialize, JsonSchema)]
+pub struct HistoryItem {
     seq: i64,
+    #[schemars(with = "money::TransferId")]
     transfer_id: String,
     /// Change of the posted balance (credits minus debits): + in, − out.
     amount_krw: i64,
     /// Change of the pending amounts (holds placed or released).
     pending_krw: i64,
-    direction: &'static str,
+    direction: Direction,
     balance_after_krw: i64,
     debits_pending_krw: i64,
     credits_pending_krw: i64,
     at_ms: i64,
+}
+
+/// Which way the posted balance moved: `hold` when only pending amounts changed.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    In,
+    Out,
+    Hold,
+}
+
+/// A page of history, newest first.
+#[derive(Serialize, JsonSchema)]
+pub struct HistoryPage {
+    account_id: AccountId,
+    items: Vec<HistoryItem>,
+    /// Where the next page starts (`?before_seq=`); none on the last page.
+    next_before_seq: Option<i64>,
+    /// The account had a transfer in flight, so it was synced with the core first.
+    synced: bool,
+    /// A sync was due but the core could not answer: this page may lag the core.
+    stale: bool,
+}
+
+/// What a sync pulled.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "SyncReport")]
+pub struct SyncView {
+    account_id: AccountId,
+    /// Entries applied by this sync.
+    synced: usize,
+    last_seq: i64,
+    last_seq_before: i64,
+}
+
+/// An account's channel transfers not yet final.
+#[derive(Serialize, JsonSchema)]
+pub struct PendingPage {
+    account_id: AccountId,
+    items: Vec<super::transfers::ChannelTransferView>,
 }
 
 fn posted(entry: &ledger::Entry) -> i64 {
@@ -420,9 +507,9 @@ pub async fn history(
             amount_krw,
             pending_krw,
             direction: match amount_krw {
-                a if a > 0 => "in",
-                a if a < 0 => "out",
-                _ => "hold",
+                a if a > 0 => Direction::In,
+                a if a < 0 => Direction::Out,
+                _ => Direction::Hold,
             },
             balance_after_krw: posted(entry),
             debits_pending_krw: entry.debits_pending.get(),
@@ -432,13 +519,13 @@ pub async fn history(
     }
     Ok(answer(
         200,
-        json!({
-            "account_id": id,
-            "items": items,
-            "next_before_seq": page.next_before_seq,
-            "synced": page.synced,
-            "stale": page.stale,
-        }),
+        HistoryPage {
+            account_id: id,
+            items,
+            next_before_seq: page.next_before_seq,
+            synced: page.synced,
+            stale: page.stale,
+        },
     ))
 }
 
@@ -452,12 +539,12 @@ pub async fn sync(
     let report = state.channel()?.history().sync(id).await?;
     Ok(answer(
         200,
-        json!({
-            "account_id": id,
-            "synced": report.applied,
-            "last_seq": report.last_seq_after,
-            "last_seq_before": report.last_seq_before,
-        }),
+        SyncView {
+            account_id: id,
+            synced: report.applied,
+            last_seq: report.last_seq_after,
+            last_seq_before: report.last_seq_before,
+        },
     ))
 }
 
@@ -481,5 +568,11 @@ pub async fn pending(
             items.push(super::transfers::ChannelTransferView::from(&transfer));
         }
     }
-    Ok(answer(200, json!({ "account_id": id, "items": items })))
+    Ok(answer(
+        200,
+        PendingPage {
+            account_id: id,
+            items,
+        },
+    ))
 }

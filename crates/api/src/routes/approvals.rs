@@ -3,10 +3,10 @@
 //! and the audit chain's verification.
 
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::{Json, Path, Query, Shared, answer, page_limit};
+use super::{Items, Json, Path, Query, Shared, answer, page_limit};
 use crate::approvals;
 use crate::auth::Caller;
 use crate::db::{self, ApprovalState};
@@ -41,7 +41,7 @@ pub async fn list(
         .iter()
         .map(|row| approvals::view(row, now_ms))
         .collect();
-    Ok(answer(200, json!({ "items": items })))
+    Ok(answer(200, Items { items }))
 }
 
 pub async fn get(state: Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -51,10 +51,11 @@ pub async fn get(state: Shared, Path(id): Path<String>) -> Result<Response, ApiE
     Ok(answer(200, approvals::view(&row, state.now_ms())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ApprovalDecision")]
 pub struct ApproveBody {
-    /// The body hash the approver saw; a different stored one is refused.
+    /// The body hash the approver saw; another stored one is 409 `approval_changed`.
     #[serde(default)]
     body_hash: Option<String>,
 }
@@ -69,9 +70,12 @@ pub async fn approve(
     Ok(answer(200, approval))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Rejection")]
 pub struct RejectBody {
+    /// 1..=500 characters once trimmed.
+    #[schemars(length(min = 1, max = crate::approvals::REASON_CHARS_MAX))]
     reason: String,
 }
 
@@ -88,8 +92,25 @@ pub async fn reject(
 /// Walks the audit log's hash chain: how many rows hold, or the first broken one.
 pub async fn verify_audit(state: Shared) -> Result<Response, ApiError> {
     let verdict = match db::verify_audit(state.store()).await? {
-        Ok(rows) => json!({ "intact": true, "rows": rows, "broken": null }),
-        Err(broken) => json!({ "intact": false, "rows": null, "broken": broken }),
+        Ok(rows) => AuditVerification {
+            intact: true,
+            rows: Some(rows),
+            broken: None,
+        },
+        Err(broken) => AuditVerification {
+            intact: false,
+            rows: None,
+            broken: Some(broken),
+        },
     };
     Ok(answer(200, verdict))
+}
+
+/// The audit chain's verdict: how many rows hold, or the first broken one.
+#[derive(Serialize, JsonSchema)]
+pub struct AuditVerification {
+    intact: bool,
+    rows: Option<u64>,
+    /// The first row whose link or hash fails.
+    broken: Option<db::AuditBreak>,
 }

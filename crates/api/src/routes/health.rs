@@ -1,14 +1,38 @@
 //! Health, readiness, metrics and the API's own description. None needs a key.
 
+use std::collections::BTreeMap;
+
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::json;
 
 use super::{Shared, answer};
 use crate::error::ApiError;
 
+/// The process is up.
+#[derive(Serialize, JsonSchema)]
+pub struct Health {
+    status: Up,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Up {
+    Ok,
+}
+
+/// Every dependency answered: each check's `ok`.
+#[derive(Serialize, JsonSchema)]
+pub struct Readiness {
+    ready: bool,
+    /// Per dependency `ok`, or (only to an ops key) why it failed; `failed` to others.
+    checks: BTreeMap<String, String>,
+}
+
 pub async fn healthz() -> Response {
-    answer(200, json!({ "status": "ok" }))
+    answer(200, Health { status: Up::Ok })
 }
 
 /// Every store the process uses, NATS when configured and the bank must answer.
@@ -18,7 +42,7 @@ pub async fn readyz(state: Shared, headers: HeaderMap) -> Response {
     let insider = crate::auth::optional_caller(&state, &headers)
         .await
         .is_some_and(|caller| caller.role == crate::Role::Ops);
-    let mut checks = Map::new();
+    let mut checks = BTreeMap::new();
     let mut ready = true;
     let mut note = |name: &str, outcome: Result<(), String>| {
         ready &= outcome.is_ok();
@@ -29,7 +53,7 @@ pub async fn readyz(state: Shared, headers: HeaderMap) -> Response {
                 if insider { error } else { "failed".to_owned() }
             }
         };
-        checks.insert(name.to_owned(), Value::String(shown));
+        checks.insert(name.to_owned(), shown);
     };
     note("store", ping(state.store()).await);
     let handles = state.handles();
@@ -50,7 +74,7 @@ pub async fn readyz(state: Shared, headers: HeaderMap) -> Response {
         note(name, outcome);
     }
     if ready {
-        answer(200, json!({ "ready": true, "checks": checks }))
+        answer(200, Readiness { ready, checks })
     } else {
         ApiError::new("unavailable", "a dependency is not ready")
             .with_details(json!({ "ready": false, "checks": checks }))

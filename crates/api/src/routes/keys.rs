@@ -7,26 +7,33 @@
 
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
+use super::{Empty, Items, Json, Path, Query, Shared, answer, page_limit};
 use crate::approvals::{self, Action, Guarded};
 use crate::auth::{self, Caller, CreatedKey, KeySpec, Role};
 use crate::db;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "NewKey")]
 pub struct NewKeyBody {
+    #[schemars(with = "Role")]
     role: String,
+    /// Exactly on customer keys.
     #[serde(default)]
+    #[schemars(schema_with = "money::id_schema")]
     customer_id: Option<String>,
     /// Only for service keys: `house_accounts`.
     #[serde(default)]
+    #[schemars(with = "Vec<auth::Grant>")]
     grants: Vec<String>,
-    /// When the key stops working (Unix ms); none: it never expires.
+    /// When the key stops working (Unix ms), in the future and at most ten years
+    /// ahead; past it the key is 401 `key_expired`. None: it never expires.
     #[serde(default)]
     expires_at_ms: Option<i64>,
 }
@@ -112,13 +119,9 @@ async fn create_awaiting_approval(
             .await
         })
         .await?;
-    let body = json!({
-        "key_id": created.key_id,
-        "key": created.key,
-        "role": created.role,
-        "customer_id": created.customer_id,
-        "expires_at_ms": created.expires_at_ms,
-        "approval": approvals::view(&approval, now_ms),
+    let body = json!(CreatedKey {
+        approval: Some(approvals::view(&approval, now_ms)),
+        ..created
     });
     let withheld =
         json!({ "key_id": key_id, "role": spec.role, "approval_id": approval.approval_id });
@@ -161,7 +164,7 @@ pub async fn list_keys(
 ) -> Result<Response, ApiError> {
     let limit = page_limit(query.limit, 100, &state)?;
     let items = db::list_keys(state.store(), limit).await?;
-    Ok(answer(200, json!({ "items": items })))
+    Ok(answer(200, Items { items }))
 }
 
 /// Revokes a key: every process refuses it from the next request on, since each
@@ -187,12 +190,23 @@ pub async fn revoke_key(
         .await?;
     Ok(answer(
         200,
-        json!({ "key_id": key_id, "revoked_at_ms": now_ms }),
+        KeyRevoked {
+            key_id,
+            revoked_at_ms: now_ms,
+        },
     ))
 }
 
-#[derive(Deserialize)]
+/// A revoked key.
+#[derive(Serialize, JsonSchema)]
+pub struct KeyRevoked {
+    key_id: String,
+    revoked_at_ms: i64,
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "KeyRotation")]
 pub struct RotateBody {
     /// A new expiry (Unix ms); none keeps the old one.
     #[serde(default)]

@@ -25,6 +25,7 @@ use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -42,16 +43,75 @@ pub struct Route {
     /// A customer key only reaches its own resources (others' are 404).
     pub customer_scoped: bool,
     pub query: &'static [(&'static str, &'static str)],
-    /// Schema names in the OpenAPI document's components.
-    pub request: Option<&'static str>,
-    pub response: &'static str,
+    /// The body it reads: the Rust type its handler deserializes.
+    pub request: Option<Body>,
+    /// What it answers on success.
+    pub response: Answer,
     pub success_status: u16,
+    /// A create by client id: a replay with the same fields answers 200 `exists`
+    /// with the same body.
+    pub replays_exist: bool,
     /// Maker-checker may put it behind a second ops key: then it answers 202 with
-    /// this schema (a pending approval, or a new key holding one) instead of running.
-    pub guarded: Option<&'static str>,
+    /// this body (a pending approval, or a new key holding one) instead of running.
+    pub guarded: Option<Body>,
     /// Error codes beyond the ones every `/v1` route may answer.
     pub errors: &'static [&'static str],
     pub handler: MethodRouter<AppState>,
+}
+
+/// A JSON body's schema, derived by `schemars` from the Rust type that reads or
+/// writes it, so the document cannot drift from the code.
+#[derive(Clone, Copy)]
+pub struct Body {
+    name: fn() -> std::borrow::Cow<'static, str>,
+    schema: fn(&mut SchemaGenerator) -> Schema,
+}
+
+impl Body {
+    pub fn of<T: JsonSchema>() -> Body {
+        Body {
+            name: T::schema_name,
+            schema: subschema::<T>,
+        }
+    }
+
+    /// The schema's name in the document's components.
+    pub fn name(&self) -> String {
+        (self.name)().into_owned()
+    }
+
+    /// The schema (a `$ref` for named types), its definitions added to `generator`.
+    pub fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        (self.schema)(generator)
+    }
+}
+
+fn subschema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// What a route answers on success.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    Json(Body),
+    /// Prometheus text exposition.
+    Text,
+    Html,
+}
+
+fn body<T: JsonSchema>() -> Option<Body> {
+    Some(Body::of::<T>())
+}
+
+fn json<T: JsonSchema>() -> Answer {
+    Answer::Json(Body::of::<T>())
+}
+
+/// A list answer: `{"items": [...]}`.
+#[derive(serde::Serialize, JsonSchema)]
+#[schemars(rename = "{T}List")]
+pub struct Items<T> {
+    pub items: Vec<T>,
 }
 
 const OPS: &[Role] = &[Role::Ops];
@@ -87,13 +147,14 @@ fn route(
     operation_id: &'static str,
     summary: &'static str,
     roles: &'static [Role],
-    request: Option<&'static str>,
-    response: &'static str,
+    request: Option<Body>,
+    response: Answer,
     errors: &'static [&'static str],
     handler: MethodRouter<AppState>,
 ) -> Route {
     Route {
         success_status: if method == Method::POST { 201 } else { 200 },
+        replays_exist: false,
         guarded: None,
         method,
         path,
@@ -120,7 +181,12 @@ impl Route {
         self
     }
 
-    fn guarded(mut self, pending: &'static str) -> Route {
+    fn replays_exist(mut self) -> Route {
+        self.replays_exist = true;
+        self
+    }
+
+    fn guarded(mut self, pending: Body) -> Route {
         self.guarded = Some(pending);
         self
     }
@@ -137,7 +203,7 @@ pub fn table() -> Vec<Route> {
             "The process is up.",
             PUBLIC,
             None,
-            "Health",
+            json::<health::Health>(),
             &[],
             get(health::healthz),
         ),
@@ -148,7 +214,7 @@ pub fn table() -> Vec<Route> {
             "Every dependency answers (store, NATS when configured, bank).",
             PUBLIC,
             None,
-            "Readiness",
+            json::<health::Readiness>(),
             &["unavailable"],
             get(health::readyz),
         ),
@@ -159,7 +225,7 @@ pub fn table() -> Vec<Route> {
             "Prometheus text: request latency histograms and the ledger, event and settlement counters.",
             PUBLIC,
             None,
-            "PrometheusText",
+            Answer::Text,
             &[],
             get(health::metrics),
         ),
@@ -170,7 +236,7 @@ pub fn table() -> Vec<Route> {
             "This document.",
             PUBLIC,
             None,
-            "OpenApiDocument",
+            json::<serde_json::Map<String, serde_json::Value>>(),
             &[],
             get(health::openapi),
         ),
@@ -181,7 +247,7 @@ pub fn table() -> Vec<Route> {
             "A page rendering this document.",
             PUBLIC,
             None,
-            "HtmlPage",
+            Answer::Html,
             &[],
             get(health::docs),
         ),
@@ -192,7 +258,7 @@ pub fn table() -> Vec<Route> {
             "Who this key is.",
             ANY,
             None,
-            "Me",
+            json::<operations::MeView>(),
             &[],
             get(operations::me),
         ),
@@ -204,12 +270,12 @@ pub fn table() -> Vec<Route> {
              a replayed Idempotency-Key is 409 secret_shown_once). Under maker-checker an ops \
              key answers 202 with its pending approval and works once a second ops key approves.",
             OPS,
-            Some("NewKey"),
-            "CreatedKey",
+            body::<keys::NewKeyBody>(),
+            json::<crate::auth::CreatedKey>(),
             &["forbidden", "invalid_input", "conflict"],
             post(keys::create_key),
         )
-        .guarded("CreatedKey"),
+        .guarded(Body::of::<crate::auth::CreatedKey>()),
         route(
             M::GET,
             "/v1/keys",
@@ -217,7 +283,7 @@ pub fn table() -> Vec<Route> {
             "Every API key (never the key itself), revoked ones with their time.",
             OPS,
             None,
-            "KeyList",
+            json::<Items<crate::db::KeyListing>>(),
             &["forbidden", "invalid_query"],
             get(keys::list_keys),
         )
@@ -228,8 +294,8 @@ pub fn table() -> Vec<Route> {
             "revoke_key",
             "Revokes an API key: every process refuses it from the next request on.",
             OPS,
-            Some("Empty"),
-            "KeyRevoked",
+            body::<Empty>(),
+            json::<keys::KeyRevoked>(),
             &["forbidden", "not_found"],
             post(keys::revoke_key),
         )
@@ -241,8 +307,8 @@ pub fn table() -> Vec<Route> {
             "A new secret for a key (same id, role and grants), shown only in this answer; the old \
              secret is refused from the next request on, in every process.",
             OPS,
-            Some("KeyRotation"),
-            "CreatedKey",
+            body::<keys::RotateBody>(),
+            json::<crate::auth::CreatedKey>(),
             &["forbidden", "invalid_input", "not_found", "conflict"],
             post(keys::rotate_key),
         )
@@ -254,7 +320,7 @@ pub fn table() -> Vec<Route> {
             "Approvals (maker-checker), newest first.",
             OPS,
             None,
-            "ApprovalList",
+            json::<Items<crate::approvals::ApprovalView>>(),
             &["forbidden", "invalid_query"],
             get(approvals::list),
         )
@@ -269,7 +335,7 @@ pub fn table() -> Vec<Route> {
             "One approval with its outcome.",
             OPS,
             None,
-            "Approval",
+            json::<crate::approvals::ApprovalView>(),
             &["forbidden", "not_found"],
             get(approvals::get),
         ),
@@ -280,8 +346,8 @@ pub fn table() -> Vec<Route> {
             "Approves a pending approval with a second ops key (never the requester's); the action \
              runs then, once, and its outcome is stored on the approval.",
             OPS,
-            Some("ApprovalDecision"),
-            "Approval",
+            body::<approvals::ApproveBody>(),
+            json::<crate::approvals::ApprovalView>(),
             &["forbidden", "not_found", "conflict"],
             post(approvals::approve),
         )
@@ -292,8 +358,8 @@ pub fn table() -> Vec<Route> {
             "reject",
             "Rejects a pending approval, with a reason.",
             OPS,
-            Some("Rejection"),
-            "Approval",
+            body::<approvals::RejectBody>(),
+            json::<crate::approvals::ApprovalView>(),
             &["forbidden", "not_found", "conflict", "invalid_input"],
             post(approvals::reject),
         )
@@ -305,7 +371,7 @@ pub fn table() -> Vec<Route> {
             "The append-only audit log, newest first.",
             OPS,
             None,
-            "AuditPage",
+            json::<operations::AuditPage>(),
             &["forbidden", "invalid_query"],
             get(operations::audit),
         )
@@ -321,7 +387,7 @@ pub fn table() -> Vec<Route> {
              unlinked row.",
             OPS,
             None,
-            "AuditVerification",
+            json::<approvals::AuditVerification>(),
             &["forbidden"],
             get(approvals::verify_audit),
         ),
@@ -331,11 +397,12 @@ pub fn table() -> Vec<Route> {
             "create_account",
             "Opens a ledger account, optionally owned by a customer.",
             SERVICE_OPS,
-            Some("NewAccount"),
-            "AccountCreated",
+            body::<accounts::NewAccountBody>(),
+            json::<accounts::AccountCreated>(),
             &["forbidden", "invalid_input", "conflict", "role_disabled"],
             post(accounts::create),
-        ),
+        )
+        .replays_exist(),
         route(
             M::GET,
             "/v1/accounts/{id}",
@@ -343,7 +410,7 @@ pub fn table() -> Vec<Route> {
             "An account with its balances.",
             ANY,
             None,
-            "Account",
+            json::<accounts::AccountView>(),
             &["forbidden", "invalid_path", "not_found", "role_disabled"],
             get(accounts::get),
         ),
@@ -354,8 +421,8 @@ pub fn table() -> Vec<Route> {
             "Hands a customer account to another customer (audited; the only way an owner changes). \
              Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
-            Some("OwnerChange"),
-            "Account",
+            body::<accounts::OwnerChangeBody>(),
+            json::<accounts::AccountView>(),
             &[
                 "forbidden",
                 "invalid_path",
@@ -367,7 +434,7 @@ pub fn table() -> Vec<Route> {
             post(accounts::change_owner),
         )
         .status(200)
-        .guarded("Approval"),
+        .guarded(Body::of::<crate::approvals::ApprovalView>()),
         route(
             M::GET,
             "/v1/accounts/{id}/balance",
@@ -375,7 +442,7 @@ pub fn table() -> Vec<Route> {
             "An account's balances.",
             ANY,
             None,
-            "Balance",
+            json::<accounts::BalanceView>(),
             &["forbidden", "invalid_path", "not_found", "role_disabled"],
             get(accounts::balance),
         ),
@@ -386,7 +453,7 @@ pub fn table() -> Vec<Route> {
             "The accounts a customer owns.",
             ANY,
             None,
-            "AccountList",
+            json::<Items<accounts::AccountView>>(),
             &["forbidden", "invalid_path", "not_found", "role_disabled"],
             get(accounts::of_customer),
         ),
@@ -397,7 +464,7 @@ pub fn table() -> Vec<Route> {
             "An account's entries, newest first, by keyset (`before_seq`).",
             ANY,
             None,
-            "HistoryPage",
+            json::<accounts::HistoryPage>(),
             &[
                 "invalid_path",
                 "invalid_query",
@@ -416,8 +483,8 @@ pub fn table() -> Vec<Route> {
             "history_sync",
             "Pulls what the core has beyond the read model (the sync button).",
             ANY,
-            Some("Empty"),
-            "SyncReport",
+            body::<Empty>(),
+            json::<accounts::SyncView>(),
             &["invalid_path", "not_found", "role_disabled"],
             post(accounts::sync),
         )
@@ -429,7 +496,7 @@ pub fn table() -> Vec<Route> {
             "The account's channel transfers not yet final.",
             ANY,
             None,
-            "ChannelTransferList",
+            json::<accounts::PendingPage>(),
             &["invalid_path", "not_found", "role_disabled"],
             get(accounts::pending),
         ),
@@ -439,8 +506,8 @@ pub fn table() -> Vec<Route> {
             "transfer",
             "A ledger transfer (single, pending, post or void).",
             SERVICE,
-            Some("TransferInput"),
-            "TransferAnswer",
+            body::<ledger::TransferInput>(),
+            json::<transfers::TransferAnswer>(),
             &[
                 "forbidden",
                 "invalid_input",
@@ -449,7 +516,8 @@ pub fn table() -> Vec<Route> {
                 "role_disabled",
             ],
             post(transfers::transfer),
-        ),
+        )
+        .replays_exist(),
         route(
             M::GET,
             "/v1/transfers/{id}",
@@ -457,7 +525,7 @@ pub fn table() -> Vec<Route> {
             "What the ledger knows about a transfer id.",
             SERVICE_OPS,
             None,
-            "TransferOutcome",
+            json::<ledger::TransferOutcome>(),
             &["forbidden", "invalid_path", "role_disabled"],
             get(transfers::outcome),
         ),
@@ -467,8 +535,8 @@ pub fn table() -> Vec<Route> {
             "hold",
             "A pending transfer that reserves funds.",
             SERVICE,
-            Some("HoldInput"),
-            "TransferAnswer",
+            body::<transfers::HoldBody>(),
+            json::<transfers::TransferAnswer>(),
             &[
                 "forbidden",
                 "invalid_input",
@@ -477,15 +545,16 @@ pub fn table() -> Vec<Route> {
                 "role_disabled",
             ],
             post(transfers::hold),
-        ),
+        )
+        .replays_exist(),
         route(
             M::POST,
             "/v1/holds/{id}/post",
             "post_hold",
             "Posts a hold, in full or in part.",
             SERVICE,
-            Some("PostHold"),
-            "TransferAnswer",
+            body::<transfers::PostBody>(),
+            json::<transfers::TransferAnswer>(),
             &[
                 "forbidden",
                 "invalid_path",
@@ -495,15 +564,16 @@ pub fn table() -> Vec<Route> {
                 "role_disabled",
             ],
             post(transfers::post_hold),
-        ),
+        )
+        .replays_exist(),
         route(
             M::POST,
             "/v1/holds/{id}/void",
             "void_hold",
             "Voids a hold.",
             SERVICE,
-            Some("VoidHold"),
-            "TransferAnswer",
+            body::<transfers::VoidBody>(),
+            json::<transfers::TransferAnswer>(),
             &[
                 "forbidden",
                 "invalid_path",
@@ -513,15 +583,16 @@ pub fn table() -> Vec<Route> {
                 "role_disabled",
             ],
             post(transfers::void_hold),
-        ),
+        )
+        .replays_exist(),
         route(
             M::POST,
             "/v1/channel/transfers",
             "channel_transfer",
             "A customer's transfer through the channel: stored before the core hears of it.",
             CUSTOMER_SERVICE,
-            Some("NewChannelTransfer"),
-            "ChannelTransfer",
+            body::<transfers::ChannelTransferBody>(),
+            json::<transfers::ChannelTransferView>(),
             &[
                 "forbidden",
                 "invalid_input",
@@ -539,7 +610,7 @@ pub fn table() -> Vec<Route> {
             "One channel transfer.",
             ANY,
             None,
-            "ChannelTransfer",
+            json::<transfers::ChannelTransferView>(),
             &["invalid_path", "not_found", "role_disabled"],
             get(transfers::channel_transfer_get),
         ),
@@ -550,7 +621,7 @@ pub fn table() -> Vec<Route> {
             "Recorded fee days with their status, newest first.",
             OPS,
             None,
-            "FeeDayList",
+            json::<Items<fees::DayStatus>>(),
             &["forbidden", "invalid_query", "role_disabled"],
             get(settlement::days),
         )
@@ -562,7 +633,7 @@ pub fn table() -> Vec<Route> {
             "A day's per-stage status and its module runs.",
             OPS,
             None,
-            "FeeDay",
+            json::<settlement::FeeDay>(),
             &["forbidden", "invalid_path", "not_found", "role_disabled"],
             get(settlement::day),
         ),
@@ -572,13 +643,13 @@ pub fn table() -> Vec<Route> {
             "run_fee_module",
             "Runs record, pay, verify or withdraw for a day. Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
-            Some("Empty"),
-            "FeeRun",
+            body::<Empty>(),
+            json::<fees::RunReport>(),
             &["forbidden", "invalid_path", "role_disabled"],
             post(settlement::run_module),
         )
         .status(200)
-        .guarded("Approval"),
+        .guarded(Body::of::<crate::approvals::ApprovalView>()),
         route(
             M::GET,
             "/v1/fees/days/{day}/report",
@@ -586,7 +657,7 @@ pub fn table() -> Vec<Route> {
             "The day's ledger against the bank statement, per fee kind.",
             OPS,
             None,
-            "FeeReport",
+            json::<fees::report::DayReport>(),
             &["forbidden", "invalid_path", "role_disabled"],
             get(settlement::report),
         ),
@@ -597,7 +668,7 @@ pub fn table() -> Vec<Route> {
             "Deposits per state, stuck deposits and alerts.",
             OPS,
             None,
-            "PayrollStatus",
+            json::<settlement::PayrollStatus>(),
             &["forbidden", "role_disabled"],
             get(settlement::payroll_status),
         ),
@@ -608,7 +679,7 @@ pub fn table() -> Vec<Route> {
             "Salary deposits, newest first.",
             OPS,
             None,
-            "DepositList",
+            json::<Items<payroll::DepositView>>(),
             &["forbidden", "invalid_query", "role_disabled"],
             get(settlement::deposits),
         )
@@ -623,7 +694,7 @@ pub fn table() -> Vec<Route> {
             "One deposit: why it is where it is, its claims, alerts and operator actions.",
             OPS,
             None,
-            "DepositDetail",
+            json::<payroll::DepositDetail>(),
             &["forbidden", "not_found", "role_disabled"],
             get(settlement::deposit),
         ),
@@ -633,8 +704,8 @@ pub fn table() -> Vec<Route> {
             "payroll_resolve",
             "Marks a deposit settled by hand, with the reason; it never moves again.",
             OPS,
-            Some("ResolveRequest"),
-            "Deposit",
+            body::<settlement::Resolve>(),
+            json::<payroll::DepositView>(),
             &[
                 "forbidden",
                 "not_found",
@@ -651,8 +722,8 @@ pub fn table() -> Vec<Route> {
             "payroll_enrol",
             "Enrols one user: issues their virtual account and opens their wallet.",
             OPS,
-            Some("EnrolRequest"),
-            "Enrolled",
+            body::<settlement::Enrol>(),
+            json::<settlement::Enrolled>(),
             &["forbidden", "invalid_input", "not_found", "role_disabled"],
             post(settlement::enrol),
         )
@@ -663,26 +734,26 @@ pub fn table() -> Vec<Route> {
             "payroll_retry",
             "Runs the stage a deposit stands or waits at again (replays its dead letter). Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
-            Some("Empty"),
-            "Deposit",
+            body::<Empty>(),
+            json::<payroll::DepositView>(),
             &["forbidden", "not_found", "conflict", "role_disabled"],
             post(settlement::retry),
         )
         .status(200)
-        .guarded("Approval"),
+        .guarded(Body::of::<crate::approvals::ApprovalView>()),
         route(
             M::POST,
             "/v1/payroll/deposits/{id}/rollback",
             "payroll_rollback",
             "Rolls a deposit back: the decision commits, then compensating transfers. Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
-            Some("Empty"),
-            "Deposit",
+            body::<Empty>(),
+            json::<payroll::DepositView>(),
             &["forbidden", "not_found", "conflict", "role_disabled"],
             post(settlement::rollback),
         )
         .status(200)
-        .guarded("Approval"),
+        .guarded(Body::of::<crate::approvals::ApprovalView>()),
         route(
             M::GET,
             "/v1/alerts",
@@ -690,7 +761,7 @@ pub fn table() -> Vec<Route> {
             "Payroll alerts, newest first.",
             OPS,
             None,
-            "AlertList",
+            json::<Items<payroll::AlertRow>>(),
             &["forbidden", "role_disabled"],
             get(settlement::alerts),
         ),
@@ -701,7 +772,7 @@ pub fn table() -> Vec<Route> {
             "The event backbone now: per stream the unrelayed backlog and its oldest age, per consumer the lag and parked keys, per partition the relay leader.",
             OPS,
             None,
-            "BackboneStatus",
+            json::<events::status::BackboneStatus>(),
             &["forbidden", "role_disabled"],
             get(operations::events_status),
         ),
@@ -712,7 +783,7 @@ pub fn table() -> Vec<Route> {
             "Dead letters, newest first.",
             OPS,
             None,
-            "DeadLetterList",
+            json::<Items<operations::DeadLetterView>>(),
             &["forbidden", "invalid_query", "role_disabled"],
             get(operations::dead_letters),
         )
@@ -726,8 +797,8 @@ pub fn table() -> Vec<Route> {
             "replay_dead_letter",
             "Delivers a parked event again.",
             OPS,
-            Some("Empty"),
-            "DeadLetter",
+            body::<Empty>(),
+            json::<operations::DeadLetterView>(),
             &[
                 "forbidden",
                 "invalid_path",
@@ -744,8 +815,8 @@ pub fn table() -> Vec<Route> {
             "discard_dead_letter",
             "Finishes a parked event without its effect.",
             OPS,
-            Some("Empty"),
-            "DeadLetter",
+            body::<Empty>(),
+            json::<operations::DeadLetterView>(),
             &[
                 "forbidden",
                 "invalid_path",
@@ -763,7 +834,7 @@ pub fn table() -> Vec<Route> {
             "The cohort percentage routed to the next provider and the latest routing changes.",
             OPS,
             None,
-            "ProviderFlags",
+            json::<operations::ProviderFlags>(),
             &["forbidden", "role_disabled"],
             get(operations::flags),
         ),
@@ -773,21 +844,21 @@ pub fn table() -> Vec<Route> {
             "set_cohort",
             "Sets the share of users routed to the next provider. Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
-            Some("Cohort"),
-            "ProviderFlags",
+            body::<operations::CohortBody>(),
+            json::<operations::ProviderFlags>(),
             &["forbidden", "invalid_input", "role_disabled"],
             post(operations::set_cohort),
         )
         .status(200)
-        .guarded("Approval"),
+        .guarded(Body::of::<crate::approvals::ApprovalView>()),
         route(
             M::POST,
             "/v1/providers/overrides/{user_id}",
             "set_override",
             "Pins one user to a provider (or removes the pin with null). Under maker-checker (configured per action) it answers 202 with a pending approval instead.",
             OPS,
-            Some("Override"),
-            "ProviderFlags",
+            body::<operations::OverrideBody>(),
+            json::<operations::ProviderFlags>(),
             &[
                 "forbidden",
                 "invalid_path",
@@ -797,7 +868,7 @@ pub fn table() -> Vec<Route> {
             post(operations::set_override),
         )
         .status(200)
-        .guarded("Approval"),
+        .guarded(Body::of::<crate::approvals::ApprovalView>()),
     ]
 }
 
@@ -928,7 +999,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Path<T> {
 }
 
 /// The body of actions that take no input: `{}` or nothing.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 

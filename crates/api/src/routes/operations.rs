@@ -7,24 +7,35 @@ use axum::response::Response;
 use bank::providers::ProviderName;
 use events::{DeadLetter, DeadLetterState, OperatorAction};
 use money::EventId;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
-use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
+use super::{Empty, Items, Json, Path, Query, Shared, answer, page_limit};
 use crate::approvals::{self, Action};
 use crate::auth::Caller;
 use crate::db;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Who a key is.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Me")]
+pub struct MeView {
+    key_id: String,
+    role: crate::Role,
+    #[schemars(with = "Option<money::AccountId>")]
+    customer_id: Option<String>,
+}
+
 pub async fn me(caller: Caller) -> Response {
     answer(
         200,
-        json!({
-            "key_id": caller.key_id,
-            "role": caller.role,
-            "customer_id": caller.customer_id,
-        }),
+        MeView {
+            key_id: caller.key_id,
+            role: caller.role,
+            customer_id: caller.customer_id,
+        },
     )
 }
 
@@ -47,26 +58,56 @@ pub async fn audit(state: Shared, Query(query): Query<AuditQuery>) -> Result<Res
     };
     Ok(answer(
         200,
-        json!({ "items": items, "next_before_id": next_before_id }),
+        AuditPage {
+            items,
+            next_before_id,
+        },
     ))
 }
 
+/// A page of the audit log, newest first.
+#[derive(Serialize, JsonSchema)]
+pub struct AuditPage {
+    items: Vec<db::AuditRow>,
+    /// Where the next page starts (`?before_id=`); none on the last page.
+    next_before_id: Option<i64>,
+}
+
+/// A dead letter as the API shows it.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "DeadLetter")]
+pub struct DeadLetterView {
+    /// `<consumer>:<event id>`.
+    id: String,
+    consumer: String,
+    event_id: EventId,
+    kind: String,
+    key: String,
+    seq: i64,
+    attempts: i64,
+    last_error: String,
+    at_ms: i64,
+    state: DeadLetterState,
+    resolved_by: Option<String>,
+    resolved_at_ms: Option<i64>,
+}
+
 /// A dead letter's API id: `<consumer>:<event id>`.
-fn letter_json(letter: &DeadLetter) -> serde_json::Value {
-    json!({
-        "id": format!("{}:{}", letter.consumer, letter.event.id),
-        "consumer": letter.consumer,
-        "event_id": letter.event.id,
-        "kind": letter.event.kind,
-        "key": letter.event.key,
-        "seq": letter.event.seq,
-        "attempts": letter.attempts,
-        "last_error": letter.last_error,
-        "at_ms": letter.dead_at.unix_ms(),
-        "state": letter.state,
-        "resolved_by": letter.resolved_by,
-        "resolved_at_ms": letter.resolved_at.map(|t| t.unix_ms()),
-    })
+fn letter_json(letter: &DeadLetter) -> DeadLetterView {
+    DeadLetterView {
+        id: format!("{}:{}", letter.consumer, letter.event.id),
+        consumer: letter.consumer.clone(),
+        event_id: letter.event.id,
+        kind: letter.event.kind.clone(),
+        key: letter.event.key.clone(),
+        seq: letter.event.seq,
+        attempts: letter.attempts,
+        last_error: letter.last_error.clone(),
+        at_ms: letter.dead_at.unix_ms(),
+        state: letter.state,
+        resolved_by: letter.resolved_by.clone(),
+        resolved_at_ms: letter.resolved_at.map(|t| t.unix_ms()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,7 +149,7 @@ pub async fn dead_letters(
     };
     let letters = events::dead_letter::list(store, None, wanted, limit).await?;
     let items: Vec<_> = letters.iter().map(letter_json).collect();
-    Ok(answer(200, json!({ "items": items })))
+    Ok(answer(200, Items { items }))
 }
 
 fn parse_letter(id: &str) -> Result<(String, EventId), ApiError> {
@@ -185,21 +226,49 @@ pub async fn discard(
     .await
 }
 
+/// The provider routing now, with its latest changes.
+#[derive(Serialize, JsonSchema)]
+pub struct ProviderFlags {
+    #[schemars(range(min = 0, max = 100))]
+    cohort_percent: u8,
+    changes: Vec<bank::routing::AuditEntry>,
+}
+
 async fn flags_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
     let routing = state.routing()?;
-    let percent = routing.cohort_percent().await?;
-    let changes = routing.audit_log(50).await?;
-    Ok(json!({ "cohort_percent": percent, "changes": changes }))
+    let flags = ProviderFlags {
+        cohort_percent: routing.cohort_percent().await?,
+        changes: routing.audit_log(50).await?,
+    };
+    serde_json::to_value(flags).map_err(|e| ApiError::internal("internal_error", &e))
 }
 
 pub async fn flags(state: Shared) -> Result<Response, ApiError> {
     Ok(answer(200, flags_json(&state).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Cohort")]
 pub struct CohortBody {
+    #[schemars(range(min = 0, max = 100))]
     percent: u8,
+}
+
+/// One user's provider pin: `legacy`, `next`, or null to remove it. The field is
+/// required: `null` removes the pin, an empty body does not.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Override")]
+pub struct OverrideBody {
+    #[serde(deserialize_with = "present")]
+    #[schemars(required, extend("type" = ["string", "null"], "enum" = ["legacy", "next", null]))]
+    provider: Option<String>,
+}
+
+/// `Option` without serde's "missing means None": the field must be there.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(deserializer)
 }
 
 pub async fn set_cohort(
@@ -243,30 +312,13 @@ pub async fn set_override(
     state: Shared,
     caller: Caller,
     Path(user): Path<String>,
-    Json(body): Json<serde_json::Map<String, serde_json::Value>>,
+    Json(body): Json<OverrideBody>,
 ) -> Result<Response, ApiError> {
-    // `provider` must be present: `null` removes the pin, an empty body does not.
-    let provider = match (body.len(), body.get("provider")) {
-        (1, Some(serde_json::Value::Null)) => None,
-        (1, Some(serde_json::Value::String(name))) => {
-            Some(ProviderName::parse(name).ok_or_else(|| {
-                ApiError::invalid("provider_invalid", "provider must be legacy, next or null")
-            })?)
-        }
-        _ => {
-            let unknown: Vec<&str> = body
-                .keys()
-                .map(String::as_str)
-                .filter(|k| *k != "provider")
-                .collect();
-            return Err(ApiError::new(
-                "invalid_json",
-                format!(
-                    "the body is {{\"provider\": \"legacy\" | \"next\" | null}}; unknown \
-                     fields: {unknown:?}"
-                ),
-            ));
-        }
+    let provider = match &body.provider {
+        None => None,
+        Some(name) => Some(ProviderName::parse(name).ok_or_else(|| {
+            ApiError::invalid("provider_invalid", "provider must be legacy, next or null")
+        })?),
     };
     let user = bank::UserId::parse(&user)
         .map_err(|error| ApiError::new("invalid_path", format!("user id: {error}")))?;

@@ -6,10 +6,11 @@
 
 use axum::response::Response;
 use fees::{BusinessDay, Module, Trigger};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Empty, Json, Path, Query, Shared, answer, page_limit};
+use super::{Empty, Items, Json, Path, Query, Shared, answer, page_limit};
 use crate::approvals::{self, Action};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -36,7 +37,15 @@ pub async fn days(state: Shared, Query(query): Query<LimitQuery>) -> Result<Resp
             items.push(status);
         }
     }
-    Ok(answer(200, json!({ "items": items })))
+    Ok(answer(200, Items { items }))
+}
+
+/// A day's status with its module runs, newest first.
+#[derive(Serialize, JsonSchema)]
+pub struct FeeDay {
+    status: fees::DayStatus,
+    /// Each run as recorded (module, trigger, outcome, counts).
+    runs: Vec<serde_json::Value>,
 }
 
 pub async fn day(state: Shared, Path(day): Path<String>) -> Result<Response, ApiError> {
@@ -47,7 +56,7 @@ pub async fn day(state: Shared, Path(day): Path<String>) -> Result<Response, Api
         .await?
         .ok_or_else(|| ApiError::not_found("recorded fee day"))?;
     let runs = fees.runs(day, 50).await?;
-    Ok(answer(200, json!({ "status": status, "runs": runs })))
+    Ok(answer(200, FeeDay { status, runs }))
 }
 
 pub async fn run_module(
@@ -140,14 +149,38 @@ pub async fn payroll_status(state: Shared) -> Result<Response, ApiError> {
     let alerts = status.alerts.len();
     Ok(answer(
         200,
-        json!({
-            "users": status.users,
-            "per_state": status.per_state.iter().map(|(s, n)| json!({"state": s, "count": n})).collect::<Vec<_>>(),
-            "stuck": status.stuck,
-            "alerts_count": alerts,
-            "alerts": status.alerts.iter().take(20).collect::<Vec<_>>(),
-        }),
+        PayrollStatus {
+            users: status.users,
+            per_state: status
+                .per_state
+                .into_iter()
+                .map(|(state, count)| StateCount { state, count })
+                .collect(),
+            stuck: status.stuck,
+            alerts_count: alerts,
+            alerts: status.alerts.into_iter().take(20).collect(),
+        },
     ))
+}
+
+/// Payroll at a glance.
+#[derive(Serialize, JsonSchema)]
+pub struct PayrollStatus {
+    users: i64,
+    per_state: Vec<StateCount>,
+    /// Deposits neither completed nor rolled back and untouched for a while.
+    stuck: Vec<payroll::DepositView>,
+    alerts_count: usize,
+    /// The newest 20 alerts.
+    alerts: Vec<payroll::AlertRow>,
+}
+
+/// How many deposits stand in a state.
+#[derive(Serialize, JsonSchema)]
+pub struct StateCount {
+    #[schemars(with = "payroll::DepositState")]
+    state: String,
+    count: i64,
 }
 
 #[derive(Deserialize)]
@@ -177,7 +210,7 @@ pub async fn deposits(
         .filter(|d| wanted.is_none_or(|w| d.state == w))
         .take(limit)
         .collect();
-    Ok(answer(200, json!({ "items": items })))
+    Ok(answer(200, Items { items }))
 }
 
 pub async fn retry(
@@ -243,9 +276,12 @@ pub async fn deposit(state: Shared, Path(id): Path<String>) -> Result<Response, 
     Ok(answer(200, state.payroll()?.detail(&id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ResolveRequest")]
 pub struct Resolve {
+    /// 1..=500 characters once trimmed.
+    #[schemars(length(min = 1, max = payroll::REASON_CHARS_MAX))]
     reason: String,
 }
 
@@ -277,18 +313,36 @@ pub async fn resolve(
     Ok(answer(200, deposit))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "EnrolRequest")]
 pub struct Enrol {
+    #[schemars(schema_with = "money::uuid_schema")]
     user_id: String,
+    /// 1..=40 characters, no surrounding spaces or control characters.
+    #[schemars(length(min = 1, max = bank::HOLDER_NAME_CHARS_MAX))]
     holder_name: String,
+    /// 6..=20 digits.
+    #[schemars(regex(pattern = r"^[0-9]{6,20}$"))]
     payout_account: String,
+    /// The payout account's holder; the user's own name unless given.
     #[serde(default)]
+    #[schemars(length(min = 1, max = bank::HOLDER_NAME_CHARS_MAX))]
     payout_holder: Option<String>,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     advance_krw: i64,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
     suspend_percent: u8,
+}
+
+/// An enrolled user with their virtual account.
+#[derive(Serialize, JsonSchema)]
+pub struct Enrolled {
+    #[schemars(schema_with = "money::uuid_schema")]
+    user_id: String,
+    virtual_account: String,
 }
 
 /// Enrols one user: their virtual account from their provider, their wallet.
@@ -332,7 +386,10 @@ pub async fn enrol(
         .await?;
     Ok(answer(
         201,
-        json!({ "user_id": body.user_id, "virtual_account": account.to_string() }),
+        Enrolled {
+            user_id: body.user_id,
+            virtual_account: account.to_string(),
+        },
     ))
 }
 
@@ -342,5 +399,5 @@ pub async fn alerts(state: Shared) -> Result<Response, ApiError> {
         .into_iter()
         .take(state.config().page_items_max)
         .collect();
-    Ok(answer(200, json!({ "items": items })))
+    Ok(answer(200, Items { items }))
 }

@@ -6,6 +6,7 @@ use axum::response::Response;
 use channel::{ChannelTransfer, NewTransfer, UserId};
 use ledger::{TransferInput, TransferKind, TransferOutcome, TransferRequest, TransferResult};
 use money::{AccountId, Krw, TransferId};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -85,10 +86,13 @@ async fn submit(
         .map_err(|error| ApiError::invalid(error.code(), error.to_string()))?;
     check_classes(state, caller, &accounts_moved(state, &request).await?).await?;
     let result = ledger.transfer(request).await?;
-    let body = json!({ "id": input.id, "result": result.code() });
+    let body = |result| TransferAnswer {
+        id: input.id.clone(),
+        result,
+    };
     match result {
-        TransferResult::Ok => Ok(answer(201, body)),
-        TransferResult::Exists => Ok(answer(200, body)),
+        TransferResult::Ok => Ok(answer(201, body(Applied::Ok))),
+        TransferResult::Exists => Ok(answer(200, body(Applied::Exists))),
         TransferResult::ExistsWithDifferentFields => Err(ApiError::reason(
             "conflict",
             result.code(),
@@ -103,6 +107,23 @@ async fn submit(
     }
 }
 
+/// A transfer the ledger took: `ok` (201) applied now, `exists` (200) applied
+/// earlier with the same fields.
+#[derive(Serialize, JsonSchema)]
+pub struct TransferAnswer {
+    /// The id as the client sent it.
+    #[schemars(schema_with = "money::id_schema")]
+    id: String,
+    result: Applied,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Applied {
+    Ok,
+    Exists,
+}
+
 pub async fn transfer(
     state: Shared,
     caller: Caller,
@@ -111,14 +132,21 @@ pub async fn transfer(
     submit(&state, &caller, input).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "HoldInput")]
 pub struct HoldBody {
+    #[schemars(schema_with = "money::id_schema")]
     id: String,
+    #[schemars(schema_with = "money::id_schema")]
     debit_account_id: String,
+    #[schemars(schema_with = "money::id_schema")]
     credit_account_id: String,
+    #[schemars(range(min = 1))]
     amount_krw: i64,
+    /// 0 (or none): the hold never expires.
     #[serde(default)]
+    #[schemars(range(min = 0, max = ledger::PENDING_TIMEOUT_MS_MAX))]
     timeout_ms: Option<i64>,
     #[serde(default)]
     code: Option<u16>,
@@ -149,13 +177,16 @@ pub async fn hold(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PostHold")]
 pub struct PostBody {
     /// The post transfer's own id.
+    #[schemars(schema_with = "money::id_schema")]
     id: String,
     /// Omitted: the full held amount.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     amount_krw: Option<i64>,
 }
 
@@ -179,9 +210,12 @@ pub async fn post_hold(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "VoidHold")]
 pub struct VoidBody {
+    /// The void transfer's own id.
+    #[schemars(schema_with = "money::id_schema")]
     id: String,
 }
 
@@ -212,13 +246,16 @@ pub async fn outcome(state: Shared, Path(id): Path<String>) -> Result<Response, 
 }
 
 /// A channel transfer as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "ChannelTransfer")]
 pub struct ChannelTransferView {
     id: TransferId,
+    #[schemars(with = "AccountId")]
     customer_id: String,
     from_account_id: AccountId,
     to_account_id: AccountId,
     amount_krw: i64,
+    #[schemars(with = "channel::TransferState")]
     state: &'static str,
     result_code: Option<String>,
     requested_at_ms: i64,
@@ -241,12 +278,17 @@ impl From<&ChannelTransfer> for ChannelTransferView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "NewChannelTransfer")]
 pub struct ChannelTransferBody {
+    #[schemars(schema_with = "money::id_schema")]
     id: String,
+    #[schemars(schema_with = "money::id_schema")]
     from_account_id: String,
+    #[schemars(schema_with = "money::id_schema")]
     to_account_id: String,
+    #[schemars(range(min = 1))]
     amount_krw: i64,
 }
 

@@ -23,7 +23,7 @@ use fees::{BusinessDay, Fees, Trigger};
 use ledger::{Ledger, LedgerConfig};
 use money::{Clock, SystemClock};
 
-use super::{BankCaArgs, CliError, DatabaseArgs};
+use super::{ApprovalArgs, BankCaArgs, CliError, DatabaseArgs};
 use crate::progress;
 use crate::settings::{BankKind, Overrides, Settings};
 
@@ -83,6 +83,8 @@ pub struct DayArgs {
     db: DatabaseArgs,
     #[command(flatten)]
     bank: BankArgs,
+    #[command(flatten)]
+    approval: ApprovalArgs,
 }
 
 #[derive(Args, Debug)]
@@ -286,13 +288,26 @@ async fn run_module(
     })
 }
 
+/// Withdraw moves a day's total out: under maker-checker it runs only through an
+/// approved API request.
+fn check_withdraw(args: &DayArgs) -> Result<(), CliError> {
+    args.approval.refuse_if_required(
+        api::approvals::Guarded::FeesWithdraw,
+        &format!("POST /v1/fees/days/{}/withdraw", args.day),
+    )
+}
+
 async fn one(args: DayArgs, module: fees::Module, file: Option<&Path>) -> anyhow::Result<()> {
+    if module == fees::Module::Withdraw {
+        check_withdraw(&args)?;
+    }
     let day = parse_day(&args.day)?;
     let setup = setup(&args.db, &args.bank, file).await?;
     print(&run_module(&setup, day, module).await?)
 }
 
 async fn all(args: DayArgs, file: Option<&Path>) -> anyhow::Result<()> {
+    check_withdraw(&args)?;
     let day = parse_day(&args.day)?;
     let setup = setup(&args.db, &args.bank, file).await?;
     let mut reports = Vec::new();

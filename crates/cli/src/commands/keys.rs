@@ -190,6 +190,8 @@ pub struct CreateArgs {
     /// The key stops working this many days from now (default: never).
     #[arg(long)]
     expires_in_days: Option<u32>,
+    #[command(flatten)]
+    approval: super::ApprovalArgs,
 }
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
@@ -218,6 +220,12 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         KeyRole::Customer => api::Role::Customer,
     };
     let now_ms = SystemClock.now().unix_ms();
+    // The first ops key is made here; once one works, a new ops key under
+    // maker-checker is asked for through the API.
+    if role == api::Role::Ops && api::db::live_ops_key_exists(&store, now_ms).await? {
+        args.approval
+            .refuse_if_required(api::approvals::Guarded::OpsKeyCreate, "POST /v1/keys")?;
+    }
     let grants: &[api::auth::Grant] = if args.grant_house_accounts {
         &[api::auth::Grant::HouseAccounts]
     } else {

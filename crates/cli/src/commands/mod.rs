@@ -114,6 +114,42 @@ impl DatabaseArgs {
     }
 }
 
+/// The actions this installation puts behind a second ops key: the same
+/// `--require-approval` / `SETTLE_REQUIRE_APPROVAL` that `settle serve` reads. A
+/// command that would do one of them by itself refuses (`approval_required`) and
+/// points at the API's approval flow instead of acting unchecked.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ApprovalArgs {
+    /// Actions a second ops key must approve, as `settle serve` takes them
+    /// (comma-separated, or all); this command refuses those it would do alone.
+    #[arg(long, env = "SETTLE_REQUIRE_APPROVAL", default_value = "", value_parser = serve::parse_guarded)]
+    pub require_approval: std::collections::BTreeSet<api::approvals::Guarded>,
+}
+
+impl ApprovalArgs {
+    /// Refuses `action` when this installation requires an approval for it; `via`
+    /// is the API request that asks for one.
+    pub fn refuse_if_required(
+        &self,
+        action: api::approvals::Guarded,
+        via: &str,
+    ) -> Result<(), CliError> {
+        if !self.require_approval.contains(&action) {
+            return Ok(());
+        }
+        Err(CliError::new(
+            "approval_required",
+            format!(
+                "this installation requires a second ops key's approval for {}: ask for it \
+                 with {via} (it answers 202 with a pending approval), then another ops key \
+                 approves it with `settle approvals approve ID` or the console; the action \
+                 runs then, once, and is audited",
+                action.name()
+            ),
+        ))
+    }
+}
+
 /// `--bank-ca PATH`: a CA the bank client trusts besides the web PKI roots.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct BankCaArgs {

@@ -135,6 +135,8 @@ pub struct StatusArgs {
 pub struct ActionArgs {
     #[command(flatten)]
     connection: Connection,
+    #[command(flatten)]
+    approval: super::ApprovalArgs,
     /// The bank's deposit id, e.g. D000000000042.
     deposit: String,
     /// Why (required for resolve; recorded with the action).
@@ -194,12 +196,20 @@ pub async fn run(command: PayrollCommand, file: Option<&Path>) -> anyhow::Result
             Ok(())
         }
         PayrollCommand::Retry(args) => {
+            args.approval.refuse_if_required(
+                api::approvals::Guarded::PayrollRetry,
+                &format!("POST /v1/payroll/deposits/{}/retry", args.deposit),
+            )?;
             let payroll = open(&args.connection, file, |_| {}).await?;
             let view = payroll.retry_as(&args.deposit, &args.by).await;
             println!("{}", serde_json::to_string_pretty(&view.map_err(refused)?)?);
             Ok(())
         }
         PayrollCommand::Rollback(args) => {
+            args.approval.refuse_if_required(
+                api::approvals::Guarded::PayrollRollback,
+                &format!("POST /v1/payroll/deposits/{}/rollback", args.deposit),
+            )?;
             let payroll = open(&args.connection, file, |_| {}).await?;
             let reason = args.reason.as_deref();
             let view = payroll.rollback_as(&args.deposit, &args.by, reason).await;

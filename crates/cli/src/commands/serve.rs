@@ -142,6 +142,13 @@ impl ServeArgs {
     }
 }
 
+/// `--require-approval` as the CLI's guarded commands read it.
+pub(crate) fn parse_guarded(
+    text: &str,
+) -> Result<std::collections::BTreeSet<api::approvals::Guarded>, String> {
+    api::approvals::Guarded::parse_list(text)
+}
+
 /// A component's database derived from the main URL: the same database on
 /// PostgreSQL, a file `<name>-<component>.db` beside a SQLite file (SQLite has one
 /// writer per file).
