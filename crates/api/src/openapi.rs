@@ -530,6 +530,7 @@ fn schemas() -> Map<String, Value> {
     ];
     entries
         .into_iter()
+        .chain(crate::routes::imports::schemas())
         .map(|(name, schema)| (name.to_owned(), schema))
         .collect()
 }

@@ -21,6 +21,7 @@ mod events;
 mod fees;
 mod house_accounts;
 mod id_secret;
+mod import;
 mod keys;
 mod ledger;
 mod payroll;
@@ -76,6 +77,9 @@ pub enum Command {
     Payroll(payroll::PayrollCommand),
     /// Run the HTTP API, the console and the background roles in one process.
     Serve(serve::ServeArgs),
+    /// Load a lender's loans, accruals or payroll users from CSV or NDJSON.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// API keys: create one (shown once, stored hashed), list, revoke, rotate.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -139,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fees(command) => fees::run(command).await,
         Command::Payroll(command) => payroll::run(command).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Import(command) => import::run(command).await,
         Command::Keys(command) => keys::run(command).await,
         Command::Approvals(command) => approvals::run(command).await,
         Command::Audit(command) => audit::run(command).await,
