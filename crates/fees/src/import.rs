@@ -300,16 +300,23 @@ impl Importer {
         report: &mut ImportReport,
     ) -> Result<Vec<(u64, AccrualRow, Verdict)>, FeesError> {
         let store = self.ledger.store();
-        let loans = self.stored_loans(lines.iter().map(|(_, key, _)| key.0)).await?;
+        let loans = self
+            .stored_loans(lines.iter().map(|(_, key, _)| key.0))
+            .await?;
         let mut recorded = BTreeSet::new();
-        for day in lines.iter().map(|(_, key, _)| key.1).collect::<BTreeSet<_>>() {
+        for day in lines
+            .iter()
+            .map(|(_, key, _)| key.1)
+            .collect::<BTreeSet<_>>()
+        {
             if db::day(store, &day.to_string()).await?.is_some() {
                 recorded.insert(day);
             }
         }
         let mut rows = Vec::with_capacity(lines.len());
         for (line, _, accrual) in &lines {
-            let id = accounts::imported_accrual(&self.ids, accrual.day, accrual.loan_id, accrual.kind)?;
+            let id =
+                accounts::imported_accrual(&self.ids, accrual.day, accrual.loan_id, accrual.kind)?;
             rows.push((
                 *line,
                 AccrualRow {
@@ -321,7 +328,10 @@ impl Importer {
                 },
             ));
         }
-        let ids: Vec<String> = rows.iter().map(|(_, row)| row.transfer_id.clone()).collect();
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|(_, row)| row.transfer_id.clone())
+            .collect();
         let stored: BTreeMap<String, AccrualRow> = db::accruals_by_id(store, &ids)
             .await?
             .into_iter()
@@ -337,13 +347,29 @@ impl Importer {
             let error = if verdict == Verdict::Conflict {
                 Some(conflict(
                     line,
-                    &format!("the accrual of loan {} on {} for {}", accrual.loan_id, accrual.day, accrual.kind),
+                    &format!(
+                        "the accrual of loan {} on {} for {}",
+                        accrual.loan_id, accrual.day, accrual.kind
+                    ),
                     &["amount_krw"],
                 ))
             } else if !loans.contains_key(&accrual.loan_id) {
-                Some(LineError::new(line, "loan_id", "unknown_loan", format!("loan {} was never imported", accrual.loan_id)))
+                Some(LineError::new(
+                    line,
+                    "loan_id",
+                    "unknown_loan",
+                    format!("loan {} was never imported", accrual.loan_id),
+                ))
             } else if verdict == Verdict::New && recorded.contains(&accrual.day) {
-                Some(LineError::new(line, "day", "day_already_recorded", format!("{} is recorded: a new accrual would never be settled", accrual.day)))
+                Some(LineError::new(
+                    line,
+                    "day",
+                    "day_already_recorded",
+                    format!(
+                        "{} is recorded: a new accrual would never be settled",
+                        accrual.day
+                    ),
+                ))
             } else {
                 None
             };

@@ -47,7 +47,12 @@ pub struct LineError {
 }
 
 impl LineError {
-    pub fn new(line: u64, field: &str, code: &'static str, message: impl Into<String>) -> LineError {
+    pub fn new(
+        line: u64,
+        field: &str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> LineError {
         LineError {
             line,
             field: field.to_owned(),
@@ -92,8 +97,11 @@ impl<'a> Fields<'a> {
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
-        for (name, _) in &record.fields {
+        let mut used = vec![false; record.fields.len()];
+        for (index, (name, _)) in record.fields.iter().enumerate() {
             if !seen.insert(name.as_str()) {
+                // Named once as a duplicate; never read, never "unknown" too.
+                used[index] = true;
                 errors.push(LineError::new(
                     record.line,
                     name,
@@ -104,7 +112,7 @@ impl<'a> Fields<'a> {
         }
         Fields {
             record,
-            used: vec![false; record.fields.len()],
+            used,
             errors,
         }
     }
@@ -265,10 +273,7 @@ pub fn dedupe<K: Ord + Clone + fmt::Debug, T: PartialEq>(
                 line,
                 "",
                 "duplicate_key",
-                format!(
-                    "key {key:?} is on line {} with other fields",
-                    kept[index].0
-                ),
+                format!("key {key:?} is on line {} with other fields", kept[index].0),
             )),
         }
     }
@@ -360,10 +365,7 @@ mod tests {
         let d = fields.required("d");
         assert_eq!(a, Some(12));
         let errors = fields.finish(b.zip(d)).unwrap_err();
-        let found: Vec<(&str, &str)> = errors
-            .iter()
-            .map(|e| (e.field.as_str(), e.code))
-            .collect();
+        let found: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
         assert_eq!(
             found,
             vec![

@@ -103,20 +103,32 @@ fn parse_user(record: &Record) -> Result<UserLine, Vec<LineError>> {
             "a user needs a virtual account at one provider at least",
         );
     }
-    let line = match (user_id, holder, payout_account, payout_holder, advance, suspend) {
-        (Some(user_id), Some(holder), Some(payout), Some(payout_holder), Some(advance), Some(suspend)) => {
-            Some(UserLine {
-                user_id,
-                user: ImportedUser {
-                    payout_holder: payout_holder.unwrap_or_else(|| holder.clone()).to_string(),
-                    holder_name: holder.to_string(),
-                    payout_account: payout.to_string(),
-                    advance_krw: advance,
-                    suspend_percent: suspend,
-                    virtual_accounts,
-                },
-            })
-        }
+    let line = match (
+        user_id,
+        holder,
+        payout_account,
+        payout_holder,
+        advance,
+        suspend,
+    ) {
+        (
+            Some(user_id),
+            Some(holder),
+            Some(payout),
+            Some(payout_holder),
+            Some(advance),
+            Some(suspend),
+        ) => Some(UserLine {
+            user_id,
+            user: ImportedUser {
+                payout_holder: payout_holder.unwrap_or_else(|| holder.clone()).to_string(),
+                holder_name: holder.to_string(),
+                payout_account: payout.to_string(),
+                advance_krw: advance,
+                suspend_percent: suspend,
+                virtual_accounts,
+            },
+        }),
         _ => None,
     };
     fields.finish(line)
@@ -127,12 +139,26 @@ fn differences(stored: &ImportedUser, wanted: &ImportedUser) -> Vec<String> {
     let mut differ = Vec::new();
     let pairs = [
         ("holder_name", stored.holder_name == wanted.holder_name),
-        ("payout_account", stored.payout_account == wanted.payout_account),
-        ("payout_holder", stored.payout_holder == wanted.payout_holder),
+        (
+            "payout_account",
+            stored.payout_account == wanted.payout_account,
+        ),
+        (
+            "payout_holder",
+            stored.payout_holder == wanted.payout_holder,
+        ),
         ("advance_krw", stored.advance_krw == wanted.advance_krw),
-        ("suspend_percent", stored.suspend_percent == wanted.suspend_percent),
+        (
+            "suspend_percent",
+            stored.suspend_percent == wanted.suspend_percent,
+        ),
     ];
-    differ.extend(pairs.iter().filter(|(_, same)| !same).map(|(n, _)| (*n).to_owned()));
+    differ.extend(
+        pairs
+            .iter()
+            .filter(|(_, same)| !same)
+            .map(|(n, _)| (*n).to_owned()),
+    );
     for provider in ProviderName::ALL {
         let name = provider.as_str();
         if stored.virtual_accounts.get(name) != wanted.virtual_accounts.get(name) {
@@ -213,7 +239,9 @@ impl Importer {
             if let Some(existing) = stored.get(&user_id.to_string()) {
                 let mut existing = existing.clone();
                 if let Some(account) = existing.virtual_accounts.remove("") {
-                    existing.virtual_accounts.insert(current.to_string(), account);
+                    existing
+                        .virtual_accounts
+                        .insert(current.to_string(), account);
                 }
                 let differ = differences(&existing, &user);
                 if differ.is_empty() {
@@ -228,7 +256,10 @@ impl Importer {
                 }
                 continue;
             }
-            match self.check_new(line, user_id, &user, current, &mut in_file).await? {
+            match self
+                .check_new(line, user_id, &user, current, &mut in_file)
+                .await?
+            {
                 Ok(row) => new.push((line, row, user)),
                 Err(error) => report.error(error),
             }
@@ -248,13 +279,24 @@ impl Importer {
             let column = format!("virtual_account_{provider}");
             let key = (provider.clone(), account.clone());
             if let Some(other) = in_file.get(&key).filter(|other| **other != user_id) {
-                let message = format!("user {other} earlier in the file has {account} at {provider}");
-                return Ok(Err(LineError::new(line, &column, "virtual_account_taken", message)));
+                let message =
+                    format!("user {other} earlier in the file has {account} at {provider}");
+                return Ok(Err(LineError::new(
+                    line,
+                    &column,
+                    "virtual_account_taken",
+                    message,
+                )));
             }
             in_file.insert(key, user_id);
             if let Some(other) = db::virtual_account_holder(&self.store, provider, account).await? {
                 let message = format!("user {other} has {account}");
-                return Ok(Err(LineError::new(line, &column, "virtual_account_taken", message)));
+                return Ok(Err(LineError::new(
+                    line,
+                    &column,
+                    "virtual_account_taken",
+                    message,
+                )));
             }
         }
         let Some(polled) = user.virtual_accounts.get(current.as_str()) else {
@@ -262,7 +304,9 @@ impl Importer {
                 line,
                 &virtual_account_column(current),
                 "missing_virtual_account",
-                format!("routing sends user {user_id} to {current}: its virtual account is required"),
+                format!(
+                    "routing sends user {user_id} to {current}: its virtual account is required"
+                ),
             )));
         };
         Ok(Ok(UserRow {
@@ -285,7 +329,10 @@ impl Importer {
         batch: &[(u64, UserRow, ImportedUser)],
         report: &mut ImportReport,
     ) -> Result<Result<(), LineError>, PayrollError> {
-        let ids: Vec<String> = batch.iter().map(|(_, row, _)| row.user_id.clone()).collect();
+        let ids: Vec<String> = batch
+            .iter()
+            .map(|(_, row, _)| row.user_id.clone())
+            .collect();
         books::open_wallets(&self.ledger, &self.ids, &ids).await?;
         let now_ms = self.clock.now().unix_ms();
         let mut tx = self.store.begin().await?;
@@ -296,7 +343,10 @@ impl Importer {
                     *line,
                     "user_id",
                     "exists_with_different_fields",
-                    format!("user {} was stored by another writer meanwhile; import again to compare", row.user_id),
+                    format!(
+                        "user {} was stored by another writer meanwhile; import again to compare",
+                        row.user_id
+                    ),
                 )));
             }
             for (provider, account) in &user.virtual_accounts {
@@ -345,7 +395,10 @@ mod tests {
                 ("user_id".to_owned(), "invalid_user_id"),
                 ("advance_krw".to_owned(), "invalid_advance"),
                 ("suspend_percent".to_owned(), "invalid_suspend_percent"),
-                ("virtual_account_legacy".to_owned(), "missing_virtual_account"),
+                (
+                    "virtual_account_legacy".to_owned(),
+                    "missing_virtual_account"
+                ),
                 ("virtual_acount_next".to_owned(), "unknown_field"),
             ]
         );
