@@ -72,6 +72,7 @@ async fn targets(app: &TestApp, customer_key: &str, account: &str) -> Vec<Target
             "EnrolRequest" => {
                 json!({ "user_id": "0190a000-0000-7000-8000-000000000001", "holder_name": "홍길동", "payout_account": "3333000000001" })
             }
+            "ImportRequest" => json!({ "lines": [] }),
             "KeyRotation" | "ApprovalDecision" => json!({}),
             "Rejection" => json!({ "reason": "not now" }),
             "Empty" => json!({}),

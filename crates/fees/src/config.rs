@@ -189,6 +189,17 @@ pub mod accounts {
         account(ids, "account/corporate")
     }
 
+    /// The accrual an import journals for (day, loan, kind): one per key, so
+    /// importing the same line twice names the same ledger transfer.
+    pub fn imported_accrual(
+        ids: &DerivedIds,
+        day: crate::BusinessDay,
+        loan_id: u64,
+        kind: crate::FeeKind,
+    ) -> Result<TransferId, FeesError> {
+        transfer(ids, &format!("accrual/{day}/{loan_id}/{kind}"))
+    }
+
     /// The hold that reserves a chunk before it is sent.
     pub fn hold(ids: &DerivedIds, id: &BankTranId) -> Result<TransferId, FeesError> {
         transfer(ids, &format!("hold/{id}"))

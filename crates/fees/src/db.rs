@@ -132,9 +132,10 @@ pub(crate) struct LoanRow {
     pub holder_name: String,
 }
 
-pub(crate) async fn insert_loan(tx: &mut Tx, loan: &LoanRow) -> Result<(), FeesError> {
+/// Inserts a loan; false when its id was stored before (the caller compares).
+pub(crate) async fn insert_loan(tx: &mut Tx, loan: &LoanRow) -> Result<bool, FeesError> {
     let id = to_db(loan.loan_id)?;
-    on_tx!(
+    let inserted = on_tx!(
         tx,
         sqlx::query(
             "INSERT INTO fees_loans (loan_id, bank_account, holder_name) VALUES ($1, $2, $3)
@@ -145,7 +146,27 @@ pub(crate) async fn insert_loan(tx: &mut Tx, loan: &LoanRow) -> Result<(), FeesE
         .bind(&loan.holder_name),
         execute
     )?;
-    Ok(())
+    Ok(inserted == 1)
+}
+
+/// One loan, read inside the writing transaction.
+pub(crate) async fn loan_in(tx: &mut Tx, loan_id: u64) -> Result<Option<LoanRow>, FeesError> {
+    let row: Option<(i64, String, String)> = on_tx!(
+        tx,
+        sqlx::query_as::<_, (i64, String, String)>(
+            "SELECT loan_id, bank_account, holder_name FROM fees_loans WHERE loan_id = $1"
+        )
+        .bind(to_db(loan_id)?),
+        fetch_optional
+    )?;
+    row.map(|(loan_id, bank_account, holder_name)| {
+        Ok(LoanRow {
+            loan_id: from_db(loan_id)?,
+            bank_account,
+            holder_name,
+        })
+    })
+    .transpose()
 }
 
 pub(crate) async fn loans(store: &Store, ids: &[u64]) -> Result<Vec<LoanRow>, FeesError> {
@@ -239,6 +260,48 @@ pub(crate) async fn accruals_of_day(
         fetch_all
     )?;
     rows.into_iter().map(accrual_from).collect()
+}
+
+/// The journaled accruals among `ids` (transfer ids), in bounded pages.
+pub(crate) async fn accruals_by_id(
+    store: &Store,
+    ids: &[String],
+) -> Result<Vec<AccrualRow>, FeesError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for page in ids.chunks(500) {
+        let placeholders = (1..=page.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT transfer_id, day, loan_id, kind, amount_krw FROM fees_accruals
+             WHERE transfer_id IN ({placeholders})"
+        );
+        let rows: Vec<AccrualTuple> = on_pool!(
+            store,
+            page.iter()
+                .fold(sqlx::query_as::<_, AccrualTuple>(&sql), |q, id| q.bind(id)),
+            fetch_all
+        )?;
+        for row in rows {
+            found.push(accrual_from(row)?);
+        }
+    }
+    Ok(found)
+}
+
+/// One accrual, read inside the writing transaction.
+pub(crate) async fn accrual_in(tx: &mut Tx, id: &str) -> Result<Option<AccrualRow>, FeesError> {
+    let row: Option<AccrualTuple> = on_tx!(
+        tx,
+        sqlx::query_as::<_, AccrualTuple>(
+            "SELECT transfer_id, day, loan_id, kind, amount_krw FROM fees_accruals
+             WHERE transfer_id = $1"
+        )
+        .bind(id),
+        fetch_optional
+    )?;
+    row.map(accrual_from).transpose()
 }
 
 pub(crate) async fn accrual(store: &Store, id: &str) -> Result<Option<AccrualRow>, FeesError> {

@@ -21,6 +21,7 @@ mod config;
 mod day;
 mod db;
 mod error;
+pub mod import;
 mod kind;
 mod modules;
 pub mod report;

@@ -8,6 +8,7 @@
 mod clock;
 mod derived;
 mod id;
+pub mod import;
 mod krw;
 
 pub use clock::{Clock, SystemClock, TestClock, Timestamp};

@@ -141,8 +141,29 @@ pub(crate) fn migrations() -> Vec<Migration> {
             sqlite: crate::operations::SCHEMA_SQLITE,
             postgres: crate::operations::SCHEMA_POSTGRES,
         },
+        Migration {
+            version: 5,
+            name: "virtual accounts per provider, advance at enrolment",
+            sqlite: IMPORT_SCHEMA,
+            postgres: IMPORT_SCHEMA,
+        },
     ]
 }
+
+/// A user's virtual account at each provider (an import names them; the one of
+/// the provider routing picks at enrolment is also `payroll_users.virtual_account`),
+/// and the advance a user was enrolled with (`advance_krw` shrinks as it is
+/// repaid), so importing the same file again compares like with like.
+const IMPORT_SCHEMA: &str = "
+CREATE TABLE payroll_virtual_accounts (
+    user_id TEXT NOT NULL REFERENCES payroll_users (user_id),
+    provider TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    PRIMARY KEY (user_id, provider),
+    UNIQUE (provider, account_number)
+);
+ALTER TABLE payroll_users ADD COLUMN advance_enrolled_krw BIGINT;
+";
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), PayrollError> {
     let migrations = migrations();
@@ -192,8 +213,8 @@ pub(crate) async fn insert_user(
         tx,
         sqlx::query(
             "INSERT INTO payroll_users (user_id, holder_name, virtual_account, payout_account,
-                payout_holder, advance_krw, suspend_percent, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (user_id) DO NOTHING"
+                payout_holder, advance_krw, suspend_percent, created_at_ms, advance_enrolled_krw)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $6) ON CONFLICT (user_id) DO NOTHING"
         )
         .bind(&user.user_id)
         .bind(&user.holder_name)
@@ -203,6 +224,118 @@ pub(crate) async fn insert_user(
         .bind(user.advance_krw)
         .bind(user.suspend_percent)
         .bind(now_ms),
+        execute
+    )?;
+    Ok(inserted == 1)
+}
+
+/// A user as an import line states them: the fields an import compares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ImportedUser {
+    pub holder_name: String,
+    pub payout_account: String,
+    pub payout_holder: String,
+    /// The advance at enrolment (not what is left of it).
+    pub advance_krw: i64,
+    pub suspend_percent: i64,
+    /// Provider name → virtual account number.
+    pub virtual_accounts: std::collections::BTreeMap<String, String>,
+}
+
+type ImportedTuple = (String, String, String, String, String, i64, i64);
+
+/// The stored users among `user_ids`, as imports compare them. A user enrolled
+/// without naming accounts per provider has only `virtual_account`, under the
+/// name `""` (the caller knows which provider served them).
+pub(crate) async fn imported_users(
+    store: &Store,
+    user_ids: &[String],
+) -> Result<std::collections::BTreeMap<String, ImportedUser>, PayrollError> {
+    let mut found = std::collections::BTreeMap::new();
+    for page in user_ids.chunks(500) {
+        let placeholders = (1..=page.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT user_id, holder_name, virtual_account, payout_account, payout_holder,
+                    COALESCE(advance_enrolled_krw, advance_krw), suspend_percent
+             FROM payroll_users WHERE user_id IN ({placeholders})"
+        );
+        let rows: Vec<ImportedTuple> = on_pool!(
+            store,
+            page.iter()
+                .fold(sqlx::query_as::<_, ImportedTuple>(&sql), |q, id| q.bind(id)),
+            fetch_all
+        )?;
+        for row in rows {
+            let user = ImportedUser {
+                holder_name: row.1,
+                payout_account: row.3,
+                payout_holder: row.4,
+                advance_krw: row.5,
+                suspend_percent: row.6,
+                virtual_accounts: [(String::new(), row.2)].into(),
+            };
+            found.insert(row.0, user);
+        }
+        let sql = format!(
+            "SELECT user_id, provider, account_number FROM payroll_virtual_accounts
+             WHERE user_id IN ({placeholders})"
+        );
+        let accounts: Vec<(String, String, String)> = on_pool!(
+            store,
+            page.iter().fold(
+                sqlx::query_as::<_, (String, String, String)>(&sql),
+                |q, id| q.bind(id)
+            ),
+            fetch_all
+        )?;
+        for (user_id, provider, account) in accounts {
+            if let Some(user) = found.get_mut(&user_id) {
+                user.virtual_accounts.remove("");
+                user.virtual_accounts.insert(provider, account);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Who holds virtual account `account` (at `provider`, or as a user's polled account).
+pub(crate) async fn virtual_account_holder(
+    store: &Store,
+    provider: &str,
+    account: &str,
+) -> Result<Option<String>, PayrollError> {
+    Ok(on_pool!(
+        store,
+        sqlx::query_scalar::<_, String>(
+            "SELECT user_id FROM payroll_users WHERE virtual_account = $1
+             UNION SELECT user_id FROM payroll_virtual_accounts
+             WHERE provider = $2 AND account_number = $1"
+        )
+        .bind(account)
+        .bind(provider),
+        fetch_optional
+    )?)
+}
+
+/// Records a user's virtual account at a provider; false when one was stored.
+pub(crate) async fn insert_virtual_account(
+    tx: &mut Tx,
+    user_id: &str,
+    provider: &str,
+    account: &str,
+) -> Result<bool, PayrollError> {
+    let inserted = on_tx!(
+        tx,
+        sqlx::query(
+            "INSERT INTO payroll_virtual_accounts (user_id, provider, account_number)
+             VALUES ($1, $2, $3) ON CONFLICT (user_id, provider) DO NOTHING"
+        )
+        .bind(user_id)
+        .bind(provider)
+        .bind(account),
         execute
     )?;
     Ok(inserted == 1)

@@ -23,6 +23,7 @@ mod claims;
 mod config;
 mod db;
 mod error;
+pub mod import;
 mod operations;
 mod payout;
 pub mod poller;

@@ -7,11 +7,13 @@
 //! history), `transfers.rs` (ledger transfers, holds, channel transfers),
 //! `settlement.rs` (fees, payroll, alerts), `operations.rs` (audit, dead letters,
 //! provider flags), `keys.rs` (API keys), `approvals.rs` (maker-checker, audit
-//! verification) and `health.rs` (health, readiness, metrics, docs).
+//! verification), `imports.rs` (loans, accruals and payroll users in) and
+//! `health.rs` (health, readiness, metrics, docs).
 
 pub(crate) mod accounts;
 mod approvals;
 mod health;
+pub(crate) mod imports;
 pub(crate) mod keys;
 pub(crate) mod operations;
 pub(crate) mod settlement;
@@ -728,6 +730,42 @@ pub fn table() -> Vec<Route> {
             post(settlement::enrol),
         )
         .status(201),
+        route(
+            M::POST,
+            "/v1/payroll/users/import",
+            "payroll_import_users",
+            "Imports payroll users with their virtual accounts per provider, payout accounts and repayment/suspension rules; idempotent by content; any refused line writes nothing.",
+            SERVICE_OPS,
+            body::<imports::ImportBody>(),
+            json::<money::import::ImportReport>(),
+            &["forbidden", "invalid_input", "role_disabled"],
+            post(imports::payroll_users),
+        )
+        .status(200),
+        route(
+            M::POST,
+            "/v1/fees/loans/import",
+            "fees_import_loans",
+            "Imports loans and opens their fee accounts; idempotent by content; any refused line writes nothing.",
+            SERVICE_OPS,
+            body::<imports::ImportBody>(),
+            json::<money::import::ImportReport>(),
+            &["forbidden", "invalid_input", "role_disabled"],
+            post(imports::loans),
+        )
+        .status(200),
+        route(
+            M::POST,
+            "/v1/fees/accruals/import",
+            "fees_import_accruals",
+            "Imports daily accruals per fee kind (one per loan, day and kind); idempotent by content; any refused line writes nothing.",
+            SERVICE_OPS,
+            body::<imports::ImportBody>(),
+            json::<money::import::ImportReport>(),
+            &["forbidden", "invalid_input", "role_disabled"],
+            post(imports::accruals),
+        )
+        .status(200),
         route(
             M::POST,
             "/v1/payroll/deposits/{id}/retry",

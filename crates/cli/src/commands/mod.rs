@@ -21,6 +21,7 @@ mod demo_serve;
 mod events;
 mod fees;
 pub mod house_accounts;
+mod import;
 mod keys;
 mod ledger;
 mod payroll;
@@ -80,6 +81,9 @@ pub enum Command {
     Payroll(payroll::PayrollCommand),
     /// Run the HTTP API, the console and the background roles in one process.
     Serve(serve::ServeArgs),
+    /// Load a lender's loans, accruals or payroll users from CSV or NDJSON.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// API keys: create one (shown once, stored hashed), list, revoke, rotate.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -183,6 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fees(command) => fees::run(command, file).await,
         Command::Payroll(command) => payroll::run(command, file).await,
         Command::Serve(args) => serve::run(args, file).await,
+        Command::Import(command) => import::run(command).await,
         Command::Keys(command) => keys::run(command).await,
         Command::Approvals(command) => approvals::run(command).await,
         Command::Audit(command) => audit::run(command).await,
