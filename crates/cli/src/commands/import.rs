@@ -22,6 +22,7 @@ use money::{Clock, SystemClock};
 
 use super::{CliError, DatabaseArgs};
 use crate::progress;
+use crate::settings::{Overrides, Settings};
 
 #[derive(Subcommand, Debug)]
 pub enum ImportCommand {
@@ -64,11 +65,11 @@ pub enum Format {
     Ndjson,
 }
 
-pub async fn run(command: ImportCommand) -> anyhow::Result<()> {
+pub async fn run(command: ImportCommand, file: Option<&Path>) -> anyhow::Result<()> {
     match command {
-        ImportCommand::Loans(args) => import_fees(args, "loans").await,
-        ImportCommand::Accruals(args) => import_fees(args, "accruals").await,
-        ImportCommand::PayrollUsers(args) => import_payroll_users(args).await,
+        ImportCommand::Loans(args) => import_fees(args, "loans", file).await,
+        ImportCommand::Accruals(args) => import_fees(args, "accruals", file).await,
+        ImportCommand::PayrollUsers(args) => import_payroll_users(args, file).await,
     }
 }
 
@@ -83,11 +84,18 @@ async fn open_ledger(url: &str) -> anyhow::Result<(ledger::Ledger, Arc<dyn Clock
     Ok((ledger, clock))
 }
 
-async fn import_fees(args: FileArgs, what: &str) -> anyhow::Result<()> {
+/// The installation's id secret, from the configuration (file, environment).
+fn installation_ids(db: &DatabaseArgs, file: Option<&Path>) -> anyhow::Result<money::DerivedIds> {
+    let mut overrides = Overrides::default();
+    overrides.set("database.url", db.database_url.clone());
+    Ok(Settings::load(file, &overrides)?.ids()?)
+}
+
+async fn import_fees(args: FileArgs, what: &str, file: Option<&Path>) -> anyhow::Result<()> {
     let (records, unreadable) = read_file(&args.file, args.format)?;
     let dry_run = args.dry_run || !unreadable.is_empty();
     let (ledger, clock) = open_ledger(&args.db.url()?).await?;
-    let ids = super::id_secret::installation_ids()?;
+    let ids = installation_ids(&args.db, file)?;
     let importer = fees::import::Importer::open(ledger, ids, clock).await?;
     let bar = progress::bar(records.len() as u64, &format!("importing {what}"));
     let tick = |done: u64| bar.set_position(done);
@@ -100,7 +108,7 @@ async fn import_fees(args: FileArgs, what: &str) -> anyhow::Result<()> {
     finish(report, unreadable, args.dry_run)
 }
 
-async fn import_payroll_users(args: PayrollFileArgs) -> anyhow::Result<()> {
+async fn import_payroll_users(args: PayrollFileArgs, file: Option<&Path>) -> anyhow::Result<()> {
     let (records, unreadable) = read_file(&args.file.file, args.file.format)?;
     let dry_run = args.file.dry_run || !unreadable.is_empty();
     let ledger_url = args.file.db.url()?;
@@ -113,7 +121,7 @@ async fn import_payroll_users(args: PayrollFileArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening payroll's database {}", store::redact(&url)))?;
     let routing = bank::routing::RoutingTable::open(store.clone(), clock.clone()).await?;
-    let ids = super::id_secret::installation_ids()?;
+    let ids = installation_ids(&args.file.db, file)?;
     let importer = payroll::import::Importer::open(store, ledger, routing, ids, clock).await?;
     let bar = progress::bar(records.len() as u64, "importing payroll users");
     let tick = |done: u64| bar.set_position(done);

@@ -187,7 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fees(command) => fees::run(command, file).await,
         Command::Payroll(command) => payroll::run(command, file).await,
         Command::Serve(args) => serve::run(args, file).await,
-        Command::Import(command) => import::run(command).await,
+        Command::Import(command) => import::run(command, file).await,
         Command::Keys(command) => keys::run(command).await,
         Command::Approvals(command) => approvals::run(command).await,
         Command::Audit(command) => audit::run(command).await,
