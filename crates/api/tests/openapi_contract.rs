@@ -185,11 +185,33 @@ fn params(operation: &str, world: &World) -> Option<BoxedStrategy<Vec<(&'static 
     let key = || select(vec![world.spare_key_id.clone(), "key_unknown".to_owned()]);
     let day = (18..=22_u8).prop_map(|d| format!("2026-11-{d}")).boxed();
     Some(match operation {
-        "health" | "ready" | "metrics" | "openapi" | "docs" | "me" | "create_key" | "list_keys"
-        | "approvals" | "audit" | "audit_verify" | "create_account" | "transfer" | "hold"
-        | "channel_transfer" | "fee_days" | "payroll_status" | "payroll_deposits"
-        | "payroll_enrol" | "alerts" | "events_status" | "dead_letters" | "provider_flags"
-        | "set_cohort" => none(),
+        "health"
+        | "ready"
+        | "metrics"
+        | "openapi"
+        | "docs"
+        | "me"
+        | "create_key"
+        | "list_keys"
+        | "approvals"
+        | "audit"
+        | "audit_verify"
+        | "create_account"
+        | "transfer"
+        | "hold"
+        | "channel_transfer"
+        | "fee_days"
+        | "payroll_status"
+        | "payroll_deposits"
+        | "payroll_enrol"
+        | "alerts"
+        | "events_status"
+        | "dead_letters"
+        | "provider_flags"
+        | "set_cohort"
+        | "payroll_import_users"
+        | "fees_import_loans"
+        | "fees_import_accruals" => none(),
         "revoke_key" | "rotate_key" => one("id", key()),
         "approval" | "approve" | "reject" => one(
             "id",

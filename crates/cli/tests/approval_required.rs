@@ -76,9 +76,22 @@ fn guarded_commands_refuse_without_an_approval_and_touch_nothing() {
         &["fees", "withdraw", "--day", day, "--database-url", &db],
     );
     assert_refused(&output, "POST /v1/fees/days/2026-11-20/withdraw");
+    let simulator_config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/settle-simulator.toml"
+    );
     let output = settle(
         Some("payroll_retry"),
-        &["fees", "record", "--day", day, "--database-url", &db],
+        &[
+            "--config",
+            simulator_config,
+            "fees",
+            "record",
+            "--day",
+            day,
+            "--database-url",
+            &db,
+        ],
     );
     assert!(
         output.status.success(),

@@ -17,7 +17,9 @@ mod readme;
 use std::process::Command;
 
 const README: &str = include_str!("../../../README.md");
-const LONG_RUNNING: [&str; 6] = ["serve", "demo", "bank-sim", "bench", "torture", "config"];
+const LONG_RUNNING: [&str; 7] = [
+    "serve", "demo", "bank-sim", "bench", "torture", "config", "import",
+];
 
 #[test]
 fn every_readme_command_line_that_runs_as_written_runs() {
