@@ -11,6 +11,8 @@
 //! loads go through the CLI; a request holds at most [`IMPORT_API_LINES_MAX`]
 //! lines (and the API's body limit).
 
+use std::future::Future;
+
 use axum::response::Response;
 use money::import::{ImportReport, LineError, Record, record_from_object};
 use serde::Deserialize;
@@ -84,21 +86,39 @@ fn clean(report: ImportReport) -> Result<ImportReport, ApiError> {
 
 fn no_progress(_done: u64) {}
 
+/// Reads the body's lines, then runs `import` on them under an audit row named
+/// `action`; a report with refused lines is the answer's error.
+async fn audited_import<F, Fut>(
+    state: &Shared,
+    caller: &Caller,
+    action: &str,
+    body: ImportBody,
+    import: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(Vec<Record>, bool) -> Fut,
+    Fut: Future<Output = Result<ImportReport, ApiError>>,
+{
+    let (records, dry_run) = records(body)?;
+    let details = json!({ "lines": records.len(), "dry_run": dry_run });
+    let report = state
+        .audited(caller, action, "", details, async {
+            clean(import(records, dry_run).await?)
+        })
+        .await?;
+    Ok(answer(200, report))
+}
+
 pub async fn loans(
     state: Shared,
     caller: Caller,
     Json(body): Json<ImportBody>,
 ) -> Result<Response, ApiError> {
     let importer = state.fees()?.importer();
-    let (records, dry_run) = records(body)?;
-    let details = json!({ "lines": records.len(), "dry_run": dry_run });
-    let report = state
-        .audited(&caller, "fees.import_loans", "", details, async {
-            let report = importer.loans(&records, dry_run, &no_progress).await?;
-            clean(report)
-        })
-        .await?;
-    Ok(answer(200, report))
+    audited_import(&state, &caller, "fees.import_loans", body, |records, dry_run| async move {
+        Ok(importer.loans(&records, dry_run, &no_progress).await?)
+    })
+    .await
 }
 
 pub async fn accruals(
@@ -107,15 +127,10 @@ pub async fn accruals(
     Json(body): Json<ImportBody>,
 ) -> Result<Response, ApiError> {
     let importer = state.fees()?.importer();
-    let (records, dry_run) = records(body)?;
-    let details = json!({ "lines": records.len(), "dry_run": dry_run });
-    let report = state
-        .audited(&caller, "fees.import_accruals", "", details, async {
-            let report = importer.accruals(&records, dry_run, &no_progress).await?;
-            clean(report)
-        })
-        .await?;
-    Ok(answer(200, report))
+    audited_import(&state, &caller, "fees.import_accruals", body, |records, dry_run| async move {
+        Ok(importer.accruals(&records, dry_run, &no_progress).await?)
+    })
+    .await
 }
 
 pub async fn payroll_users(
@@ -124,13 +139,8 @@ pub async fn payroll_users(
     Json(body): Json<ImportBody>,
 ) -> Result<Response, ApiError> {
     let importer = state.payroll()?.importer();
-    let (records, dry_run) = records(body)?;
-    let details = json!({ "lines": records.len(), "dry_run": dry_run });
-    let report = state
-        .audited(&caller, "payroll.import_users", "", details, async {
-            let report = importer.users(&records, dry_run, &no_progress).await?;
-            clean(report)
-        })
-        .await?;
-    Ok(answer(200, report))
+    audited_import(&state, &caller, "payroll.import_users", body, |records, dry_run| async move {
+        Ok(importer.users(&records, dry_run, &no_progress).await?)
+    })
+    .await
 }
